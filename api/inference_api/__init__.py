@@ -1,0 +1,1 @@
+"""The public HTTP API (FastAPI), served by Lambda through Mangum or locally by uvicorn."""

@@ -1,0 +1,22 @@
+"""Lambda entry point for the API: API Gateway HTTP API event -> Mangum -> FastAPI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from mangum import Mangum
+
+from inference_api.app import create_app
+from inference_core.observability import logger, metrics, tracer
+
+_asgi = Mangum(create_app(), lifespan="off")
+
+
+@metrics.log_metrics(capture_cold_start_metric=True)
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    response: dict[str, Any] = _asgi(event, context)
+    return response

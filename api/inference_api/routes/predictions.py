@@ -1,0 +1,112 @@
+"""/v1/predictions: submit, read, list and cancel; every route is scoped to the caller's tenant."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response
+
+from inference_api.auth import Tenant
+from inference_api.errors import PayloadTooLarge
+from inference_api.schemas import (
+    MAX_BODY_BYTES,
+    MAX_WAIT_SECONDS,
+    ErrorResponse,
+    PredictionCreate,
+    PredictionList,
+    PredictionOut,
+)
+from inference_core.errors import NotFoundError, ValidationFailedError
+from inference_core.logic import predictions
+from inference_core.logic.models import Prediction, PredictionStatus
+from inference_core.observability import MetricUnit, logger, metrics
+
+router = APIRouter(
+    prefix="/v1/predictions",
+    tags=["predictions"],
+    responses={
+        400: {"model": ErrorResponse},
+        401: {"model": ErrorResponse},
+        404: {"model": ErrorResponse},
+        422: {"model": ErrorResponse},
+    },
+)
+_PREDICTION_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+)", re.IGNORECASE)
+
+
+def _present(prediction: Prediction) -> PredictionOut:
+    return PredictionOut.from_domain(prediction, predictions.output_url(prediction))
+
+
+def _checked_id(prediction_id: str) -> str:
+    if not _PREDICTION_ID.match(prediction_id):
+        raise NotFoundError("prediction not found", {"id": prediction_id[:64]})
+    logger.set_correlation_id(prediction_id)
+    return prediction_id
+
+
+def _wait_seconds(prefer: str | None) -> int:
+    match = _PREFER_WAIT.search(prefer or "")
+    return min(int(match.group(1)), MAX_WAIT_SECONDS) if match else 0
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=PredictionOut,
+    responses={200: {"model": PredictionOut}, 409: {"model": ErrorResponse}, 413: {"model": ErrorResponse}},
+)
+async def create_prediction(
+    body: PredictionCreate,
+    request: Request,
+    response: Response,
+    tenant: Tenant,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    prefer: Annotated[str | None, Header()] = None,
+) -> PredictionOut:
+    """Queue a prediction. `Prefer: wait=N` (N <= 20) holds the reply until it finishes or N seconds pass."""
+    if len(await request.body()) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"the body is larger than {MAX_BODY_BYTES} bytes")
+    if idempotency_key is not None and not _IDEMPOTENCY_KEY.match(idempotency_key):
+        raise ValidationFailedError("Idempotency-Key must be 1-255 printable ASCII characters")
+    prediction, created = await asyncio.to_thread(predictions.submit, tenant, body.to_domain(), idempotency_key)
+    logger.set_correlation_id(prediction.id)
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    wait = _wait_seconds(prefer)
+    if wait:
+        response.headers["Preference-Applied"] = f"wait={wait}"
+        prediction = await predictions.wait_until_finished(tenant, prediction.id, wait)
+    response.headers["Location"] = f"/v1/predictions/{prediction.id}"
+    if prediction.status.is_terminal:
+        response.status_code = 200
+    return await asyncio.to_thread(_present, prediction)
+
+
+@router.get("", response_model=PredictionList)
+def list_predictions(
+    tenant: Tenant,
+    status: PredictionStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+) -> PredictionList:
+    """The caller's predictions, newest first. Pass `next_cursor` back as `cursor` for the next page."""
+    page = predictions.list_for_tenant(tenant, limit, status, cursor)
+    return PredictionList(data=[_present(p) for p in page.items], next_cursor=page.next_cursor)
+
+
+@router.get("/{prediction_id}", response_model=PredictionOut)
+def get_prediction(prediction_id: str, tenant: Tenant) -> PredictionOut:
+    return _present(predictions.get(tenant, _checked_id(prediction_id)))
+
+
+@router.post("/{prediction_id}/cancel", response_model=PredictionOut, responses={409: {"model": ErrorResponse}})
+def cancel_prediction(prediction_id: str, tenant: Tenant) -> PredictionOut:
+    """Cancel a queued or running prediction; a running one's result is discarded."""
+    prediction = predictions.cancel(tenant, _checked_id(prediction_id))
+    metrics.add_metric(name="PredictionsCancelled", unit=MetricUnit.Count, value=1)
+    return _present(prediction)

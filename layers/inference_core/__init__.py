@@ -1,0 +1,1 @@
+"""Shared code for every Lambda function of the inference backend (deployed as one layer)."""

@@ -1,0 +1,52 @@
+"""Typed domain errors. The API maps them to HTTP in one place (inference_api.errors)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """Base of every error that a caller can act on."""
+
+    code = "error"
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class NotFoundError(DomainError):
+    code = "not_found"
+
+
+class AuthenticationError(DomainError):
+    code = "unauthorized"
+
+
+class ConflictError(DomainError):
+    code = "conflict"
+
+
+class IdempotencyConflictError(ConflictError):
+    code = "idempotency_key_reused"
+
+
+class InvalidStateError(ConflictError):
+    code = "invalid_state"
+
+
+class ValidationFailedError(DomainError):
+    code = "invalid_request"
+
+
+class TransientError(DomainError):
+    """A dependency failed in a way that a retry may fix (throttling, timeouts, 5xx)."""
+
+    code = "unavailable"
+
+
+class PermanentDependencyError(DomainError):
+    """A dependency refused the request in a way no retry fixes (missing endpoint, access denied)."""
+
+    code = "dependency_error"

@@ -1,0 +1,1 @@
+"""Business rules: the prediction state machine, batching, completion and authentication."""

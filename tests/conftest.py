@@ -1,0 +1,113 @@
+"""Shared fixtures: fake AWS credentials, moto resources built from template.yaml, a Lambda context, resets."""
+
+from __future__ import annotations
+
+import os
+
+# Powertools reads these when inference_core.observability is first imported, so set them before any import of it.
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "inference-tests")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "InferenceTests")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3  # noqa: E402
+import pytest  # noqa: E402
+from moto import mock_aws  # noqa: E402
+
+from inference_core.dal import endpoint, objects, predictions, queue  # noqa: E402
+from inference_core.dal.clients import client, reset_clients  # noqa: E402
+from inference_core.logic.auth import clear_key_cache  # noqa: E402
+from inference_core.observability import metrics  # noqa: E402
+from inference_core.settings import get_settings  # noqa: E402
+from local_stack.provision import Stack, provision  # noqa: E402
+
+REGION = "us-east-1"
+
+
+def reset_caches() -> None:
+    get_settings.cache_clear()
+    reset_clients()
+    clear_key_cache()
+    for factory in (
+        predictions.prediction_store,
+        objects.object_store,
+        queue.request_queue,
+        endpoint.async_endpoint,
+    ):
+        factory.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _aws_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in list(os.environ):
+        if name.startswith("AWS_ENDPOINT_URL"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "inference-tests")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "InferenceTests")
+    monkeypatch.setenv("API_KEY_CACHE_SECONDS", "0")
+    reset_caches()
+    yield
+    metrics.clear_metrics()
+    reset_caches()
+
+
+@dataclass
+class AwsCalls:
+    """Counts the AWS operations the code under test makes, by 'service.Operation'."""
+
+    counts: dict[str, int]
+
+    def __call__(self, **kwargs: Any) -> None:
+        model = kwargs["model"]
+        key = f"{model.service_model.service_name}.{model.name}"
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def of(self, operation: str) -> int:
+        return self.counts.get(operation, 0)
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    """moto with every table, bucket, queue, topic and subscription of template.yaml, and the env it sets."""
+    with mock_aws():
+        stack = provision(lambda service: boto3.client(service, region_name=REGION), region=REGION)
+        for name, value in stack.env.items():
+            monkeypatch.setenv(name, value)
+        reset_caches()
+        yield stack
+
+
+@pytest.fixture
+def aws_calls(aws: Stack) -> AwsCalls:
+    calls = AwsCalls(counts={})
+    for service in ("dynamodb", "s3", "sqs", "sagemaker-runtime"):
+        client(service).meta.events.register("before-call.*.*", calls)
+    return calls
+
+
+@dataclass
+class FakeLambdaContext:
+    function_name: str = "test-function"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
+    aws_request_id: str = "52fdfc07-2182-454f-963f-5f0f9a621d72"
+    log_group_name: str = "/aws/lambda/test-function"
+    log_stream_name: str = "2026/11/21/[$LATEST]abc"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+@pytest.fixture
+def lambda_context() -> FakeLambdaContext:
+    return FakeLambdaContext()
