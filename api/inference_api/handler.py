@@ -15,7 +15,7 @@ _asgi = Mangum(create_app(), lifespan="off")
 
 
 @metrics.log_metrics(capture_cold_start_metric=True)
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     response: dict[str, Any] = _asgi(event, context)

@@ -11,7 +11,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from inference_core.logic.completion import complete, parse_notification
 from inference_core.observability import logger, metrics, tracer
 
-processor = BatchProcessor(event_type=EventType.SQS)
+# Report every failed record, even when all failed, instead of raising: the partial response says the same thing.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 @tracer.capture_method
@@ -29,7 +30,7 @@ def record_handler(record: SQSRecord) -> None:
 
 
 @metrics.log_metrics(capture_cold_start_metric=True)
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

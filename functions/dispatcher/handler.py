@@ -16,7 +16,7 @@ from inference_core.observability import logger, metrics, tracer
 
 
 @metrics.log_metrics(capture_cold_start_metric=True)
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     messages = [

@@ -126,6 +126,16 @@ class Pipeline:
     def publish(self, topic: str, message: str) -> None:
         boto3.client("sns", region_name=REGION).publish(TopicArn=self.stack.ref(topic), Message=message)
 
+    def watch_invocations(self) -> None:
+        """Record every InvokeEndpointAsync the code makes (call again after the cached clients are reset)."""
+
+        def record(params: dict[str, Any], **_: Any) -> None:
+            self.invocations.append(Invocation(params["InferenceId"], params["InputLocation"]))
+
+        client("sagemaker-runtime").meta.events.register(
+            "provide-client-params.sagemaker-runtime.InvokeEndpointAsync", record
+        )
+
     def run_all(self, headers: dict[str, str], inputs: Any = "hello world") -> dict[str, Any]:
         """Submit one prediction and drive it through every handler to its end."""
         created = self.submit(headers, inputs)
@@ -138,9 +148,5 @@ class Pipeline:
 @pytest.fixture
 def pipeline(aws: Stack, lambda_context: Any) -> Pipeline:
     line = Pipeline(stack=aws, context=lambda_context, api=TestClient(create_app(), raise_server_exceptions=False))
-
-    def record(params: dict[str, Any], **_: Any) -> None:
-        line.invocations.append(Invocation(params["InferenceId"], params["InputLocation"]))
-
-    client("sagemaker-runtime").meta.events.register("provide-client-params.sagemaker-runtime.InvokeEndpointAsync", record)
+    line.watch_invocations()
     return line
