@@ -25,7 +25,7 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str = "us-
                     "ApproximateFirstReceiveTimestamp": attributes.get("ApproximateFirstReceiveTimestamp", "0"),
                 },
                 "messageAttributes": {},
-                "md5OfBody": message.get("MD5OfBody") or hashlib.md5(message["Body"].encode()).hexdigest(),  # noqa: S324
+                "md5OfBody": message.get("MD5OfBody") or hashlib.md5(message["Body"].encode()).hexdigest(),
                 "eventSource": "aws:sqs",
                 "eventSourceARN": queue_arn,
                 "awsRegion": region,

@@ -98,7 +98,11 @@ def _buckets(s3: Any, resolver: Resolver, prefix: str) -> None:
 
 def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
     """CloudFormation's lifecycle rule shape -> the S3 API's."""
-    converted: dict[str, Any] = {"ID": rule["Id"], "Status": rule["Status"], "Filter": {"Prefix": rule.get("Prefix", "")}}
+    converted: dict[str, Any] = {
+        "ID": rule["Id"],
+        "Status": rule["Status"],
+        "Filter": {"Prefix": rule.get("Prefix", "")},
+    }
     if "ExpirationInDays" in rule:
         converted["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
     if "AbortIncompleteMultipartUpload" in rule:
@@ -113,12 +117,17 @@ def _queues(sqs: Any, resolver: Resolver, prefix: str, region: str) -> None:
     for logical_id in sorted(queues, key=lambda q: "RedrivePolicy" in queues[q].get("Properties", {})):
         props = resolver.resolve(queues[logical_id].get("Properties", {}))
         attributes = {
-            key: str(props[key]) for key in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds") if key in props
+            key: str(props[key])
+            for key in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds")
+            if key in props
         }
         if "RedrivePolicy" in props:
             redrive = props["RedrivePolicy"]
             attributes["RedrivePolicy"] = json.dumps(
-                {"deadLetterTargetArn": redrive["deadLetterTargetArn"], "maxReceiveCount": int(redrive["maxReceiveCount"])}
+                {
+                    "deadLetterTargetArn": redrive["deadLetterTargetArn"],
+                    "maxReceiveCount": int(redrive["maxReceiveCount"]),
+                }
             )
         name = _physical_name(prefix, logical_id)
         url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]

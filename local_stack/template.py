@@ -32,12 +32,12 @@ def _construct(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[st
     return {f"Fn::{suffix}": value}
 
 
-_CfnLoader.add_multi_constructor("!", _construct)
+_CfnLoader.add_multi_constructor("!", _construct)  # type: ignore[no-untyped-call]
 
 
 @cache
 def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
-    document: dict[str, Any] = yaml.load(path.read_text(), Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+    document: dict[str, Any] = yaml.load(path.read_text(), Loader=_CfnLoader)
     return document
 
 
@@ -67,7 +67,7 @@ class Resolver:
             return value
         if len(value) != 1:
             return {k: self.resolve(v) for k, v in value.items()}
-        (key, arg), = value.items()
+        ((key, arg),) = value.items()
         if key == "Ref":
             return self._ref(arg)
         if key == "Fn::GetAtt":

@@ -13,16 +13,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import boto3  # noqa: E402
-import pytest  # noqa: E402
-from moto import mock_aws  # noqa: E402
+import boto3
+import pytest
+from moto import mock_aws
 
-from inference_core.dal import endpoint, objects, predictions, queue  # noqa: E402
-from inference_core.dal.clients import client, reset_clients  # noqa: E402
-from inference_core.logic.auth import clear_key_cache  # noqa: E402
-from inference_core.observability import metrics  # noqa: E402
-from inference_core.settings import get_settings  # noqa: E402
-from local_stack.provision import Stack, provision  # noqa: E402
+from inference_core.dal import endpoint, objects, predictions, queue
+from inference_core.dal.clients import client, reset_clients
+from inference_core.logic.auth import clear_key_cache
+from inference_core.observability import metrics
+from inference_core.settings import get_settings
+from local_stack.provision import Stack, provision
 
 REGION = "us-east-1"
 

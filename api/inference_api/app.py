@@ -16,7 +16,7 @@ def create_app() -> FastAPI:
     app = FastAPI(
         title="Inference API",
         version="1.0.0",
-        description="Submit inference requests, then read their status and results. Authenticate with a Bearer API key.",
+        description="Submit inference requests, then read their status and results. Authenticate with a Bearer key.",
     )
     errors.install(app)
     app.include_router(health.router)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -18,5 +18,6 @@ _asgi = Mangum(create_app(), lifespan="off")
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    response: dict[str, Any] = _asgi(event, context)
+    # Mangum declares its own LambdaContext protocol; the runtime object satisfies both.
+    response: dict[str, Any] = _asgi(event, cast(Any, context))
     return response

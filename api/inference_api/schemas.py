@@ -26,7 +26,9 @@ MAX_WAIT_SECONDS = 20
 class PredictionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    inputs: str | list[str] = Field(description=f"One text, or 1..{MAX_INPUTS} texts of up to {MAX_INPUT_CHARS} characters.")
+    inputs: str | list[str] = Field(
+        description=f"One text, or 1..{MAX_INPUTS} texts of up to {MAX_INPUT_CHARS} characters."
+    )
     parameters: dict[str, Any] | None = Field(default=None, description="Model parameters, passed to the model as is.")
     metadata: dict[str, str] | None = Field(default=None, description="Your own labels, returned with the prediction.")
     webhook: str | None = Field(default=None, description="An https:// URL (stored with the prediction).")

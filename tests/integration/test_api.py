@@ -14,11 +14,13 @@ from tests.integration.conftest import Pipeline
 
 def error_of(response) -> dict:
     body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "details"}
     return body["error"]
 
 
 # -- authentication ------------------------------------------------------------------------------------------
+
 
 def test_health_and_openapi_need_no_key(pipeline: Pipeline) -> None:
     assert pipeline.api.get("/health").json() == {"status": "ok"}
@@ -28,7 +30,14 @@ def test_health_and_openapi_need_no_key(pipeline: Pipeline) -> None:
 
 @pytest.mark.parametrize(
     "authorization",
-    [None, "", "Bearer", "Basic abc", "Bearer not-a-key", "Bearer ik_0123456789abcdef.wrongsecretwrongsecretwrongsecret12"],
+    [
+        None,
+        "",
+        "Bearer",
+        "Basic abc",
+        "Bearer not-a-key",
+        "Bearer ik_0123456789abcdef.wrongsecretwrongsecretwrongsecret12",
+    ],
 )
 def test_missing_or_invalid_keys_are_refused(pipeline: Pipeline, authorization: str | None) -> None:
     headers = {"Authorization": authorization} if authorization is not None else {}
@@ -56,10 +65,12 @@ def test_a_revoked_key_is_refused(pipeline: Pipeline) -> None:
     revoke_api_key(record.key_id)
 
     response = pipeline.api.get("/v1/predictions", headers=headers)
-    assert response.status_code == 401 and "revoked" in error_of(response)["message"]
+    assert response.status_code == 401
+    assert "revoked" in error_of(response)["message"]
 
 
 # -- tenancy -------------------------------------------------------------------------------------------------
+
 
 def test_another_tenants_prediction_answers_404_everywhere(pipeline: Pipeline) -> None:
     mine = pipeline.headers("acme")
@@ -82,12 +93,14 @@ def test_an_unknown_or_malformed_id_answers_404(pipeline: Pipeline) -> None:
 
 # -- submitting ----------------------------------------------------------------------------------------------
 
+
 def test_a_submission_answers_202_with_a_location(pipeline: Pipeline) -> None:
     response = pipeline.api.post("/v1/predictions", json={"inputs": "hi"}, headers=pipeline.headers())
 
     assert response.status_code == 202
     body = response.json()
-    assert body["status"] == "queued" and body["created_at"]
+    assert body["status"] == "queued"
+    assert body["created_at"]
     assert response.headers["Location"] == f"/v1/predictions/{body['id']}"
 
 
@@ -132,7 +145,7 @@ def test_a_body_over_the_size_limit_gets_413(pipeline: Pipeline) -> None:
 
     assert response.status_code == 413
     assert error_of(response)["code"] == "payload_too_large"
-    assert MAX_BODY_BYTES < len(str(body))
+    assert len(str(body)) > MAX_BODY_BYTES
 
 
 def test_malformed_json_gets_400(pipeline: Pipeline) -> None:
@@ -152,6 +165,7 @@ def test_unicode_inputs_are_accepted(pipeline: Pipeline) -> None:
 
 # -- idempotency ---------------------------------------------------------------------------------------------
 
+
 def test_the_same_idempotency_key_and_body_return_the_same_prediction(pipeline: Pipeline) -> None:
     headers = pipeline.headers(**{"Idempotency-Key": "order-17"})
     first = pipeline.api.post("/v1/predictions", json={"inputs": ["a", "b"]}, headers=headers)
@@ -170,7 +184,8 @@ def test_the_same_idempotency_key_with_another_body_is_a_conflict(pipeline: Pipe
 
     assert second.status_code == 409
     error = error_of(second)
-    assert error["code"] == "idempotency_key_reused" and error["details"]["prediction_id"] == first.json()["id"]
+    assert error["code"] == "idempotency_key_reused"
+    assert error["details"]["prediction_id"] == first.json()["id"]
 
 
 def test_idempotency_keys_are_per_tenant(pipeline: Pipeline) -> None:
@@ -190,6 +205,7 @@ def test_an_invalid_idempotency_key_gets_400(pipeline: Pipeline) -> None:
 
 # -- listing -------------------------------------------------------------------------------------------------
 
+
 def test_listing_is_newest_first_paginated_and_filtered(pipeline: Pipeline) -> None:
     headers = pipeline.headers("acme")
     ids = [pipeline.submit(headers, f"text {i}")["id"] for i in range(5)]
@@ -202,9 +218,10 @@ def test_listing_is_newest_first_paginated_and_filtered(pipeline: Pipeline) -> N
 
     listed = [p["id"] for p in page1["data"] + page2["data"] + page3["data"]]
     assert listed == list(reversed(ids))
-    assert page3["next_cursor"] is None or pipeline.api.get(
-        f"/v1/predictions?cursor={page3['next_cursor']}", headers=headers
-    ).json()["data"] == []
+    assert (
+        page3["next_cursor"] is None
+        or pipeline.api.get(f"/v1/predictions?cursor={page3['next_cursor']}", headers=headers).json()["data"] == []
+    )
     assert [p["id"] for p in cancelled["data"]] == [ids[1]]
 
 
@@ -226,6 +243,7 @@ def test_invalid_list_queries_get_422(pipeline: Pipeline, query: str) -> None:
 
 
 # -- waiting -------------------------------------------------------------------------------------------------
+
 
 def test_prefer_wait_returns_the_finished_prediction_as_soon_as_it_is_done(pipeline: Pipeline) -> None:
     headers = pipeline.headers()

@@ -14,8 +14,12 @@ def test_malformed_notifications_are_rejected_alone(pipeline: Pipeline) -> None:
     created = pipeline.submit(headers, "fine")
     pipeline.dispatch()
     pipeline.endpoint_succeeds(pipeline.invocations[0])
-    for junk in ["not json", json.dumps({"invocationStatus": "Completed"}), json.dumps(["a", "list"]),
-                 json.dumps({"invocationStatus": "Sideways", "inferenceId": "x"})]:
+    for junk in [
+        "not json",
+        json.dumps({"invocationStatus": "Completed"}),
+        json.dumps(["a", "list"]),
+        json.dumps({"invocationStatus": "Sideways", "inferenceId": "x"}),
+    ]:
         pipeline.publish("SuccessTopic", junk)
     messages = pipeline.receive("CompletionQueue")
     assert len(messages) == 5
@@ -47,8 +51,13 @@ def test_a_completed_notification_without_an_output_location_is_rejected(pipelin
 def test_a_notification_for_an_unknown_batch_is_acknowledged_and_ignored(pipeline: Pipeline) -> None:
     pipeline.publish(
         "SuccessTopic",
-        json.dumps({"invocationStatus": "Completed", "inferenceId": "not-ours",
-                    "responseParameters": {"outputLocation": "s3://elsewhere/x.out"}}),
+        json.dumps(
+            {
+                "invocationStatus": "Completed",
+                "inferenceId": "not-ours",
+                "responseParameters": {"outputLocation": "s3://elsewhere/x.out"},
+            }
+        ),
     )
 
     assert pipeline.complete() == {"batchItemFailures": []}
@@ -60,7 +69,12 @@ def test_an_sns_envelope_is_unwrapped_as_well_as_a_raw_message(pipeline: Pipelin
     pipeline.dispatch()
     raw = pipeline.endpoint_succeeds(pipeline.invocations[0])
     pipeline.receive("CompletionQueue")  # drop the raw delivery; deliver it wrapped instead
-    envelope = {"Type": "Notification", "MessageId": "m-1", "TopicArn": pipeline.stack.ref("SuccessTopic"), "Message": raw}
+    envelope = {
+        "Type": "Notification",
+        "MessageId": "m-1",
+        "TopicArn": pipeline.stack.ref("SuccessTopic"),
+        "Message": raw,
+    }
     message = {"MessageId": "wrapped-1", "ReceiptHandle": "rh", "Body": json.dumps(envelope), "Attributes": {}}
 
     event = sqs_event([message], pipeline.stack.attr("CompletionQueue", "Arn"))

@@ -19,7 +19,10 @@ REQUEST_BODY_ERROR = {"Error": {"Code": "ThrottlingException", "Message": "Rate 
 
 def endpoint_raises(monkeypatch: pytest.MonkeyPatch, code: str, status: int) -> None:
     def refuse(**_: Any) -> None:
-        error = {"Error": {"Code": code, "Message": f"{code} from the endpoint"}, "ResponseMetadata": {"HTTPStatusCode": status}}
+        error = {
+            "Error": {"Code": code, "Message": f"{code} from the endpoint"},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        }
         raise ClientError(error, "InvokeEndpointAsync")  # type: ignore[arg-type]
 
     monkeypatch.setattr(client("sagemaker-runtime"), "invoke_endpoint_async", refuse)
@@ -29,7 +32,9 @@ def with_receive_count(messages: list[dict[str, Any]], count: int) -> list[dict[
     return [{**m, "Attributes": {**m.get("Attributes", {}), "ApproximateReceiveCount": str(count)}} for m in messages]
 
 
-def test_throttling_fails_the_batch_records_so_sqs_retries_them(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_throttling_fails_the_batch_records_so_sqs_retries_them(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
     headers = pipeline.headers()
     ids = [pipeline.submit(headers, f"t{i}")["id"] for i in range(3)]
     endpoint_raises(monkeypatch, "ThrottlingException", 400)
@@ -41,7 +46,9 @@ def test_throttling_fails_the_batch_records_so_sqs_retries_them(pipeline: Pipeli
     assert all(pipeline.get(headers, i)["status"] == "queued" for i in ids)
 
 
-def test_a_retry_after_throttling_dispatches_the_same_predictions(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_retry_after_throttling_dispatches_the_same_predictions(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
     headers = pipeline.headers()
     created = pipeline.submit(headers, "retry me")
     messages = pipeline.receive("RequestQueue")
@@ -72,7 +79,9 @@ def test_the_last_failed_attempt_marks_the_prediction_failed_with_a_reason(
     assert "ValidationError from the endpoint" in final["error"]["message"]
 
 
-def test_an_earlier_failed_attempt_leaves_the_prediction_queued(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_earlier_failed_attempt_leaves_the_prediction_queued(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
     headers = pipeline.headers()
     created = pipeline.submit(headers, "try again")
     endpoint_raises(monkeypatch, "ServiceUnavailable", 503)
@@ -123,7 +132,9 @@ def test_a_prediction_past_its_time_to_live_expires_instead_of_running(pipeline:
 
     outcome = dispatch([QueuedMessage(m["MessageId"], m["Body"], 1) for m in messages], now=later)
 
-    assert outcome.failed_message_ids == [] and outcome.batch_id is None
+    assert outcome.failed_message_ids == []
+    assert outcome.batch_id is None
     final = pipeline.get(headers, created["id"])
-    assert final["status"] == "expired" and final["error"]["code"] == "expired"
+    assert final["status"] == "expired"
+    assert final["error"]["code"] == "expired"
     assert pipeline.invocations == []

@@ -27,13 +27,15 @@ def test_a_prediction_goes_from_submit_to_succeeded_through_every_handler(pipeli
 
     # Then it ran in one invocation and finished with its embeddings in input order
     assert dispatched == {"batchItemFailures": []}
-    assert running["status"] == "running" and running["started_at"]
+    assert running["status"] == "running"
+    assert running["started_at"]
     assert completed == {"batchItemFailures": []}
     assert final["status"] == "succeeded"
     assert final["output"]["embeddings"] == [[5.0, 1.0, 0.0], [13.0, 1.0, 0.0]]
     assert final["metadata"] == {"job": "42"}
     assert final["completed_at"] >= final["started_at"] >= final["created_at"]
-    assert final["metrics"]["queue_ms"] >= 0 and final["metrics"]["inference_ms"] >= 0
+    assert final["metrics"]["queue_ms"] >= 0
+    assert final["metrics"]["inference_ms"] >= 0
     assert len(pipeline.invocations) == 1
 
 
@@ -90,7 +92,8 @@ def test_a_late_failure_notification_cannot_undo_a_success(pipeline: Pipeline) -
     pipeline.complete()
 
     final = pipeline.get(headers, created["id"])
-    assert final["status"] == "succeeded" and final["error"] is None
+    assert final["status"] == "succeeded"
+    assert final["error"] is None
 
 
 def test_a_prediction_cancelled_while_queued_is_never_sent_to_the_model(pipeline: Pipeline) -> None:
@@ -101,7 +104,8 @@ def test_a_prediction_cancelled_while_queued_is_never_sent_to_the_model(pipeline
     response = pipeline.api.post(f"/v1/predictions/{cancelled['id']}/cancel", headers=headers)
     pipeline.dispatch()
 
-    assert response.status_code == 200 and response.json()["status"] == "cancelled"
+    assert response.status_code == 200
+    assert response.json()["status"] == "cancelled"
     lines = pipeline.batch_lines(pipeline.invocations[0])
     assert [line["id"] for line in lines] == [kept["id"]]
 
@@ -117,7 +121,8 @@ def test_a_prediction_cancelled_while_running_discards_its_result(pipeline: Pipe
 
     final = pipeline.get(headers, created["id"])
     assert cancel.status_code == 200
-    assert final["status"] == "cancelled" and final["output"] is None
+    assert final["status"] == "cancelled"
+    assert final["output"] is None
 
 
 def test_cancelling_a_finished_prediction_is_a_conflict(pipeline: Pipeline) -> None:
@@ -163,7 +168,8 @@ def test_a_per_item_model_error_fails_only_that_prediction(pipeline: Pipeline) -
 
     assert pipeline.get(headers, good["id"])["status"] == "succeeded"
     failed = pipeline.get(headers, bad["id"])
-    assert failed["status"] == "failed" and failed["error"]["code"] == "invalid_input"
+    assert failed["status"] == "failed"
+    assert failed["error"]["code"] == "invalid_input"
 
 
 def test_a_prediction_missing_from_the_output_fails_alone(pipeline: Pipeline) -> None:
@@ -196,7 +202,8 @@ def test_an_output_too_large_for_the_record_is_served_from_s3(
 
     final = pipeline.get(headers, created["id"])
 
-    assert final["status"] == "succeeded" and final["output"] is None
+    assert final["status"] == "succeeded"
+    assert final["output"] is None
     assert final["output_url"].startswith("https://")
     assert f"results/{created['id']}.json" in final["output_url"]
     stored = boto3.client("s3", region_name="us-east-1").get_object(

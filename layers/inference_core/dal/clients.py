@@ -25,8 +25,12 @@ def client(service: str) -> Any:
     settings = get_settings()
     if service == "sagemaker-runtime":
         endpoint_url = settings.sagemaker_runtime_endpoint_url or settings.aws_endpoint_url
-        return boto3.client(service, region_name=settings.aws_region, endpoint_url=endpoint_url, config=_SAGEMAKER_CONFIG)
-    return boto3.client(service, region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url, config=_CONFIG)
+        return boto3.client(
+            service, region_name=settings.aws_region, endpoint_url=endpoint_url, config=_SAGEMAKER_CONFIG
+        )
+    return boto3.client(
+        service, region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url, config=_CONFIG
+    )
 
 
 def reset_clients() -> None:

@@ -13,7 +13,13 @@ from inference_core.settings import get_settings
 
 # Codes after which the same request may succeed later; anything else is a configuration problem.
 _TRANSIENT_CODES = frozenset(
-    {"ThrottlingException", "ServiceUnavailable", "InternalFailure", "InternalDependencyException", "ModelNotReadyError"}
+    {
+        "ThrottlingException",
+        "ServiceUnavailable",
+        "InternalFailure",
+        "InternalDependencyException",
+        "ModelNotReadyError",
+    }
 )
 
 

@@ -328,7 +328,9 @@ class PredictionStore:
             "created_at": _iso(key.created_at),
             "name": key.name,
         }
-        self._ddb.put_item(TableName=self.table_name, Item=_to_attrs(item), ConditionExpression="attribute_not_exists(pk)")
+        self._ddb.put_item(
+            TableName=self.table_name, Item=_to_attrs(item), ConditionExpression="attribute_not_exists(pk)"
+        )
 
     def get_api_key(self, key_id: str) -> ApiKey | None:
         response = self._ddb.get_item(TableName=self.table_name, Key={"pk": {"S": f"KEY#{key_id}"}})

@@ -107,7 +107,9 @@ def complete(notification: AsyncInferenceNotification, now: datetime | None = No
             fields = error_fields(result.error.code, result.error.message)
             _finish(prediction, PredictionStatus.FAILED, now, fields, outcome)
         else:
-            _finish(prediction, PredictionStatus.SUCCEEDED, now, _output_fields(prediction, result.output or {}), outcome)
+            _finish(
+                prediction, PredictionStatus.SUCCEEDED, now, _output_fields(prediction, result.output or {}), outcome
+            )
     return outcome
 
 

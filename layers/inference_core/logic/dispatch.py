@@ -102,7 +102,9 @@ def dispatch(messages: list[QueuedMessage], now: datetime | None = None) -> Disp
             f"{settings.batch_input_prefix}{batch_id}.jsonl", encode_batch(lines), "application/jsonlines"
         )
         store.put_batch(
-            BatchRecord(batch_id=batch_id, prediction_ids=[line.id for line in lines], input_location=location, created_at=now)
+            BatchRecord(
+                batch_id=batch_id, prediction_ids=[line.id for line in lines], input_location=location, created_at=now
+            )
         )
         async_endpoint().invoke(location, batch_id)
     except (TransientError, PermanentDependencyError) as exc:
@@ -114,7 +116,7 @@ def dispatch(messages: list[QueuedMessage], now: datetime | None = None) -> Disp
     for message, item in to_send:
         queue_ms = max(0, int((started - item.created_at).total_seconds() * 1000))
         try:
-            moved, current = store.transition(
+            moved, _current = store.transition(
                 item.prediction_id,
                 PredictionStatus.RUNNING,
                 {PredictionStatus.QUEUED},
@@ -154,7 +156,8 @@ def _fail_attempt(
                 {PredictionStatus.QUEUED},
                 {"completed_at": now}
                 | error_fields(
-                    "dispatch_failed", f"the model endpoint could not take the request after {message.receive_count} attempts: {reason}"
+                    "dispatch_failed",
+                    f"the model endpoint could not take the request after {message.receive_count} attempts: {reason}",
                 ),
             )
         except TransientError:

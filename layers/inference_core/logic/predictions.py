@@ -157,4 +157,3 @@ async def wait_until_finished(
             return prediction
         await sleep(min(delay, remaining))
         delay = min(delay * 2, 1.0)
-

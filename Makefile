@@ -1,0 +1,81 @@
+# A newcomer needs two targets: `make run` (the whole pipeline on this machine) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+TORCH := torch==2.13.0
+# sam build needs python3.13 on PATH for the python3.13 runtime (pyenv has it on these machines).
+SAM_ENV := PYENV_VERSION=3.11.7:3.12.1:3.13.0
+
+.PHONY: install run demo test test-unit test-integration test-e2e lint typecheck check-template build deploy \
+        deploy-prod bench bench-model key package-model clean
+
+$(VENV)/.installed: requirements/dev.txt layers/requirements.txt api/requirements.txt model/requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -r requirements/dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+$(SAM_VENV)/.installed: requirements/sam.txt
+	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install -q -r requirements/sam.txt
+	touch $@
+
+run: install  ## the whole pipeline on loopback: moto, API, event pumps, local SageMaker endpoint
+	$(PY) -m local_stack
+
+demo: install  ## against a running `make run`
+	$(PY) -m local_stack.demo
+
+test: install  ## unit, integration and end-to-end tests
+	$(PY) -m pytest
+
+test-unit: install
+	$(PY) -m pytest tests/unit
+
+test-integration: install
+	$(PY) -m pytest tests/integration
+
+test-e2e: install
+	$(PY) -m pytest tests/e2e
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy layers/inference_core api/inference_api functions local_stack model/model_server
+
+check-template: install $(SAM_VENV)/.installed
+	$(VENV)/bin/cfn-lint template.yaml
+	$(SAM) validate --lint
+
+build: $(SAM_VENV)/.installed
+	$(SAM) validate --lint
+	$(SAM_ENV) $(SAM) build
+
+deploy: build
+	$(SAM) deploy
+
+deploy-prod: build
+	$(SAM) deploy --config-env prod
+
+bench: install  ## pipeline benchmark on the local stack; writes bench/results/pipeline.md
+	$(PY) -m bench.pipeline
+
+bench-model: install  ## model server throughput against sentence-transformers
+	$(PY) -m bench.model_throughput
+
+key: install  ## make key TENANT=acme [AWS_ENDPOINT_URL=... TABLE_NAME=...]
+	$(PY) -m inference_core.cli create-key --tenant $(TENANT)
+
+package-model: install  ## builds model.tar.gz; with BUCKET=... uploads it (needs requirements/deploy.txt)
+	$(PY) -m model.package $(if $(BUCKET),--bucket $(BUCKET),)
+
+clean:
+	rm -rf .aws-sam .local .pytest_cache .mypy_cache .ruff_cache build

@@ -1,0 +1,93 @@
+"""Merges concurrent invocations into shared model batches, run by one worker thread on one model copy."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from model_server.embedder import Embedder, EmbeddingResult
+
+
+@dataclass
+class _Job:
+    texts: list[str]
+    future: asyncio.Future[EmbeddingResult]
+    queued_at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class BatcherStats:
+    model_calls: int = 0
+    jobs: int = 0
+    texts: int = 0
+
+
+class MicroBatcher:
+    """While the model is busy, new jobs wait; when it frees up, everything waiting goes in together."""
+
+    def __init__(
+        self, embedder: Embedder, max_tokens: int, max_batch: int, merge_window_ms: int, max_texts: int
+    ) -> None:
+        self.embedder = embedder
+        self.max_tokens = max_tokens
+        self.max_batch = max_batch
+        self.merge_window = merge_window_ms / 1000
+        self.max_texts = max_texts
+        self.stats = BatcherStats()
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        # A single thread: one model copy, and the event loop stays free to accept requests.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        self._worker: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            self._worker = None
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def embed(self, texts: list[str]) -> EmbeddingResult:
+        self.start()
+        future: asyncio.Future[EmbeddingResult] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Job(texts, future))
+        return await future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = [await self._queue.get()]
+            if self.merge_window:
+                await asyncio.sleep(self.merge_window)
+            total = len(jobs[0].texts)
+            while not self._queue.empty() and total < self.max_texts:
+                job = self._queue.get_nowait()
+                jobs.append(job)
+                total += len(job.texts)
+            texts = [t for job in jobs for t in job.texts]
+            try:
+                result = await loop.run_in_executor(
+                    self._executor, self.embedder.embed, texts, self.max_tokens, self.max_batch
+                )
+            except Exception as exc:
+                for job in jobs:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+                continue
+            self.stats.model_calls += 1
+            self.stats.jobs += len(jobs)
+            self.stats.texts += len(texts)
+            start = 0
+            for job in jobs:
+                end = start + len(job.texts)
+                if not job.future.done():
+                    job.future.set_result(
+                        EmbeddingResult(np.ascontiguousarray(result.vectors[start:end]), result.truncated[start:end])
+                    )
+                start = end

@@ -1,0 +1,43 @@
+"""Container settings, from environment variables (SageMaker passes the model's Environment through)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    model_dir: Path
+    # Padded tokens per forward pass: bounds activation memory whatever the mix of lengths.
+    max_tokens_per_batch: int
+    max_batch_size: int
+    # Per-line limits: a line over them fails alone.
+    max_inputs_per_line: int
+    max_input_chars: int
+    # How long the merger waits for other invocations to join a GPU batch once one is ready.
+    merge_window_ms: int
+    max_texts_per_merge: int
+    device: str
+    num_threads: int
+    port: int
+
+    @classmethod
+    def from_env(cls) -> ServerConfig:
+        return cls(
+            model_dir=Path(os.environ.get("MODEL_DIR", "/opt/ml/model")),
+            max_tokens_per_batch=_int("MAX_TOKENS_PER_BATCH", 8192),
+            max_batch_size=_int("MAX_BATCH_SIZE", 128),
+            max_inputs_per_line=_int("MAX_INPUTS_PER_LINE", 1024),
+            max_input_chars=_int("MAX_INPUT_CHARS", 100_000),
+            merge_window_ms=_int("MERGE_WINDOW_MS", 2),
+            max_texts_per_merge=_int("MAX_TEXTS_PER_MERGE", 8192),
+            device=os.environ.get("DEVICE", "auto"),
+            num_threads=_int("NUM_THREADS", os.cpu_count() or 1),
+            port=_int("SAGEMAKER_BIND_TO_PORT", 8080),
+        )

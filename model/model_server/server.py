@@ -1,0 +1,90 @@
+"""SageMaker's container contract: GET /ping, POST /invocations on port 8080."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from model_server.batcher import MicroBatcher
+from model_server.config import ServerConfig
+from model_server.embedder import Embedder
+from model_server.protocol import BodyError, LineError, LineRequest, parse_body, success_line
+
+log = logging.getLogger("model_server")
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": {"code": code, "message": message}})
+
+
+def create_app(config: ServerConfig | None = None, embedder: Embedder | None = None) -> FastAPI:
+    settings = config or ServerConfig.from_env()
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        model = embedder or Embedder(settings.model_dir, settings.device, settings.num_threads)
+        log.info("model loaded: %s on %s (%d dimensions)", model.name, model.device, model.dimensions)
+        batcher = MicroBatcher(
+            model,
+            settings.max_tokens_per_batch,
+            settings.max_batch_size,
+            settings.merge_window_ms,
+            settings.max_texts_per_merge,
+        )
+        batcher.start()
+        state["embedder"], state["batcher"] = model, batcher
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="Embedding model server", lifespan=lifespan)
+
+    @app.get("/ping")
+    def ping() -> Response:
+        if "embedder" not in state:
+            return _error(503, "loading", "the model is still loading")
+        return JSONResponse({"status": "healthy", "model": state["embedder"].name})
+
+    @app.post("/invocations")
+    async def invocations(request: Request) -> Response:
+        if "batcher" not in state:
+            return _error(503, "loading", "the model is still loading")
+        model: Embedder = state["embedder"]
+        batcher: MicroBatcher = state["batcher"]
+        try:
+            entries = parse_body(
+                await request.body(),
+                request.headers.get("content-type", ""),
+                settings.max_inputs_per_line,
+                settings.max_input_chars,
+            )
+        except BodyError as exc:
+            return _error(exc.status, exc.code, str(exc))
+        requests = [e for e in entries if isinstance(e, LineRequest)]
+        texts = [text for entry in requests for text in entry.inputs]
+        try:
+            result = await batcher.embed(texts) if texts else None
+        except Exception as exc:  # out of memory, a broken model: the whole invocation fails
+            log.exception("model failure")
+            return _error(500, "model_failure", f"{type(exc).__name__}: {exc}")
+        # 7 decimals keep cosine parity far above 0.9999 and halve the bytes of full float reprs.
+        vectors = np.round(result.vectors, 7).tolist() if result else []
+        answers: list[str] = []
+        start = 0
+        for entry in entries:
+            if isinstance(entry, LineError):
+                answers.append(entry.to_json())
+                continue
+            end = start + len(entry.inputs)
+            truncated = result.truncated[start:end] if result else []
+            answers.append(success_line(entry.id, model.name, vectors[start:end], truncated))
+            start = end
+        return Response("\n".join(answers) + "\n", media_type="application/jsonlines")
+
+    return app

@@ -1,0 +1,121 @@
+"""Every file in events/ (the samples for `sam local invoke`) goes through its handler and does its job."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from functions.completion import handler as completion_handler
+from functions.dispatcher import handler as dispatcher_handler
+from inference_api import handler as api_handler
+from inference_core.dal.predictions import prediction_store
+from inference_core.logic.models import ApiKey, BatchRecord, Prediction, PredictionStatus
+from local_stack.provision import Stack
+from tests.integration.conftest import Pipeline
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+
+
+def load(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / name).read_text())
+
+
+def run_api(pipeline: Pipeline, event: dict[str, Any]) -> None:
+    token = event["headers"]["authorization"].removeprefix("Bearer ")
+    key_id, secret = token.removeprefix("ik_").split(".")
+    prediction_store().put_api_key(
+        ApiKey(
+            key_id=key_id,
+            tenant_id="sample-tenant",
+            secret_hash=hashlib.sha256(secret.encode()).hexdigest(),
+            created_at=datetime.now(UTC),
+        )
+    )
+
+    # Mangum runs on the thread's current event loop, as in Lambda; an earlier asyncio.run() may have unset it.
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    response = api_handler.lambda_handler(event, pipeline.context)
+
+    assert response["statusCode"] == 202, response["body"]
+    assert json.loads(response["body"])["status"] == "queued"
+    assert len(pipeline.receive("RequestQueue")) == 1
+
+
+def run_dispatcher(pipeline: Pipeline, event: dict[str, Any]) -> None:
+    work = json.loads(event["Records"][0]["body"])
+    prediction_store().create(
+        Prediction(
+            id=work["prediction_id"],
+            tenant_id=work["tenant_id"],
+            status=PredictionStatus.QUEUED,
+            created_at=datetime.now(UTC),
+            input_count=len(work["inputs"]),
+        )
+    )
+
+    response = dispatcher_handler.lambda_handler(event, pipeline.context)
+
+    assert response == {"batchItemFailures": []}
+    assert len(pipeline.invocations) == 1
+    assert prediction_store().get(work["prediction_id"]).status == PredictionStatus.RUNNING
+
+
+def run_completion(pipeline: Pipeline, event: dict[str, Any]) -> None:
+    note = json.loads(event["Records"][0]["body"])
+    batch_id = note["inferenceId"]
+    prediction_id = "6f1c2a9e-3b4d-4e5f-8a7b-9c0d1e2f3a4b"
+    store = prediction_store()
+    store.create(
+        Prediction(
+            id=prediction_id,
+            tenant_id="sample-tenant",
+            status=PredictionStatus.QUEUED,
+            created_at=datetime.now(UTC),
+            input_count=1,
+        )
+    )
+    store.transition(
+        prediction_id,
+        PredictionStatus.RUNNING,
+        {PredictionStatus.QUEUED},
+        {"batch_id": batch_id, "started_at": datetime.now(UTC)},
+    )
+    store.put_batch(
+        BatchRecord(
+            batch_id=batch_id,
+            prediction_ids=[prediction_id],
+            input_location=note["requestParameters"]["inputLocation"],
+            created_at=datetime.now(UTC),
+        )
+    )
+    bucket, key = note["responseParameters"]["outputLocation"].removeprefix("s3://").split("/", 1)
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket=bucket)
+    line = {"id": prediction_id, "output": {"model": "m", "dimensions": 2, "embeddings": [[0.6, 0.8]]}}
+    s3.put_object(Bucket=bucket, Key=key, Body=(json.dumps(line) + "\n").encode())
+
+    response = completion_handler.lambda_handler(event, pipeline.context)
+
+    assert response == {"batchItemFailures": []}
+    assert store.get(prediction_id).status == PredictionStatus.SUCCEEDED
+
+
+RUNNERS: dict[str, Callable[[Pipeline, dict[str, Any]], None]] = {
+    "api.json": run_api,
+    "dispatcher.json": run_dispatcher,
+    "completion.json": run_completion,
+}
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EVENTS.glob("*.json")))
+def test_every_sample_event_runs_through_its_handler(pipeline: Pipeline, aws: Stack, name: str) -> None:
+    assert name in RUNNERS, f"events/{name} has no handler test: add it to RUNNERS"
+    RUNNERS[name](pipeline, load(name))

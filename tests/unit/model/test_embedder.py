@@ -1,0 +1,93 @@
+"""Embedding quality and batching: parity with sentence-transformers, token-budget plans, merged invocations."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import numpy as np
+import pytest
+from sentence_transformers import SentenceTransformer
+
+from model_server.batcher import MicroBatcher
+from model_server.embedder import Embedder
+
+TEXTS = [
+    "The cat sits outside",
+    "A man is playing guitar",
+    "The new movie is awesome",
+    "naïve café in Zürich",
+    "日本語のテキストです",
+    "short",
+    " ".join(["a long sentence about serverless inference"] * 80),
+    "Emoji 🚀 and punctuation?!",
+]
+
+
+def test_embeddings_match_sentence_transformers(embedder: Embedder) -> None:
+    reference = SentenceTransformer(str(embedder.model_dir), device="cpu").encode(TEXTS, normalize_embeddings=True)
+
+    ours = embedder.embed(TEXTS, max_tokens=512, max_batch=3).vectors
+
+    cosines = (ours * reference).sum(axis=1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(reference, axis=1))
+    assert cosines.min() >= 0.9999
+
+
+def test_related_sentences_are_closer_than_unrelated_ones(embedder: Embedder) -> None:
+    cat, kitten, guitar = embedder.embed(
+        ["A cat sleeps on the sofa", "A kitten naps on the couch", "Stock prices fell"]
+    ).vectors
+
+    assert float(cat @ kitten) > float(cat @ guitar) + 0.3
+
+
+def test_batches_respect_the_token_budget_and_pad_only_to_their_longest(embedder: Embedder) -> None:
+    lengths = [random.Random(7).randint(3, 256) for _ in range(300)]
+
+    plan = embedder.plan_batches(lengths, max_tokens=2048, max_batch=64)
+
+    assert sorted(i for batch in plan for i in batch) == list(range(300))
+    for batch in plan:
+        assert len(batch) <= 64
+        assert len(batch) == 1 or len(batch) * max(lengths[i] for i in batch) <= 2048
+
+
+def test_results_do_not_depend_on_how_texts_are_batched(embedder: Embedder) -> None:
+    together = embedder.embed(TEXTS, max_tokens=100_000, max_batch=128).vectors
+    alone = np.stack([embedder.embed([t]).vectors[0] for t in TEXTS])
+
+    assert np.allclose(together, alone, atol=1e-5)
+
+
+def test_concurrent_invocations_share_model_calls_and_each_gets_its_own_rows(embedder: Embedder) -> None:
+    requests = [[f"request {r} text {i}" for i in range(r % 3 + 1)] for r in range(12)]
+
+    async def run() -> tuple[list, MicroBatcher]:
+        batcher = MicroBatcher(embedder, max_tokens=8192, max_batch=128, merge_window_ms=5, max_texts=8192)
+        results = await asyncio.gather(*(batcher.embed(texts) for texts in requests))
+        await batcher.stop()
+        return results, batcher
+
+    results, batcher = asyncio.run(run())
+
+    assert batcher.stats.jobs == 12
+    assert batcher.stats.model_calls < 12
+    for texts, result in zip(requests, results, strict=True):
+        expected = embedder.embed(texts).vectors
+        assert result.vectors.shape == expected.shape
+        assert np.allclose(result.vectors, expected, atol=1e-5)
+
+
+def test_a_failing_model_call_reaches_every_merged_caller(embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("device lost")
+
+    monkeypatch.setattr(embedder, "embed", broken)
+
+    async def run() -> list:
+        batcher = MicroBatcher(embedder, max_tokens=8192, max_batch=128, merge_window_ms=5, max_texts=8192)
+        outcome = await asyncio.gather(batcher.embed(["a"]), batcher.embed(["b"]), return_exceptions=True)
+        await batcher.stop()
+        return outcome
+
+    assert all(isinstance(r, RuntimeError) for r in asyncio.run(run()))

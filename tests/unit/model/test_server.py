@@ -1,0 +1,145 @@
+"""The model container over its HTTP contract, with the real model."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from model_server.config import ServerConfig
+from model_server.embedder import Embedder
+from model_server.server import create_app
+
+JSONL = {"Content-Type": "application/jsonlines"}
+
+
+@pytest.fixture
+def config() -> ServerConfig:
+    return replace(ServerConfig.from_env(), max_input_chars=5_000, max_inputs_per_line=8)
+
+
+@pytest.fixture
+def server(config: ServerConfig, embedder: Embedder) -> Iterator[TestClient]:
+    with TestClient(create_app(config, embedder)) as client:
+        yield client
+
+
+def lines(response) -> list[dict]:
+    assert response.headers["content-type"].startswith("application/jsonlines")
+    return [json.loads(line) for line in response.text.splitlines()]
+
+
+def jsonl(*documents: object) -> str:
+    return "\n".join(d if isinstance(d, str) else json.dumps(d) for d in documents) + "\n"
+
+
+def test_ping_answers_once_the_model_is_loaded(server: TestClient) -> None:
+    response = server.get("/ping")
+
+    assert response.status_code == 200
+    assert response.json()["model"] == "all-MiniLM-L6-v2"
+
+
+def test_a_jsonlines_batch_answers_one_line_per_request_in_order(server: TestClient) -> None:
+    body = jsonl(
+        {"id": "a", "inputs": ["The cat sits outside", "A man is playing guitar"]}, {"id": "b", "inputs": "hi"}
+    )
+
+    answers = lines(server.post("/invocations", content=body, headers=JSONL))
+
+    assert [a["id"] for a in answers] == ["a", "b"]
+    first = answers[0]["output"]
+    assert first["model"] == "all-MiniLM-L6-v2"
+    assert first["dimensions"] == 384
+    assert len(first["embeddings"]) == 2
+    assert first["truncated"] == [False, False]
+    assert np.allclose(np.linalg.norm(np.array(first["embeddings"]), axis=1), 1.0, atol=1e-5)
+    assert len(answers[1]["output"]["embeddings"]) == 1
+
+
+def test_a_single_json_request_is_answered_too(server: TestClient) -> None:
+    response = server.post("/invocations", json={"id": "solo", "inputs": "one text"})
+
+    answers = lines(response)
+    assert len(answers) == 1
+    assert answers[0]["id"] == "solo"
+    assert len(answers[0]["output"]["embeddings"][0]) == 384
+
+
+def test_bad_lines_fail_alone_and_keep_their_place(server: TestClient) -> None:
+    body = jsonl(
+        {"id": "good-1", "inputs": "fine"},
+        "this is not json",
+        {"inputs": "no id"},
+        {"id": "empty", "inputs": ["ok", "  "]},
+        {"id": "long", "inputs": "x" * 5001},
+        {"id": "types", "inputs": [1, 2]},
+        {"id": "many", "inputs": ["t"] * 9},
+        ["not", "an", "object"],
+        {"id": "good-2", "inputs": ["also fine"]},
+    )
+
+    answers = lines(server.post("/invocations", content=body, headers=JSONL))
+
+    assert len(answers) == 9
+    codes = [a.get("error", {}).get("code") for a in answers]
+    assert codes == [
+        None,
+        "malformed_json",
+        "invalid_line",
+        "empty_input",
+        "input_too_long",
+        "invalid_input",
+        "too_many_inputs",
+        "invalid_line",
+        None,
+    ]
+    assert answers[0]["id"] == "good-1"
+    assert answers[8]["id"] == "good-2"
+    assert answers[3]["id"] == "empty"
+    assert answers[1]["id"] is None
+
+
+def test_an_empty_body_is_a_client_error(server: TestClient) -> None:
+    for body in ["", "\n\n  \n"]:
+        response = server.post("/invocations", content=body, headers=JSONL)
+        assert response.status_code == 400
+        assert response.json()["error"]["code"] == "empty_body"
+
+
+def test_blank_lines_between_requests_are_skipped(server: TestClient) -> None:
+    body = "\n" + jsonl({"id": "a", "inputs": "x"}) + "\n\n" + jsonl({"id": "b", "inputs": "y"})
+
+    assert [a["id"] for a in lines(server.post("/invocations", content=body, headers=JSONL))] == ["a", "b"]
+
+
+def test_an_unsupported_content_type_is_refused(server: TestClient) -> None:
+    response = server.post("/invocations", content="a,b", headers={"Content-Type": "text/csv"})
+
+    assert response.status_code == 415
+
+
+def test_unicode_and_very_long_inputs_are_embedded_and_truncation_is_reported(server: TestClient) -> None:
+    long_text = "word " * 1000
+    body = jsonl({"id": "u", "inputs": ["naïve café", "日本語のテキスト", "emoji 🚀🚀", long_text]})
+
+    output = lines(server.post("/invocations", content=body, headers=JSONL))[0]["output"]
+
+    assert output["truncated"] == [False, False, False, True]
+    assert all(len(v) == 384 for v in output["embeddings"])
+
+
+def test_a_model_failure_fails_the_whole_invocation(config: ServerConfig, embedder: Embedder, monkeypatch) -> None:
+    def out_of_memory(*_args, **_kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(embedder, "embed", out_of_memory)
+    with TestClient(create_app(config, embedder)) as client:
+        response = client.post("/invocations", content=jsonl({"id": "a", "inputs": "x"}), headers=JSONL)
+
+    assert response.status_code == 500
+    assert "out of memory" in response.json()["error"]["message"]

@@ -1,0 +1,33 @@
+"""Template rules the code relies on, checked on template.yaml itself."""
+
+from __future__ import annotations
+
+from local_stack.template import load_template, resources_of_type
+
+
+def test_queues_outlast_their_consumers_six_times_over() -> None:
+    template = load_template()
+    resources = template["Resources"]
+    for function, queue in [("DispatcherFunction", "RequestQueue"), ("CompletionFunction", "CompletionQueue")]:
+        timeout = resources[function]["Properties"].get("Timeout", template["Globals"]["Function"]["Timeout"])
+        assert resources[queue]["Properties"]["VisibilityTimeout"] >= 6 * timeout
+
+
+def test_every_consumed_queue_has_a_dead_letter_queue_with_an_alarm() -> None:
+    template = load_template()
+    alarms = resources_of_type(template, "AWS::CloudWatch::Alarm").values()
+    watched = {
+        a["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+        for a in alarms
+        if a["Properties"]["Namespace"] == "AWS/SQS"
+    }
+    for queue in ("RequestQueue", "CompletionQueue"):
+        dlq = template["Resources"][queue]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        assert dlq in watched
+
+
+def test_no_function_policy_grants_a_wildcard_action() -> None:
+    for function in resources_of_type(load_template(), "AWS::Serverless::Function").values():
+        for policy in function["Properties"].get("Policies", []):
+            for statement in policy["Statement"]:
+                assert all("*" not in action for action in statement["Action"])
