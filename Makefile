@@ -17,6 +17,9 @@ $(VENV)/.installed: requirements/dev.txt layers/requirements.txt api/requirement
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -r requirements/dev.txt
+	@# The repo's source roots on the venv's path, so `python -m local_stack` etc. work from anywhere.
+	$(PY) -c "import pathlib, site; roots = [str(pathlib.Path(p).resolve()) for p in ('.', 'layers', 'api', 'model')]; \
+	  pathlib.Path(site.getsitepackages()[0], 'serverless_inference.pth').write_text('\n'.join(roots) + '\n')"
 	touch $@
 
 install: $(VENV)/.installed

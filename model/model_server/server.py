@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from model_server.batcher import MicroBatcher
-from model_server.config import ServerConfig
+from model_server.config import ServerConfig, token_budget
 from model_server.embedder import Embedder
 from model_server.protocol import BodyError, LineError, LineRequest, parse_body, success_line
 
@@ -33,7 +33,7 @@ def create_app(config: ServerConfig | None = None, embedder: Embedder | None = N
         log.info("model loaded: %s on %s (%d dimensions)", model.name, model.device, model.dimensions)
         batcher = MicroBatcher(
             model,
-            settings.max_tokens_per_batch,
+            token_budget(settings.max_tokens_per_batch, model.device.type),
             settings.max_batch_size,
             settings.merge_window_ms,
             settings.max_texts_per_merge,
