@@ -41,12 +41,14 @@ def provision(
     parameters: dict[str, str] | None = None,
     prefix: str = "inference-local",
     region: str = "us-east-1",
+    visibility_timeout: int | None = None,
 ) -> Stack:
+    """visibility_timeout overrides every queue's (local runs only: retries in seconds, not minutes)."""
     template = load_template()
     resolver = Resolver(template, dict(parameters or {}), region=region, stack_name=prefix)
     _tables(client("dynamodb"), resolver, prefix)
     _buckets(client("s3"), resolver, prefix)
-    _queues(client("sqs"), resolver, prefix, region)
+    _queues(client("sqs"), resolver, prefix, region, visibility_timeout)
     _topics(client("sns"), resolver, prefix)
     env = {
         name: str(resolver.resolve(value))
@@ -111,7 +113,7 @@ def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
     return converted
 
 
-def _queues(sqs: Any, resolver: Resolver, prefix: str, region: str) -> None:
+def _queues(sqs: Any, resolver: Resolver, prefix: str, region: str, visibility_timeout: int | None) -> None:
     queues = resources_of_type(resolver.template, "AWS::SQS::Queue")
     # Dead-letter queues first: the others' redrive policies name them.
     for logical_id in sorted(queues, key=lambda q: "RedrivePolicy" in queues[q].get("Properties", {})):
@@ -121,6 +123,8 @@ def _queues(sqs: Any, resolver: Resolver, prefix: str, region: str) -> None:
             for key in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds")
             if key in props
         }
+        if visibility_timeout is not None:
+            attributes["VisibilityTimeout"] = str(visibility_timeout)
         if "RedrivePolicy" in props:
             redrive = props["RedrivePolicy"]
             attributes["RedrivePolicy"] = json.dumps(

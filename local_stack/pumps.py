@@ -1,0 +1,177 @@
+"""Event pumps that behave like Lambda's SQS event source mappings, calling the real handler functions.
+
+Each poller long-polls its queue, gathers up to BatchSize records within MaximumBatchingWindowInSeconds (both
+from template.yaml), calls the handler with the exact event Lambda sends, deletes only the records that did
+not fail (ReportBatchItemFailures) and leaves the rest to come back after the visibility timeout, until the
+queue's redrive policy moves them to the DLQ. Several pollers per function run at once, as Lambda scales out.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from local_stack.events import sqs_event
+from local_stack.template import Resolver, sqs_event_sources
+
+log = logging.getLogger("local_stack.pumps")
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class FakeContext:
+    """The Lambda context object the handlers' Powertools decorators read."""
+
+    function_name: str
+    memory_limit_in_mb: int = 512
+    function_version: str = "$LATEST"
+    log_group_name: str = ""
+    log_stream_name: str = "local"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+@dataclass
+class PumpSpec:
+    function: str
+    queue_url: str
+    queue_arn: str
+    batch_size: int
+    window_seconds: float
+    reports_failures: bool
+    handler_file: Path
+    handler_name: str
+
+
+@dataclass
+class PumpStats:
+    invocations: int = 0
+    records: int = 0
+    failed_records: int = 0
+    errors: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def pump_specs(resolver: Resolver, window_override: float | None = None) -> list[PumpSpec]:
+    """One spec per SQS event source in template.yaml."""
+    specs = []
+    for function, props in sqs_event_sources(resolver.template).items():
+        resource = resolver.template["Resources"][function]["Properties"]
+        module, handler_name = resource["Handler"].rsplit(".", 1)
+        queue_logical = props["Queue"]["Fn::GetAtt"][0]
+        window = float(resolver.resolve(props.get("MaximumBatchingWindowInSeconds", 0)))
+        specs.append(
+            PumpSpec(
+                function=function,
+                queue_url=resolver.physical[queue_logical]["Ref"],
+                queue_arn=resolver.physical[queue_logical]["Arn"],
+                batch_size=int(resolver.resolve(props.get("BatchSize", 10))),
+                window_seconds=window if window_override is None else window_override,
+                reports_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
+                handler_file=REPO / resource["CodeUri"] / f"{module.replace('.', '/')}.py",
+                handler_name=handler_name,
+            )
+        )
+    return specs
+
+
+def load_handler(spec: PumpSpec, instance: int) -> Any:
+    """A fresh copy of the handler module per poller, like one Lambda execution environment each."""
+    name = f"local_{spec.function}_{instance}"
+    module_spec = importlib.util.spec_from_file_location(name, spec.handler_file)
+    assert module_spec and module_spec.loader
+    module: ModuleType = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return getattr(module, spec.handler_name)
+
+
+class Poller(threading.Thread):
+    def __init__(self, spec: PumpSpec, instance: int, sqs: Any, stop: threading.Event, stats: PumpStats) -> None:
+        super().__init__(name=f"{spec.function}-{instance}", daemon=True)
+        self.spec = spec
+        self.handler = load_handler(spec, instance)
+        self.sqs = sqs
+        self.stop_event = stop
+        self.stats = stats
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                batch = self._gather()
+                if batch:
+                    self._invoke(batch)
+            except Exception:
+                log.exception("poller %s failed; retrying", self.name)
+                with self.stats.lock:
+                    self.stats.errors += 1
+                self.stop_event.wait(1)
+
+    def _gather(self) -> list[dict[str, Any]]:
+        """Long-poll until a record arrives, then keep collecting until BatchSize or the window closes."""
+        batch: list[dict[str, Any]] = []
+        deadline: float | None = None
+        while not self.stop_event.is_set() and len(batch) < self.spec.batch_size:
+            remaining = 1.0 if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            wait = 1 if remaining >= 1 else 0  # 1 s long polls keep shutdown prompt
+            response = self.sqs.receive_message(
+                QueueUrl=self.spec.queue_url,
+                MaxNumberOfMessages=min(10, self.spec.batch_size - len(batch)),
+                WaitTimeSeconds=wait,
+                AttributeNames=["All"],
+            )
+            messages = response.get("Messages", [])
+            batch.extend(messages)
+            if messages and deadline is None:
+                deadline = time.monotonic() + self.spec.window_seconds
+            elif not messages and wait == 0:
+                time.sleep(min(0.05, remaining))
+        return batch
+
+    def _invoke(self, batch: list[dict[str, Any]]) -> None:
+        event = sqs_event(batch, self.spec.queue_arn)
+        failed: set[str]
+        try:
+            result = self.handler(event, FakeContext(self.spec.function))
+            failures = (result or {}).get("batchItemFailures", []) if self.spec.reports_failures else []
+            failed = {f["itemIdentifier"] for f in failures}
+        except Exception:
+            # A handler that raises fails the whole batch, as in Lambda.
+            log.exception("%s raised; the whole batch will be retried", self.spec.function)
+            failed = {m["MessageId"] for m in batch}
+        done = [m for m in batch if m["MessageId"] not in failed]
+        for start in range(0, len(done), 10):
+            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done[start : start + 10])]
+            self.sqs.delete_message_batch(QueueUrl=self.spec.queue_url, Entries=entries)
+        with self.stats.lock:
+            self.stats.invocations += 1
+            self.stats.records += len(batch)
+            self.stats.failed_records += len(failed)
+
+
+def start_pumps(
+    specs: list[PumpSpec], sqs: Any, stop: threading.Event, pollers_per_function: int
+) -> tuple[list[Poller], dict[str, PumpStats]]:
+    pollers: list[Poller] = []
+    stats: dict[str, PumpStats] = {}
+    for spec in specs:
+        stats[spec.function] = PumpStats()
+        for instance in range(pollers_per_function):
+            poller = Poller(spec, instance, sqs, stop, stats[spec.function])
+            poller.start()
+            pollers.append(poller)
+    return pollers, stats

@@ -1,0 +1,229 @@
+"""Starts and stops every part of the local pipeline in one process tree.
+
+moto server (S3, SQS, DynamoDB, SNS) -> resources from template.yaml -> model server (subprocess) -> local
+SageMaker async endpoint -> event pumps -> the API. The API starts last, so once GET /health answers,
+every part is up.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import uvicorn
+from moto.server import ThreadedMotoServer
+
+from local_stack.provision import Stack, provision
+from local_stack.pumps import PumpStats, pump_specs, start_pumps
+from local_stack.sagemaker import EndpointConfig, create_endpoint_app
+
+REPO = Path(__file__).resolve().parent.parent
+REGION = "us-east-1"
+FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
+
+
+@dataclass
+class Options:
+    host: str = "127.0.0.1"
+    api_port: int = 8000
+    state_dir: Path = field(default_factory=lambda: REPO / ".local")
+    parameters: dict[str, str] = field(default_factory=dict)  # template parameter overrides
+    visibility_timeout: int | None = None
+    batching_window: float | None = None
+    pollers_per_function: int = 2
+    verbose: bool = False
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _die_with_parent() -> None:
+    """Runs in the model server child: the kernel sends it SIGTERM if this process dies, so no orphans."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class _ThreadedUvicorn:
+    def __init__(self, app: Any, host: str, port: int) -> None:
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{port}", daemon=True)
+
+    def start(self, timeout: float = 30) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError(f"server on port {self.server.config.port} did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+class LocalStack:
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.stop_event = threading.Event()
+        self.urls: dict[str, str] = {}
+        self.stack: Stack | None = None
+        self.pump_stats: dict[str, PumpStats] = {}
+        self._moto: ThreadedMotoServer | None = None
+        self._model: subprocess.Popen[bytes] | None = None
+        self._servers: list[_ThreadedUvicorn] = []
+        self._pollers: list[threading.Thread] = []
+        self.startup_seconds = 0.0
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, region_name=REGION, endpoint_url=self.urls["aws"])
+
+    def start(self) -> None:
+        started = time.monotonic()
+        host = self.options.host
+        for name, value in FAKE_CREDENTIALS.items():
+            os.environ.setdefault(name, value)
+        os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = REGION
+
+        moto_port, sagemaker_port, model_port = free_port(host), free_port(host), free_port(host)
+        self._moto = ThreadedMotoServer(ip_address=host, port=moto_port, verbose=False)
+        self._moto.start()
+        self.urls["aws"] = f"http://{host}:{moto_port}"
+        self._start_model_server(host, model_port)
+
+        self.stack = provision(
+            self.client, self.options.parameters, region=REGION, visibility_timeout=self.options.visibility_timeout
+        )
+        self._wait_for_model(timeout=180)
+
+        endpoint = self._endpoint_config()
+        app = create_endpoint_app(endpoint, self.client("s3"), self.client("sns"))
+        self._serve(app, host, sagemaker_port)
+        self.urls["sagemaker"] = f"http://{host}:{sagemaker_port}"
+
+        # The same settings the functions get in Lambda, plus the local endpoint overrides.
+        os.environ.update(self.stack.env)
+        os.environ["AWS_ENDPOINT_URL"] = self.urls["aws"]
+        os.environ["SAGEMAKER_RUNTIME_ENDPOINT_URL"] = self.urls["sagemaker"]
+        if not self.options.verbose:
+            os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
+            os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
+        os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+
+        specs = pump_specs(self.stack.resolver, self.options.batching_window)
+        self._pollers, self.pump_stats = start_pumps(
+            specs, self.client("sqs"), self.stop_event, self.options.pollers_per_function
+        )
+
+        from inference_api.app import create_app  # noqa: PLC0415 - only after the environment is set
+        from inference_core.logic.auth import create_api_key  # noqa: PLC0415
+
+        api_key, _ = create_api_key("local-dev", "make run")
+        self._serve(create_app(), host, self.options.api_port)
+        self.urls["api"] = f"http://{host}:{self.options.api_port}"
+        self._write_state(api_key)
+        self.startup_seconds = time.monotonic() - started
+
+    def _start_model_server(self, host: str, port: int) -> None:
+        env = {
+            **os.environ,
+            "SAGEMAKER_BIND_TO_PORT": str(port),
+            "PYTHONPATH": os.pathsep.join([str(REPO / "model"), os.environ.get("PYTHONPATH", "")]),
+        }
+        stdout = None if self.options.verbose else subprocess.DEVNULL
+        self._model = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "model_server"], env=env, stdout=stdout, stderr=stdout, preexec_fn=_die_with_parent
+        )
+        self.urls["model"] = f"http://{host}:{port}"
+
+    def _wait_for_model(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._model is not None and self._model.poll() is not None:
+                raise RuntimeError("the model server exited during startup (run with --verbose to see why)")
+            try:
+                if httpx.get(f"{self.urls['model']}/ping", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("the model server did not answer /ping in time")
+
+    def _endpoint_config(self) -> EndpointConfig:
+        assert self.stack is not None
+        resolver = self.stack.resolver
+        raw = resolver.template["Resources"]["EndpointConfig"]["Properties"]["AsyncInferenceConfig"]
+        async_config = resolver.resolve(raw)
+        output = async_config["OutputConfig"]
+        return EndpointConfig(
+            endpoint_name=resolver.parameter("EndpointName"),
+            output_path=output["S3OutputPath"],
+            failure_path=output["S3FailurePath"],
+            success_topic=output["NotificationConfig"]["SuccessTopic"],
+            error_topic=output["NotificationConfig"]["ErrorTopic"],
+            max_concurrent_invocations=int(async_config["ClientConfig"]["MaxConcurrentInvocationsPerInstance"]),
+            model_url=self.urls["model"],
+            region=REGION,
+        )
+
+    def _serve(self, app: Any, host: str, port: int) -> None:
+        server = _ThreadedUvicorn(app, host, port)
+        server.start()
+        self._servers.append(server)
+
+    def _write_state(self, api_key: str) -> None:
+        assert self.stack is not None
+        state = self.options.state_dir
+        state.mkdir(parents=True, exist_ok=True)
+        (state / "api-key").write_text(api_key + "\n")
+        values = {
+            "API_URL": self.urls["api"],
+            "AWS_ENDPOINT_URL": self.urls["aws"],
+            "AWS_REGION": REGION,
+            **FAKE_CREDENTIALS,
+            "TABLE_NAME": self.stack.table_name,
+            "BUCKET_NAME": self.stack.bucket_name,
+            "REQUEST_QUEUE_URL": self.stack.ref("RequestQueue"),
+            "REQUEST_DLQ_URL": self.stack.ref("RequestDeadLetterQueue"),
+            "COMPLETION_QUEUE_URL": self.stack.ref("CompletionQueue"),
+            "COMPLETION_DLQ_URL": self.stack.ref("CompletionDeadLetterQueue"),
+            "SUCCESS_TOPIC_ARN": self.stack.ref("SuccessTopic"),
+            "ERROR_TOPIC_ARN": self.stack.ref("ErrorTopic"),
+            "ENDPOINT_NAME": self.stack.env["ENDPOINT_NAME"],
+            "LOCAL_SAGEMAKER_URL": self.urls["sagemaker"],
+            "MODEL_SERVER_URL": self.urls["model"],
+        }
+        (state / "env").write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for server in reversed(self._servers):
+            server.stop()
+        for poller in self._pollers:
+            poller.join(timeout=5)
+        if self._model is not None and self._model.poll() is None:
+            self._model.terminate()
+            try:
+                self._model.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._model.kill()
+        if self._moto is not None:
+            self._moto.stop()
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)

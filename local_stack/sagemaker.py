@@ -1,0 +1,223 @@
+"""A local SageMaker asynchronous endpoint: InvokeEndpointAsync over HTTP, backed by the real model server.
+
+The dispatcher's unchanged boto3 `sagemaker-runtime` client reaches it through the endpoint override. Like
+SageMaker it answers 202 at once, queues the request, runs at most MaxConcurrentInvocationsPerInstance at a
+time, drops requests older than RequestTTLSeconds, gives the model InvocationTimeoutSeconds, writes the output
+(or failure) object to the endpoint config's S3 paths and publishes the success (or error) notification.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from local_stack.events import async_notification
+
+log = logging.getLogger("local_stack.sagemaker")
+
+
+@dataclass
+class EndpointConfig:
+    """What AWS::SageMaker::EndpointConfig's AsyncInferenceConfig says, resolved from template.yaml."""
+
+    endpoint_name: str
+    output_path: str  # s3://bucket/prefix/
+    failure_path: str
+    success_topic: str
+    error_topic: str
+    max_concurrent_invocations: int
+    model_url: str  # the model server's base URL
+    region: str = "us-east-1"
+
+
+@dataclass
+class _Invocation:
+    inference_id: str
+    input_location: str
+    output_location: str
+    failure_location: str
+    content_type: str
+    accept: str
+    ttl_seconds: int
+    timeout_seconds: int
+    received: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Faults:
+    """Failure injection for end-to-end tests (this emulator's equivalent of moto's /moto-api)."""
+
+    model_failures: int = 0  # the next N invocations fail as if the model broke (500)
+    unavailable: bool = False  # InvokeEndpointAsync answers 503 ServiceUnavailable
+
+
+@dataclass
+class EndpointStats:
+    invocations: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    rejected: int = 0
+
+
+def _split(location: str) -> tuple[str, str]:
+    bucket, _, key = location.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def _aws_error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse(
+        status_code=status, content={"__type": code, "message": message}, headers={"x-amzn-ErrorType": code}
+    )
+
+
+def create_endpoint_app(config: EndpointConfig, s3: Any, sns: Any) -> FastAPI:
+    faults = Faults()
+    stats = EndpointStats()
+    queue: asyncio.Queue[_Invocation] = asyncio.Queue()
+    workers: list[asyncio.Task[None]] = []
+
+    async def run(invocation: _Invocation, client: httpx.AsyncClient) -> None:
+        waited = time.monotonic() - invocation.received
+        if waited > invocation.ttl_seconds:
+            await publish_failure(invocation, "Request expired: it waited longer than RequestTTLSeconds")
+            return
+        try:
+            bucket, key = _split(invocation.input_location)
+            body = await asyncio.to_thread(lambda: s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        except Exception as exc:  # noqa: BLE001 - SageMaker reports any input problem as a failure
+            await publish_failure(invocation, f"ClientError: could not read the input: {exc}")
+            return
+        if faults.model_failures > 0:
+            faults.model_failures -= 1
+            await publish_failure(
+                invocation, "ClientError: Received server error (500) from model with message \"injected failure\""
+            )
+            return
+        try:
+            response = await client.post(
+                f"{config.model_url}/invocations",
+                content=body,
+                headers={"Content-Type": invocation.content_type, "Accept": invocation.accept},
+                timeout=invocation.timeout_seconds,
+            )
+        except httpx.TimeoutException:
+            await publish_failure(invocation, "ModelError: the invocation timed out (InvocationTimeoutSeconds)")
+            return
+        except httpx.HTTPError as exc:
+            await publish_failure(invocation, f"ModelError: the model container is unreachable: {exc}")
+            return
+        if response.status_code != 200:
+            message = response.text[:500]
+            status = response.status_code
+            await publish_failure(
+                invocation, f"ClientError: Received {'server' if status >= 500 else 'client'} error ({status}) "
+                f"from model with message \"{message}\""
+            )
+            return
+        out_bucket, out_key = _split(invocation.output_location)
+        await asyncio.to_thread(
+            s3.put_object, Bucket=out_bucket, Key=out_key, Body=response.content, ContentType=invocation.accept
+        )
+        message = async_notification(
+            inference_id=invocation.inference_id,
+            endpoint_name=config.endpoint_name,
+            input_location=invocation.input_location,
+            output_location=invocation.output_location,
+            region=config.region,
+        )
+        await asyncio.to_thread(sns.publish, TopicArn=config.success_topic, Message=message)
+        stats.succeeded += 1
+
+    async def publish_failure(invocation: _Invocation, reason: str) -> None:
+        bucket, key = _split(invocation.failure_location)
+        await asyncio.to_thread(s3.put_object, Bucket=bucket, Key=key, Body=reason.encode(), ContentType="text/plain")
+        message = async_notification(
+            inference_id=invocation.inference_id,
+            endpoint_name=config.endpoint_name,
+            input_location=invocation.input_location,
+            failure_location=invocation.failure_location,
+            failure_reason=reason,
+            region=config.region,
+        )
+        await asyncio.to_thread(sns.publish, TopicArn=config.error_topic, Message=message)
+        stats.failed += 1
+        log.warning("invocation %s failed: %s", invocation.inference_id, reason)
+
+    async def worker() -> None:
+        async with httpx.AsyncClient() as client:
+            while True:
+                invocation = await queue.get()
+                try:
+                    await run(invocation, client)
+                except Exception:
+                    log.exception("invocation %s crashed", invocation.inference_id)
+                finally:
+                    queue.task_done()
+
+    app = FastAPI(title="Local SageMaker asynchronous endpoint")
+
+    @app.on_event("startup")
+    async def start_workers() -> None:
+        loop = asyncio.get_running_loop()
+        workers.extend(loop.create_task(worker()) for _ in range(config.max_concurrent_invocations))
+
+    @app.on_event("shutdown")
+    async def stop_workers() -> None:
+        for task in workers:
+            task.cancel()
+
+    @app.post("/endpoints/{endpoint_name}/async-invocations")
+    async def invoke_endpoint_async(endpoint_name: str, request: Request) -> Response:
+        headers = request.headers
+        if faults.unavailable:
+            stats.rejected += 1
+            return _aws_error(503, "ServiceUnavailable", "the endpoint is unavailable (injected)")
+        if endpoint_name != config.endpoint_name:
+            stats.rejected += 1
+            return _aws_error(400, "ValidationError", f"Endpoint {endpoint_name} not found.")
+        input_location = headers.get("x-amzn-sagemaker-inputlocation", "")
+        if not input_location.startswith("s3://"):
+            return _aws_error(400, "ValidationError", "InputLocation must be an s3:// URI")
+        inference_id = headers.get("x-amzn-sagemaker-inference-id") or str(uuid.uuid4())
+        object_id = str(uuid.uuid4())
+        invocation = _Invocation(
+            inference_id=inference_id,
+            input_location=input_location,
+            output_location=f"{config.output_path.rstrip('/')}/{object_id}.out",
+            failure_location=f"{config.failure_path.rstrip('/')}/{object_id}-error.out",
+            content_type=headers.get("x-amzn-sagemaker-content-type", "application/octet-stream"),
+            accept=headers.get("x-amzn-sagemaker-accept", "application/jsonlines"),
+            ttl_seconds=int(headers.get("x-amzn-sagemaker-requestttlseconds", "21600")),
+            timeout_seconds=int(headers.get("x-amzn-sagemaker-invocationtimeoutseconds", "900")),
+        )
+        stats.invocations += 1
+        await queue.put(invocation)
+        return JSONResponse(
+            status_code=202,
+            content={"InferenceId": inference_id},
+            headers={
+                "X-Amzn-SageMaker-OutputLocation": invocation.output_location,
+                "X-Amzn-SageMaker-FailureLocation": invocation.failure_location,
+            },
+        )
+
+    @app.get("/_local/stats")
+    def get_stats() -> dict[str, Any]:
+        return {**stats.__dict__, "queued": queue.qsize()}
+
+    @app.post("/_local/faults")
+    async def set_faults(request: Request) -> dict[str, Any]:
+        document = await request.json()
+        faults.model_failures = int(document.get("model_failures", faults.model_failures))
+        faults.unavailable = bool(document.get("unavailable", faults.unavailable))
+        return faults.__dict__
+
+    return app
