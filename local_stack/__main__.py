@@ -1,6 +1,6 @@
 """`make run`: the whole pipeline on loopback until Ctrl-C or SIGTERM.
 
-    python -m local_stack [--port 8000] [--param Name=Value ...] [--visibility-timeout 30] [--verbose]
+python -m local_stack [--port 8000] [--param Name=Value ...] [--visibility-timeout 30] [--verbose]
 """
 
 from __future__ import annotations
@@ -56,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     stack = LocalStack(options)
+    console = sys.stdout
+    if not options.verbose:
+        # The functions' JSON logs and metrics go to a file; the terminal shows only the stack's own lines.
+        options.state_dir.mkdir(parents=True, exist_ok=True)
+        sys.stdout = (options.state_dir / "functions.log").open("a", buffering=1)
     try:
         stack.start()
         print(
@@ -65,12 +70,14 @@ def main(argv: list[str] | None = None) -> int:
             f"  SageMaker     {stack.urls['sagemaker']}  (local async endpoint)\n"
             f"  API key       {(options.state_dir / 'api-key').read_text().strip()}\n"
             f"  Written to    {options.state_dir}/api-key and {options.state_dir}/env\n"
+            f"  Function logs {'this terminal' if options.verbose else options.state_dir / 'functions.log'}\n"
             "Try: make demo    Stop: Ctrl-C",
+            file=console,
             flush=True,
         )
         stop.wait()
     finally:
-        print("stopping...", flush=True)
+        print("stopping...", file=console, flush=True)
         stack.stop()
     return 0
 

@@ -92,7 +92,8 @@ def load_handler(spec: PumpSpec, instance: int) -> Any:
     """A fresh copy of the handler module per poller, like one Lambda execution environment each."""
     name = f"local_{spec.function}_{instance}"
     module_spec = importlib.util.spec_from_file_location(name, spec.handler_file)
-    assert module_spec and module_spec.loader
+    assert module_spec
+    assert module_spec.loader
     module: ModuleType = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     return getattr(module, spec.handler_name)
@@ -155,7 +156,9 @@ class Poller(threading.Thread):
             failed = {m["MessageId"] for m in batch}
         done = [m for m in batch if m["MessageId"] not in failed]
         for start in range(0, len(done), 10):
-            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done[start : start + 10])]
+            entries = [
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done[start : start + 10])
+            ]
             self.sqs.delete_message_batch(QueueUrl=self.spec.queue_url, Entries=entries)
         with self.stats.lock:
             self.stats.invocations += 1

@@ -25,7 +25,7 @@ import uvicorn
 from moto.server import ThreadedMotoServer
 
 from local_stack.provision import Stack, provision
-from local_stack.pumps import PumpStats, pump_specs, start_pumps
+from local_stack.pumps import Poller, PumpStats, pump_specs, start_pumps
 from local_stack.sagemaker import EndpointConfig, create_endpoint_app
 
 REPO = Path(__file__).resolve().parent.parent
@@ -86,7 +86,7 @@ class LocalStack:
         self._moto: ThreadedMotoServer | None = None
         self._model: subprocess.Popen[bytes] | None = None
         self._servers: list[_ThreadedUvicorn] = []
-        self._pollers: list[threading.Thread] = []
+        self._pollers: list[Poller] = []
         self.startup_seconds = 0.0
 
     def client(self, service: str) -> Any:
@@ -129,8 +129,8 @@ class LocalStack:
             specs, self.client("sqs"), self.stop_event, self.options.pollers_per_function
         )
 
-        from inference_api.app import create_app  # noqa: PLC0415 - only after the environment is set
-        from inference_core.logic.auth import create_api_key  # noqa: PLC0415
+        from inference_api.app import create_app  # only after the environment is set
+        from inference_core.logic.auth import create_api_key
 
         api_key, _ = create_api_key("local-dev", "make run")
         self._serve(create_app(), host, self.options.api_port)
@@ -145,7 +145,7 @@ class LocalStack:
             "PYTHONPATH": os.pathsep.join([str(REPO / "model"), os.environ.get("PYTHONPATH", "")]),
         }
         stdout = None if self.options.verbose else subprocess.DEVNULL
-        self._model = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        self._model = subprocess.Popen(  # our own interpreter and module
             [sys.executable, "-m", "model_server"], env=env, stdout=stdout, stderr=stdout, preexec_fn=_die_with_parent
         )
         self.urls["model"] = f"http://{host}:{port}"

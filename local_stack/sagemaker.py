@@ -92,13 +92,13 @@ def create_endpoint_app(config: EndpointConfig, s3: Any, sns: Any) -> FastAPI:
         try:
             bucket, key = _split(invocation.input_location)
             body = await asyncio.to_thread(lambda: s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-        except Exception as exc:  # noqa: BLE001 - SageMaker reports any input problem as a failure
+        except Exception as exc:  # SageMaker reports any input problem as a failure
             await publish_failure(invocation, f"ClientError: could not read the input: {exc}")
             return
         if faults.model_failures > 0:
             faults.model_failures -= 1
             await publish_failure(
-                invocation, "ClientError: Received server error (500) from model with message \"injected failure\""
+                invocation, 'ClientError: Received server error (500) from model with message "injected failure"'
             )
             return
         try:
@@ -118,8 +118,9 @@ def create_endpoint_app(config: EndpointConfig, s3: Any, sns: Any) -> FastAPI:
             message = response.text[:500]
             status = response.status_code
             await publish_failure(
-                invocation, f"ClientError: Received {'server' if status >= 500 else 'client'} error ({status}) "
-                f"from model with message \"{message}\""
+                invocation,
+                f"ClientError: Received {'server' if status >= 500 else 'client'} error ({status}) "
+                f'from model with message "{message}"',
             )
             return
         out_bucket, out_key = _split(invocation.output_location)

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
+
+import boto3
+import pytest
 
 from functions.completion import handler as completion_handler
-from local_stack.events import sqs_event
+from inference_core.dal.predictions import prediction_store
+from inference_core.logic.completion import BatchNotReady, complete, parse_notification
+from inference_core.logic.models import BatchRecord, PredictionStatus
+from local_stack.events import async_notification, sqs_event
 from tests.integration.conftest import Pipeline
 
 
@@ -82,3 +89,68 @@ def test_an_sns_envelope_is_unwrapped_as_well_as_a_raw_message(pipeline: Pipelin
 
     assert result == {"batchItemFailures": []}
     assert pipeline.get(headers, created["id"])["status"] == "succeeded"
+
+
+def test_a_notification_that_beats_the_dispatcher_waits_for_it(pipeline: Pipeline) -> None:
+    # Given a batch whose endpoint finished before the dispatcher marked the prediction running
+    headers = pipeline.headers()
+    created = pipeline.submit(headers, "fast endpoint")
+    store = prediction_store()
+    batch_id = "batch-raced"
+    store.put_batch(
+        BatchRecord(
+            batch_id=batch_id, prediction_ids=[created["id"]], input_location="s3://b/in", created_at=datetime.now(UTC)
+        )
+    )
+    body = json.dumps({"id": created["id"], "output": {"embeddings": [[1.0]]}}) + "\n"
+    boto3.client("s3", region_name="us-east-1").put_object(
+        Bucket=pipeline.stack.bucket_name, Key="out/raced", Body=body
+    )
+    note = parse_notification(
+        async_notification(
+            inference_id=batch_id,
+            endpoint_name="e",
+            input_location="s3://b/in",
+            output_location=f"s3://{pipeline.stack.bucket_name}/out/raced",
+        )
+    )
+
+    def dispatcher_catches_up(_: float) -> None:
+        store.transition(
+            created["id"],
+            PredictionStatus.RUNNING,
+            {PredictionStatus.QUEUED},
+            {"batch_id": batch_id, "started_at": datetime.now(UTC)},
+        )
+
+    # When completion runs
+    outcome = complete(note, sleep=dispatcher_catches_up)
+
+    # Then it re-read the record and finished it
+    assert outcome.succeeded == [created["id"]]
+    assert pipeline.get(headers, created["id"])["status"] == "succeeded"
+
+
+def test_a_notification_whose_predictions_never_get_marked_is_retried(pipeline: Pipeline) -> None:
+    headers = pipeline.headers()
+    created = pipeline.submit(headers, "dispatcher crashed")
+    prediction_store().put_batch(
+        BatchRecord(
+            batch_id="batch-stuck",
+            prediction_ids=[created["id"]],
+            input_location="s3://b/in",
+            created_at=datetime.now(UTC),
+        )
+    )
+    note = parse_notification(
+        async_notification(
+            inference_id="batch-stuck", endpoint_name="e", input_location="s3://b/in", failure_reason="boom"
+        )
+    )
+    naps: list[float] = []
+
+    with pytest.raises(BatchNotReady):
+        complete(note, sleep=naps.append)
+
+    assert naps == [0.1, 0.2, 0.4, 0.8, 1.6]
+    assert pipeline.get(headers, created["id"])["status"] == "queued"

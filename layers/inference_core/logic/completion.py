@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -11,6 +13,7 @@ from pydantic import ValidationError
 
 from inference_core.dal.objects import object_store
 from inference_core.dal.predictions import prediction_store
+from inference_core.errors import TransientError
 from inference_core.logic.models import (
     AsyncInferenceNotification,
     InvocationStatus,
@@ -25,6 +28,8 @@ from inference_core.settings import get_settings
 
 # A batch output holds at most a few hundred predictions of up to 256 embeddings each.
 MAX_OUTPUT_BYTES = 512 * 1024 * 1024
+# Re-reads (0.1 s doubling: about 3 s in all) of predictions the dispatcher has not marked running yet.
+_READ_ATTEMPTS = 6
 
 
 class MalformedNotification(ValueError):
@@ -66,7 +71,15 @@ def parse_results(body: bytes) -> dict[str, ResultLine]:
     return results
 
 
-def complete(notification: AsyncInferenceNotification, now: datetime | None = None) -> CompletionOutcome:
+class BatchNotReady(TransientError):
+    """Some predictions of the batch are not marked running yet; the notification is retried later."""
+
+
+def complete(
+    notification: AsyncInferenceNotification,
+    now: datetime | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> CompletionOutcome:
     store = prediction_store()
     batch_id = notification.inference_id
     outcome = CompletionOutcome(batch_id=batch_id)
@@ -76,41 +89,54 @@ def complete(notification: AsyncInferenceNotification, now: datetime | None = No
         metrics.add_metric(name="UnknownBatchNotifications", unit=MetricUnit.Count, value=1)
         return outcome
 
-    # One read per batch: late and duplicate notifications stop here without touching S3.
-    current = store.get_many(batch.prediction_ids)
-    pending = [
-        current[pid]
-        for pid in batch.prediction_ids
-        if pid in current and current[pid].status == PredictionStatus.RUNNING and current[pid].batch_id == batch_id
-    ]
-    outcome.ignored = [pid for pid in batch.prediction_ids if pid not in {p.id for p in pending}]
-    if not pending:
-        return outcome
-
+    completed = notification.invocation_status == InvocationStatus.COMPLETED
+    if completed and not notification.response_parameters.output_location:
+        raise MalformedNotification("a Completed notification without responseParameters.outputLocation")
     now = now or utc_now()
+    results: dict[str, ResultLine] | None = None
+    waiting = list(batch.prediction_ids)
+    delay = 0.1
+    for attempt in range(_READ_ATTEMPTS):
+        if attempt:
+            sleep(delay)
+            delay *= 2
+        # One read per batch: late and duplicate notifications stop here without touching S3.
+        current = store.get_many(waiting)
+        ready = [p for p in current.values() if p.status == PredictionStatus.RUNNING and p.batch_id == batch_id]
+        # The dispatcher marks predictions running just after invoking; a fast endpoint can beat it.
+        waiting = [pid for pid in waiting if pid in current and current[pid].status == PredictionStatus.QUEUED]
+        outcome.ignored += [pid for pid in current if pid not in waiting and pid not in {p.id for p in ready}]
+        if ready and results is None and completed:
+            location = notification.response_parameters.output_location or ""
+            results = parse_results(object_store().read(location, MAX_OUTPUT_BYTES))
+        for prediction in ready:
+            _settle(prediction, notification, results or {}, now, outcome)
+        if not waiting:
+            return outcome
+    raise BatchNotReady("predictions of this batch are still queued", {"prediction_ids": waiting})
+
+
+def _settle(
+    prediction: Prediction,
+    notification: AsyncInferenceNotification,
+    results: dict[str, ResultLine],
+    now: datetime,
+    outcome: CompletionOutcome,
+) -> None:
     if notification.invocation_status == InvocationStatus.FAILED:
         reason = notification.failure_reason or "the model endpoint failed the batch"
-        for prediction in pending:
-            _finish(prediction, PredictionStatus.FAILED, now, error_fields("inference_failed", reason), outcome)
-        return outcome
-
-    output_location = notification.response_parameters.output_location
-    if not output_location:
-        raise MalformedNotification("a Completed notification without responseParameters.outputLocation")
-    results = parse_results(object_store().read(output_location, MAX_OUTPUT_BYTES))
-    for prediction in pending:
-        result = results.get(prediction.id)
-        if result is None:
-            fields = error_fields("missing_output", "the model returned no result for this prediction")
-            _finish(prediction, PredictionStatus.FAILED, now, fields, outcome)
-        elif result.error is not None:
-            fields = error_fields(result.error.code, result.error.message)
-            _finish(prediction, PredictionStatus.FAILED, now, fields, outcome)
-        else:
-            _finish(
-                prediction, PredictionStatus.SUCCEEDED, now, _output_fields(prediction, result.output or {}), outcome
-            )
-    return outcome
+        _finish(prediction, PredictionStatus.FAILED, now, error_fields("inference_failed", reason), outcome)
+        return
+    result = results.get(prediction.id)
+    if result is None:
+        fields = error_fields("missing_output", "the model returned no result for this prediction")
+        _finish(prediction, PredictionStatus.FAILED, now, fields, outcome)
+    elif result.error is not None:
+        _finish(
+            prediction, PredictionStatus.FAILED, now, error_fields(result.error.code, result.error.message), outcome
+        )
+    else:
+        _finish(prediction, PredictionStatus.SUCCEEDED, now, _output_fields(prediction, result.output or {}), outcome)
 
 
 def _output_fields(prediction: Prediction, output: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -22,6 +23,8 @@ from inference_core.logic.models import (
 )
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
+
+_MARKING_THREADS = 16
 
 
 @dataclass(frozen=True)
@@ -113,22 +116,30 @@ def dispatch(messages: list[QueuedMessage], now: datetime | None = None) -> Disp
         return outcome
 
     started = utc_now()
-    for message, item in to_send:
+
+    def mark_running(item: WorkItem) -> tuple[bool, int] | None:
         queue_ms = max(0, int((started - item.created_at).total_seconds() * 1000))
         try:
-            moved, _current = store.transition(
+            moved, _ = store.transition(
                 item.prediction_id,
                 PredictionStatus.RUNNING,
                 {PredictionStatus.QUEUED},
                 {"started_at": started, "batch_id": batch_id, "queue_ms": queue_ms},
             )
         except TransientError:
+            return None
+        return moved is not None, queue_ms
+
+    # In parallel: the endpoint may finish before a sequential loop would, and completion waits on these.
+    with ThreadPoolExecutor(max_workers=min(_MARKING_THREADS, len(to_send))) as pool:
+        marks = list(pool.map(mark_running, [item for _, item in to_send]))
+    for (message, item), mark in zip(to_send, marks, strict=True):
+        if mark is None:
             # SQS will redeliver; the prediction is still queued and goes out again in a later batch.
             outcome.failed_message_ids.append(message.message_id)
-            continue
-        if moved:
+        elif mark[0]:
             outcome.dispatched.append(item.prediction_id)
-            metrics.add_metric(name="QueueTime", unit=MetricUnit.Milliseconds, value=queue_ms)
+            metrics.add_metric(name="QueueTime", unit=MetricUnit.Milliseconds, value=mark[1])
         else:
             # Cancelled between our read and now: the model still runs it, completion discards the result.
             outcome.skipped += 1
