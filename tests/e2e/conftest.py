@@ -1,0 +1,114 @@
+"""Starts `python -m local_stack` on free ports, as a user would, and drives it only over HTTP and boto3."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+
+from local_stack.runner import free_port, read_env_file
+
+REPO = Path(__file__).resolve().parents[2]
+MAX_RECEIVE_COUNT = 2
+
+
+@dataclass
+class RunningStack:
+    env: dict[str, str]
+    api_key: str
+    process: subprocess.Popen[bytes]
+
+    def api(self, key: str | None = None) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.env["API_URL"], headers={"Authorization": f"Bearer {key or self.api_key}"}, timeout=30
+        )
+
+    def aws(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            region_name=self.env["AWS_REGION"],
+            endpoint_url=self.env["AWS_ENDPOINT_URL"],
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    def create_key(self, tenant: str) -> str:
+        """The operator's command, run against the stack like a user would."""
+        result = subprocess.run(
+            [sys.executable, "-m", "inference_core.cli", "create-key", "--tenant", tenant],
+            env={**os.environ, **self.env, "PYTHONPATH": os.pathsep.join(str(REPO / p) for p in (".", "layers"))},
+            capture_output=True,
+            check=True,
+        )
+        return str(__import__("json").loads(result.stdout)["api_key"])
+
+    def endpoint(self, path: str, json: dict[str, Any] | None = None) -> dict[str, Any]:
+        url = self.env["LOCAL_SAGEMAKER_URL"] + path
+        response = httpx.post(url, json=json) if json is not None else httpx.get(url)
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    def wait_for(self, client: httpx.Client, prediction_id: str, timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            prediction: dict[str, Any] = client.get(f"/v1/predictions/{prediction_id}").json()
+            if prediction["status"] not in {"queued", "running"} or time.monotonic() > deadline:
+                return prediction
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    state = tmp_path_factory.mktemp("local-stack")
+    port = free_port("127.0.0.1")
+    log = (state / "stack.log").open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "local_stack",
+            "--port",
+            str(port),
+            "--state-dir",
+            str(state),
+            "--visibility-timeout",
+            "2",
+            "--batching-window",
+            "0.5",
+            "--param",
+            f"MaxReceiveCount={MAX_RECEIVE_COUNT}",
+        ],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(str(REPO / p) for p in (".", "layers", "api", "model"))},
+    )
+    deadline = time.monotonic() + 180
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"local stack exited: {(state / 'stack.log').read_text()[-3000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("local stack did not become healthy")
+        time.sleep(0.3)
+    running = RunningStack(read_env_file(state / "env"), (state / "api-key").read_text().strip(), process)
+    yield running
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    log.close()
