@@ -8,6 +8,7 @@ SAM := $(SAM_VENV)/bin/sam
 TORCH := torch==2.13.0
 # sam build needs python3.13 on PATH for the python3.13 runtime (pyenv has it on these machines).
 SAM_ENV := PYENV_VERSION=3.11.7:3.12.1:3.13.0
+export SAM_CLI_TELEMETRY := 0
 
 .PHONY: install run demo test test-unit test-integration test-e2e lint typecheck check-template build deploy \
         deploy-prod bench bench-model key package-model clean
