@@ -35,7 +35,7 @@ TERMINAL = {"succeeded", "failed", "cancelled", "expired"}
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def _finished(table: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
