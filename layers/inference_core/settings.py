@@ -37,7 +37,6 @@ class Settings(BaseSettings):
     inline_output_max_bytes: int = 256_000
     presigned_url_seconds: int = 900
     api_key_cache_seconds: float = 30.0
-    model_name: str = "all-MiniLM-L6-v2"
 
 
 @cache

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -16,7 +15,6 @@ from model_server.embedder import Embedder, EmbeddingResult
 class _Job:
     texts: list[str]
     future: asyncio.Future[EmbeddingResult]
-    queued_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass

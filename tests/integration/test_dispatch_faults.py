@@ -14,8 +14,6 @@ from inference_core.dal.clients import client
 from inference_core.logic.dispatch import QueuedMessage, dispatch
 from tests.integration.conftest import Pipeline
 
-REQUEST_BODY_ERROR = {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}
-
 
 def endpoint_raises(monkeypatch: pytest.MonkeyPatch, code: str, status: int) -> None:
     def refuse(**_: Any) -> None:
