@@ -22,7 +22,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
+
+from local_stack.runner import LocalStack, Options, free_port
 
 CONFIGS = {
     # name: (template parameter overrides, batching window override)
@@ -101,14 +104,8 @@ def run_workload(api: httpx.Client, table: Any, submit_times: list[float], timeo
 
 def run_config(name: str, burst: int, rate: float, seconds: float) -> dict[str, Any]:
     """Runs inside a child process: one local stack, both workloads, exact AWS request counts."""
-    import boto3
-
-    from local_stack.runner import LocalStack, Options
-
     parameters, window = CONFIGS[name]
     with tempfile.TemporaryDirectory() as state:
-        from local_stack.runner import free_port
-
         stack = LocalStack(
             Options(
                 api_port=free_port("127.0.0.1"),
@@ -120,6 +117,7 @@ def run_config(name: str, burst: int, rate: float, seconds: float) -> dict[str, 
         )
         stack.start()
         try:
+            # Imported once the stack has set the functions' environment, which the settings read.
             from inference_core.dal.clients import client
 
             counts: Counter[str] = Counter()

@@ -12,6 +12,8 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,7 +84,6 @@ def create_endpoint_app(config: EndpointConfig, s3: Any, sns: Any) -> FastAPI:
     faults = Faults()
     stats = EndpointStats()
     queue: asyncio.Queue[_Invocation] = asyncio.Queue()
-    workers: list[asyncio.Task[None]] = []
 
     async def run(invocation: _Invocation, client: httpx.AsyncClient) -> None:
         waited = time.monotonic() - invocation.received
@@ -163,17 +164,14 @@ def create_endpoint_app(config: EndpointConfig, s3: Any, sns: Any) -> FastAPI:
                 finally:
                     queue.task_done()
 
-    app = FastAPI(title="Local SageMaker asynchronous endpoint")
-
-    @app.on_event("startup")
-    async def start_workers() -> None:
-        loop = asyncio.get_running_loop()
-        workers.extend(loop.create_task(worker()) for _ in range(config.max_concurrent_invocations))
-
-    @app.on_event("shutdown")
-    async def stop_workers() -> None:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        workers = [asyncio.create_task(worker()) for _ in range(config.max_concurrent_invocations)]
+        yield
         for task in workers:
             task.cancel()
+
+    app = FastAPI(title="Local SageMaker asynchronous endpoint", lifespan=lifespan)
 
     @app.post("/endpoints/{endpoint_name}/async-invocations")
     async def invoke_endpoint_async(endpoint_name: str, request: Request) -> Response:

@@ -23,6 +23,7 @@ from inference_core.logic.auth import clear_key_cache
 from inference_core.observability import metrics
 from inference_core.settings import get_settings
 from local_stack.provision import Stack, provision
+from local_stack.pumps import FakeContext
 
 REGION = "us-east-1"
 
@@ -94,20 +95,6 @@ def aws_calls(aws: Stack) -> AwsCalls:
     return calls
 
 
-@dataclass
-class FakeLambdaContext:
-    function_name: str = "test-function"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
-    aws_request_id: str = "52fdfc07-2182-454f-963f-5f0f9a621d72"
-    log_group_name: str = "/aws/lambda/test-function"
-    log_stream_name: str = "2026/11/21/[$LATEST]abc"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
-
-
 @pytest.fixture
-def lambda_context() -> FakeLambdaContext:
-    return FakeLambdaContext()
+def lambda_context() -> FakeContext:
+    return FakeContext("test-function")

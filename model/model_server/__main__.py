@@ -14,6 +14,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     config = ServerConfig.from_env()
     # A single worker: a second would load a second copy of the model onto the same GPU.
+    # All interfaces (S104): SageMaker reaches the container from outside it.
     uvicorn.run(create_app(config), host="0.0.0.0", port=config.port, workers=1, timeout_keep_alive=75)  # noqa: S104
 
 

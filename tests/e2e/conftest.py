@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -20,6 +21,11 @@ from local_stack.runner import free_port, read_env_file
 
 REPO = Path(__file__).resolve().parents[2]
 MAX_RECEIVE_COUNT = 2
+
+
+def source_roots_env() -> dict[str, str]:
+    """The environment for a child Python that imports the repo's packages (as the Makefile's .pth does)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(str(REPO / p) for p in (".", "layers", "api", "model"))}
 
 
 @dataclass
@@ -46,11 +52,11 @@ class RunningStack:
         """The operator's command, run against the stack like a user would."""
         result = subprocess.run(
             [sys.executable, "-m", "inference_core.cli", "create-key", "--tenant", tenant],
-            env={**os.environ, **self.env, "PYTHONPATH": os.pathsep.join(str(REPO / p) for p in (".", "layers"))},
+            env={**source_roots_env(), **self.env},
             capture_output=True,
             check=True,
         )
-        return str(__import__("json").loads(result.stdout)["api_key"])
+        return str(json.loads(result.stdout)["api_key"])
 
     def endpoint(self, path: str, json: dict[str, Any] | None = None) -> dict[str, Any]:
         url = self.env["LOCAL_SAGEMAKER_URL"] + path
@@ -92,7 +98,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
         cwd=REPO,
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(str(REPO / p) for p in (".", "layers", "api", "model"))},
+        env=source_roots_env(),
     )
     deadline = time.monotonic() + 180
     while True:
@@ -109,6 +115,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
         time.sleep(0.3)
     running = RunningStack(read_env_file(state / "env"), (state / "api-key").read_text().strip(), process)
     yield running
+    children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
     log.close()
+    # Clean stop: the model server child went with the stack.
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in children)

@@ -145,6 +145,7 @@ def test_a_burst_of_200_finishes_with_far_fewer_invocations(stack: RunningStack)
     assert invocations <= 40, invocations
 
 
-def test_the_stack_stops_cleanly_without_orphans(stack: RunningStack) -> None:
+def test_the_model_server_runs_as_the_stacks_only_child(stack: RunningStack) -> None:
+    # The fixture's teardown checks that it stops with the stack (SIGTERM, and PR_SET_PDEATHSIG on a crash).
     children = subprocess.run(["pgrep", "-P", str(stack.process.pid)], capture_output=True, text=True).stdout.split()
-    assert len(children) == 1  # the model server, which dies with the stack (PR_SET_PDEATHSIG)
+    assert len(children) == 1
