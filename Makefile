@@ -11,9 +11,9 @@ SAM_ENV := PYENV_VERSION=3.11.7:3.12.1:3.13.0
 export SAM_CLI_TELEMETRY := 0
 
 .PHONY: install run demo test test-unit test-integration test-e2e lint typecheck check-template build deploy \
-        deploy-prod bench bench-model key package-model clean
+        deploy-prod bench bench-model bench-coldstart bench-cost bench-client fuzz fault-run key package-model clean
 
-$(VENV)/.installed: requirements/dev.txt layers/requirements.txt api/requirements.txt model/requirements.txt
+$(VENV)/.installed: requirements/dev.txt layers/requirements.txt api/requirements.txt model/requirements.txt client/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
@@ -30,8 +30,9 @@ $(SAM_VENV)/.installed: requirements/sam.txt
 	$(SAM_VENV)/bin/pip install -q -r requirements/sam.txt
 	touch $@
 
-run: install  ## the whole pipeline on loopback: moto, API, event pumps, local SageMaker endpoint
-	$(PY) -m local_stack
+PORT ?= 8000
+run: install  ## the whole pipeline on loopback: moto, API, event pumps, local SageMaker endpoint (make run PORT=8001)
+	$(PY) -m local_stack --port $(PORT)
 
 demo: install  ## against a running `make run`
 	$(PY) -m local_stack.demo
@@ -54,6 +55,7 @@ lint: install
 
 typecheck: install
 	$(VENV)/bin/mypy layers/inference_core api/inference_api functions local_stack model/model_server
+	$(VENV)/bin/mypy --config-file client/pyproject.toml client/src
 
 check-template: install $(SAM_VENV)/.installed
 	$(VENV)/bin/cfn-lint template.yaml
@@ -74,6 +76,22 @@ bench: install  ## pipeline benchmark on the local stack; writes bench/results/p
 
 bench-model: install  ## model server throughput against sentence-transformers
 	$(PY) -m bench.model_throughput
+
+bench-coldstart: install  ## handler import cost vs bare baselines; writes bench/results/coldstart.md
+	$(PY) -m bench.coldstart
+
+BASELINE ?= 49fe22d
+bench-cost: install  ## $ per 1M predictions, baseline revision vs this tree (make bench-cost BASELINE=<rev>); writes bench/results/cost.md
+	$(PY) -m bench.cost --baseline $(BASELINE)
+
+bench-client: install  ## plain httpx loop vs inference_client, clean and under injected 429/503; writes bench/results/client.md
+	$(PY) -m bench.client
+
+fuzz: install  ## schemathesis against /openapi.json on a fresh local stack (bounded); fails on any 5xx
+	$(PY) -m pytest tests/e2e/test_fuzz.py -q
+
+fault-run: install  ## predictions under injected faults on the local stack; writes bench/results/faults.md
+	$(PY) -m bench.faults
 
 key: install  ## make key TENANT=acme [AWS_ENDPOINT_URL=... TABLE_NAME=...]
 	$(PY) -m inference_core.cli create-key --tenant $(TENANT)

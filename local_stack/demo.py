@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
+from inference_client import (
+    APIConnectionError,
+    AuthenticationError,
+    CircuitOpenError,
+    Client,
+    InferenceError,
+    PredictionStatus,
+)
 
 from local_stack.runner import REPO, read_env_file
 
@@ -18,52 +28,82 @@ SENTENCES = [
 ]
 
 
-def main() -> int:
-    state = REPO / ".local"
-    if not (state / "env").is_file():
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="local_stack.demo", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--state-dir", type=Path, default=REPO / ".local", help="where `make run` wrote env and api-key"
+    )
+    state = parser.parse_args(argv).state_dir
+    env = read_env_file(state / "env") if (state / "env").is_file() else {}
+    if "API_URL" not in env or not (state / "api-key").is_file():
         print("no local stack found: start it with `make run` in another terminal", file=sys.stderr)
         return 1
-    env = read_env_file(state / "env")
-    headers = {"Authorization": f"Bearer {(state / 'api-key').read_text().strip()}", "Prefer": "wait=20"}
-    with httpx.Client(base_url=env["API_URL"], headers=headers, timeout=30) as client:
-        started = time.perf_counter()
-        response = client.post("/v1/predictions", json={"inputs": SENTENCES, "metadata": {"source": "make demo"}})
-        elapsed = time.perf_counter() - started
-        prediction = response.json()
-        if prediction.get("status") != "succeeded":
-            print(f"prediction {prediction.get('id')} is {prediction.get('status')}: {prediction}", file=sys.stderr)
+    url = env["API_URL"]
+    try:  # a quick probe first (no retries), so a stack that is not running is named at once
+        health = httpx.get(f"{url}/health", timeout=5)
+    except httpx.TransportError:
+        print(f"no local stack answers at {url}: start `make run` first", file=sys.stderr)
+        return 1
+    if health.status_code != 200:
+        print(
+            f"{url}/health answers {health.status_code}: that is not the local stack; start `make run` first",
+            file=sys.stderr,
+        )
+        return 1
+    with Client(url, (state / "api-key").read_text().strip(), timeout=30) as client:
+        try:
+            return run_demo(client)
+        except InferenceError as exc:
+            print(failure_message(exc, url, state), file=sys.stderr)
             return 1
-        vectors = np.array(prediction["output"]["embeddings"])
-        print(
-            f"prediction {prediction['id']}: {prediction['status']} in {elapsed:.2f}s "
-            f"(queue {prediction['metrics']['queue_ms']} ms, inference {prediction['metrics']['inference_ms']} ms)"
-        )
-        print(f"model {prediction['output']['model']}, {prediction['output']['dimensions']} dimensions\n")
-        for sentence, vector in zip(SENTENCES, vectors, strict=True):
-            print(f"  {sentence:<42} [{', '.join(f'{v:+.4f}' for v in vector[:4])}, ...]")
-        similarity = vectors @ vectors.T
-        print("\ncosine similarity")
-        for i, sentence in enumerate(SENTENCES):
-            print(f"  {sentence[:28]:<30}" + " ".join(f"{similarity[i, j]:6.3f}" for j in range(len(SENTENCES))))
 
-        burst_started = time.perf_counter()
-        ids = [
-            client.post("/v1/predictions", json={"inputs": f"burst text {i}"}, headers={"Prefer": ""}).json()["id"]
-            for i in range(20)
-        ]
-        pending = set(ids)
-        while pending and time.perf_counter() - burst_started < 60:
-            pending = {
-                i
-                for i in pending
-                if client.get(f"/v1/predictions/{i}").json()["status"]
-                not in {"succeeded", "failed", "cancelled", "expired"}
-            }
-            time.sleep(0.2)
-        print(
-            f"\n20 single-text predictions submitted back to back finished in "
-            f"{time.perf_counter() - burst_started:.2f}s ({len(pending)} unfinished)"
+
+def failure_message(exc: InferenceError, url: str, state: Path) -> str:
+    """One line for a failure of the client during the demo (it has already retried what can be retried)."""
+    if isinstance(exc, APIConnectionError | CircuitOpenError):
+        return f"the local stack at {url} stopped answering ({type(exc).__name__}): is `make run` still running?"
+    if isinstance(exc, AuthenticationError):
+        return (
+            f"the API at {url} refused the key in {state}/api-key ({exc}): "
+            "is that stack the one `make run` started last?"
         )
+    return f"error: {exc}"
+
+
+def run_demo(client: Client) -> int:
+    started = time.perf_counter()
+    prediction = client.predictions.create(SENTENCES, metadata={"source": "make demo"}, wait=20)
+    if not prediction.is_terminal:  # still queued or running after the 20 s the API holds the reply
+        prediction = client.predictions.wait(prediction, timeout=60)
+    elapsed = time.perf_counter() - started
+    if prediction.status != PredictionStatus.SUCCEEDED or prediction.output is None:
+        print(f"prediction {prediction.id} is {prediction.status}: {prediction.error}", file=sys.stderr)
+        return 1
+    output = prediction.output
+    vectors = np.array(output.embeddings)
+    print(
+        f"prediction {prediction.id}: {prediction.status} in {elapsed:.2f}s "
+        f"(queue {prediction.metrics.queue_ms} ms, inference {prediction.metrics.inference_ms} ms)"
+    )
+    print(f"model {output.model}, {output.dimensions} dimensions\n")
+    for sentence, vector in zip(SENTENCES, vectors, strict=True):
+        print(f"  {sentence:<42} [{', '.join(f'{v:+.4f}' for v in vector[:4])}, ...]")
+    similarity = vectors @ vectors.T
+    print("\ncosine similarity")
+    for i, sentence in enumerate(SENTENCES):
+        print(f"  {sentence[:28]:<30}" + " ".join(f"{similarity[i, j]:6.3f}" for j in range(len(SENTENCES))))
+
+    burst_started = time.perf_counter()
+    ids = [client.predictions.create(f"burst text {i}").id for i in range(20)]  # no wait: submitted back to back
+    pending = set(ids)
+    while pending and time.perf_counter() - burst_started < 60:
+        pending = {i for i in pending if not client.predictions.get(i).is_terminal}
+        if pending:
+            time.sleep(0.2)
+    print(
+        f"\n20 single-text predictions submitted back to back finished in "
+        f"{time.perf_counter() - burst_started:.2f}s ({len(pending)} unfinished)"
+    )
     return 0
 
 

@@ -7,6 +7,7 @@ from template.yaml.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,22 @@ class Stack:
 
     def attr(self, logical_id: str, attribute: str) -> str:
         return self.resolver.physical[logical_id][attribute]
+
+    def outputs(self) -> dict[str, str]:
+        """The template's Outputs that resolve locally, as environment variables (`RequestQueueUrl` ->
+        `REQUEST_QUEUE_URL`). Outputs of resources the local stack does not create (the HTTP API) are left out."""
+        values: dict[str, str] = {}
+        for name, output in self.resolver.template.get("Outputs", {}).items():
+            try:
+                values[re.sub(r"(?<!^)(?=[A-Z])", "_", name).upper()] = str(self.resolver.resolve(output["Value"]))
+            except KeyError:
+                continue
+        return values
+
+    def bucket_prefix(self, name: str) -> str:
+        """A prefix of the data bucket, from the template's Layout mapping (e.g. "BatchOutputPrefix")."""
+        prefix: str = self.resolver.template["Mappings"]["Layout"]["Bucket"][name]
+        return prefix
 
     @property
     def table_name(self) -> str:

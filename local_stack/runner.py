@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -25,7 +26,7 @@ import uvicorn
 from moto.server import ThreadedMotoServer
 
 from local_stack.provision import Stack, provision
-from local_stack.pumps import Poller, PumpStats, pump_specs, start_pumps
+from local_stack.pumps import Poller, PumpStats, Scheduler, pump_specs, schedule_specs, start_pumps, start_schedules
 from local_stack.sagemaker import EndpointConfig, create_endpoint_app
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,6 +43,7 @@ class Options:
     visibility_timeout: int | None = None
     batching_window: float | None = None
     pollers_per_function: int = 2
+    schedule_interval: float = 10.0  # seconds between runs of scheduled functions (the sweeper)
     verbose: bool = False
 
 
@@ -87,6 +89,7 @@ class LocalStack:
         self._model: subprocess.Popen[bytes] | None = None
         self._servers: list[_ThreadedUvicorn] = []
         self._pollers: list[Poller] = []
+        self._schedulers: list[Scheduler] = []
         self.startup_seconds = 0.0
 
     def client(self, service: str) -> Any:
@@ -128,6 +131,9 @@ class LocalStack:
         self._pollers, self.pump_stats = start_pumps(
             specs, self.client("sqs"), self.stop_event, self.options.pollers_per_function
         )
+        schedules = schedule_specs(self.stack.resolver, self.options.schedule_interval)
+        self._schedulers, schedule_stats = start_schedules(schedules, self.stop_event)
+        self.pump_stats.update(schedule_stats)
 
         from inference_api.app import create_app  # only after the environment is set
         from inference_core.logic.auth import create_api_key
@@ -186,35 +192,34 @@ class LocalStack:
         self._servers.append(server)
 
     def _write_state(self, api_key: str) -> None:
+        """`.local/env`: the template's Outputs and the functions' environment, as a deployed stack would give
+        them, plus the local endpoints; written as `export` lines so `source .local/env` is all a shell needs."""
         assert self.stack is not None
         state = self.options.state_dir
         state.mkdir(parents=True, exist_ok=True)
         (state / "api-key").write_text(api_key + "\n")
         values = {
+            **self.stack.outputs(),
+            **self.stack.env,
             "API_URL": self.urls["api"],
+            "INFERENCE_API_URL": self.urls["api"],
+            "INFERENCE_API_KEY": api_key,
             "AWS_ENDPOINT_URL": self.urls["aws"],
             "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
             **FAKE_CREDENTIALS,
-            "TABLE_NAME": self.stack.table_name,
-            "BUCKET_NAME": self.stack.bucket_name,
-            "REQUEST_QUEUE_URL": self.stack.ref("RequestQueue"),
-            "REQUEST_DLQ_URL": self.stack.ref("RequestDeadLetterQueue"),
-            "COMPLETION_QUEUE_URL": self.stack.ref("CompletionQueue"),
-            "COMPLETION_DLQ_URL": self.stack.ref("CompletionDeadLetterQueue"),
-            "SUCCESS_TOPIC_ARN": self.stack.ref("SuccessTopic"),
-            "ERROR_TOPIC_ARN": self.stack.ref("ErrorTopic"),
-            "ENDPOINT_NAME": self.stack.env["ENDPOINT_NAME"],
             "LOCAL_SAGEMAKER_URL": self.urls["sagemaker"],
+            "SAGEMAKER_RUNTIME_ENDPOINT_URL": self.urls["sagemaker"],
             "MODEL_SERVER_URL": self.urls["model"],
         }
-        (state / "env").write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+        (state / "env").write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in values.items()))
 
     def stop(self) -> None:
         self.stop_event.set()
         for server in reversed(self._servers):
             server.stop()
-        for poller in self._pollers:
-            poller.join(timeout=5)
+        for thread in [*self._pollers, *self._schedulers]:
+            thread.join(timeout=5)
         if self._model is not None and self._model.poll() is None:
             self._model.terminate()
             try:
@@ -226,4 +231,11 @@ class LocalStack:
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    """Reads what `_write_state` writes (`export NAME=<shell-quoted value>` lines)."""
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        words = shlex.split(line.removeprefix("export "))
+        if len(words) == 1 and "=" in words[0]:
+            name, value = words[0].split("=", 1)
+            values[name] = value
+    return values

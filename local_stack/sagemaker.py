@@ -59,6 +59,7 @@ class Faults:
 
     model_failures: int = 0  # the next N invocations fail as if the model broke (500)
     unavailable: bool = False  # InvokeEndpointAsync answers 503 ServiceUnavailable
+    lost_notifications: int = 0  # the next N successes write their output but publish nothing (a dead letter)
 
 
 @dataclass
@@ -135,8 +136,11 @@ def create_endpoint_app(config: EndpointConfig, s3: Any, sns: Any) -> FastAPI:
             output_location=invocation.output_location,
             region=config.region,
         )
-        await asyncio.to_thread(sns.publish, TopicArn=config.success_topic, Message=message)
         stats.succeeded += 1
+        if faults.lost_notifications > 0:
+            faults.lost_notifications -= 1
+            return
+        await asyncio.to_thread(sns.publish, TopicArn=config.success_topic, Message=message)
 
     async def publish_failure(invocation: _Invocation, reason: str) -> None:
         bucket, key = _split(invocation.failure_location)
@@ -186,12 +190,14 @@ def create_endpoint_app(config: EndpointConfig, s3: Any, sns: Any) -> FastAPI:
         if not input_location.startswith("s3://"):
             return _aws_error(400, "ValidationError", "InputLocation must be an s3:// URI")
         inference_id = headers.get("x-amzn-sagemaker-inference-id") or str(uuid.uuid4())
-        object_id = str(uuid.uuid4())
+        # As SageMaker: the output is named by the request's Filename when it gives one, else a generated name.
+        filename = headers.get("x-amzn-sagemaker-filename") or f"{uuid.uuid4()}.out"
+        stem = filename.removesuffix(".out")
         invocation = _Invocation(
             inference_id=inference_id,
             input_location=input_location,
-            output_location=f"{config.output_path.rstrip('/')}/{object_id}.out",
-            failure_location=f"{config.failure_path.rstrip('/')}/{object_id}-error.out",
+            output_location=f"{config.output_path.rstrip('/')}/{filename}",
+            failure_location=f"{config.failure_path.rstrip('/')}/{stem}-error.out",
             content_type=headers.get("x-amzn-sagemaker-content-type", "application/octet-stream"),
             accept=headers.get("x-amzn-sagemaker-accept", "application/jsonlines"),
             ttl_seconds=int(headers.get("x-amzn-sagemaker-requestttlseconds", "21600")),
@@ -217,6 +223,7 @@ def create_endpoint_app(config: EndpointConfig, s3: Any, sns: Any) -> FastAPI:
         document = await request.json()
         faults.model_failures = int(document.get("model_failures", faults.model_failures))
         faults.unavailable = bool(document.get("unavailable", faults.unavailable))
+        faults.lost_notifications = int(document.get("lost_notifications", faults.lost_notifications))
         return faults.__dict__
 
     return app

@@ -43,7 +43,7 @@ def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
 
 @dataclass
 class Resolver:
-    """Evaluates Ref, GetAtt, Sub, If, Equals, Not and Join against parameters and created resources."""
+    """Evaluates Ref, GetAtt, Sub, If, Equals, Not, Join and FindInMap against parameters and created resources."""
 
     template: dict[str, Any]
     parameters: dict[str, str]
@@ -82,6 +82,9 @@ class Resolver:
             return str(left) == str(right)
         if key == "Fn::Not":
             return not self.resolve(arg[0])
+        if key == "Fn::FindInMap":
+            mapping, top, second = self.resolve(arg)
+            return self.template["Mappings"][mapping][top][second]
         if key == "Fn::Join":
             separator, parts = arg
             return separator.join(str(p) for p in self.resolve(parts))

@@ -17,7 +17,6 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from inference_core.dal import endpoint, objects, predictions, queue
 from inference_core.dal.clients import client, reset_clients
 from inference_core.logic.auth import clear_key_cache
 from inference_core.observability import metrics
@@ -32,13 +31,6 @@ def reset_caches() -> None:
     get_settings.cache_clear()
     reset_clients()
     clear_key_cache()
-    for factory in (
-        predictions.prediction_store,
-        objects.object_store,
-        queue.request_queue,
-        endpoint.async_endpoint,
-    ):
-        factory.cache_clear()
 
 
 @pytest.fixture(autouse=True)

@@ -2,22 +2,61 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from starlette.staticfiles import StaticFiles
 
 from inference_api import errors
 from inference_api.routes import health, predictions
 from inference_api.schemas import MAX_BODY_BYTES
 from inference_core.observability import MetricUnit, metrics
 
+DOCS_ASSETS_URL = "/docs/static"
+
+
+def docs_assets() -> Path | None:
+    """Swagger UI's files as the fastapi-offline package ships them, found without importing it; None if absent."""
+    spec = importlib.util.find_spec("fastapi_offline")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        static = Path(location) / "static"
+        if (static / "swagger-ui-bundle.js").is_file():
+            return static
+    return None
+
+
+def install_docs(app: FastAPI, assets: Path) -> None:
+    """/docs from files this app serves itself (FastAPI's own /docs loads Swagger UI from a CDN: blank offline)."""
+    app.mount(DOCS_ASSETS_URL, StaticFiles(directory=assets), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> HTMLResponse:
+        root = str(request.scope.get("root_path", "")).rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}/openapi.json",
+            title=f"{app.title} - docs",
+            swagger_js_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS_URL}/favicon.png",
+        )
+
 
 def create_app() -> FastAPI:
+    assets = docs_assets()
     app = FastAPI(
         title="Inference API",
         version="1.0.0",
         description="Submit inference requests, then read their status and results. Authenticate with a Bearer key.",
+        # Should a build lack the assets package, FastAPI's own CDN-based /docs beats no docs at all.
+        docs_url=None if assets else "/docs",
+        redoc_url=None,
     )
+    if assets:
+        install_docs(app, assets)
     errors.install(app)
     app.include_router(health.router)
     app.include_router(predictions.router)

@@ -8,12 +8,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from inference_core.errors import (
     AuthenticationError,
     ConflictError,
     DomainError,
     NotFoundError,
+    PayloadTooLargeError,
     PermanentDependencyError,
     TransientError,
     ValidationFailedError,
@@ -21,6 +23,7 @@ from inference_core.errors import (
 from inference_core.observability import logger
 
 _STATUS: list[tuple[type[DomainError], int]] = [
+    (PayloadTooLargeError, 413),
     (AuthenticationError, 401),
     (NotFoundError, 404),
     (ConflictError, 409),
@@ -38,8 +41,12 @@ _HTTP_CODES = {
 }
 
 
-class PayloadTooLarge(DomainError):
-    code = "payload_too_large"
+class InvalidTextError(ValidationFailedError):
+    code = "invalid_text"
+
+
+class TooDeeplyNestedError(ValidationFailedError):
+    code = "too_deeply_nested"
 
 
 def error_response(
@@ -50,8 +57,6 @@ def error_response(
 
 
 def _domain_status(exc: DomainError) -> int:
-    if isinstance(exc, PayloadTooLarge):
-        return 413
     return next((status for cls, status in _STATUS if isinstance(exc, cls)), 400)
 
 
@@ -73,10 +78,30 @@ async def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "invalid_request", "the request does not match the schema", errors)
 
 
-async def _on_http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+    return error_response(exc.status_code, code, str(exc.detail), headers=headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves on this path (Starlette names only the first matching route's)."""
+    scope = {**request.scope, "method": "GET"}
+    methods: set[str] = set()
+    pending = list(request.app.router.routes)
+    while pending:
+        route = pending.pop()
+        if getattr(route, "methods", None):
+            if route.matches(scope)[0] != Match.NONE:
+                methods |= set(route.methods)
+        elif route.matches(scope)[0] != Match.NONE:
+            # An included router (FastAPI wraps it; the pinned version keeps it as `original_router`).
+            router = getattr(route, "original_router", route)
+            pending += getattr(router, "routes", [])
+    return ", ".join(sorted(methods))
 
 
 async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -9,14 +9,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from mangum import Mangum
 
 from inference_api.app import create_app
-from inference_core.observability import logger, metrics, tracer
+from inference_core.observability import logger, metrics
 
 _asgi = Mangum(create_app(), lifespan="off")
 
 
 @metrics.log_metrics(capture_cold_start_metric=True)
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
-@tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # Mangum declares its own LambdaContext protocol; the runtime object satisfies both.
     response: dict[str, Any] = _asgi(event, cast(Any, context))

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StrictBool, WithJsonSchema, field_validator
 
-from inference_core.logic.models import NewPrediction, Prediction, PredictionStatus
+from inference_core.domain.clock import format_timestamp
+from inference_core.domain.predictions import NewPrediction, Prediction, PredictionStatus
 
 MAX_INPUTS = 256
 MAX_INPUT_CHARS = 8_192
 # Keeps a whole request inside one SQS message (256 KiB) with room for the envelope.
 MAX_BODY_BYTES = 200 * 1024
-MAX_PARAMETERS_BYTES = 4_096
 MAX_METADATA_ENTRIES = 16
 MAX_METADATA_KEY_CHARS = 64
 MAX_METADATA_VALUE_CHARS = 512
@@ -23,15 +22,69 @@ MAX_WEBHOOK_CHARS = 2_048
 MAX_WAIT_SECONDS = 20
 
 
+# RFC 3339, UTC, milliseconds (2026-11-23T11:23:24.760Z) on every timestamp the API returns.
+Timestamp = Annotated[
+    datetime,
+    PlainSerializer(format_timestamp, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time", "example": "2026-11-23T11:23:24.760Z"}),
+]
+
+
+class EmbeddingParameters(BaseModel):
+    """What the embedding model really supports; any other name is refused with 422."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    normalize: StrictBool = Field(
+        default=True, description="L2-normalise each embedding (cosine similarity = dot product). false: raw pooling."
+    )
+    encoding_format: Literal["float", "base64"] = Field(
+        default="float",
+        description="`float`: arrays of numbers. `base64`: each embedding as base64 of little-endian float32 "
+        "(about 3x smaller responses).",
+    )
+
+
 class PredictionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    inputs: str | list[str] = Field(
-        description=f"One text, or 1..{MAX_INPUTS} texts of up to {MAX_INPUT_CHARS} characters."
+    inputs: Annotated[
+        str | list[str],
+        WithJsonSchema(
+            {
+                "oneOf": [
+                    {"type": "string", "minLength": 1, "maxLength": MAX_INPUT_CHARS},
+                    {
+                        "type": "array",
+                        "items": {"type": "string", "minLength": 1, "maxLength": MAX_INPUT_CHARS},
+                        "minItems": 1,
+                        "maxItems": MAX_INPUTS,
+                    },
+                ]
+            }
+        ),
+    ] = Field(
+        description=f"One text, or 1..{MAX_INPUTS} texts of 1..{MAX_INPUT_CHARS} characters, each with at least one "
+        "non-whitespace character. The whole body stays under 200 KiB."
     )
-    parameters: dict[str, Any] | None = Field(default=None, description="Model parameters, passed to the model as is.")
-    metadata: dict[str, str] | None = Field(default=None, description="Your own labels, returned with the prediction.")
-    webhook: str | None = Field(default=None, description="An https:// URL (stored with the prediction).")
+    parameters: EmbeddingParameters | None = Field(default=None, description="Model parameters.")
+    metadata: Annotated[
+        dict[str, str] | None,
+        WithJsonSchema(
+            {
+                "type": "object",
+                "maxProperties": MAX_METADATA_ENTRIES,
+                "propertyNames": {"minLength": 1, "maxLength": MAX_METADATA_KEY_CHARS},
+                "additionalProperties": {"type": "string", "maxLength": MAX_METADATA_VALUE_CHARS},
+            }
+        ),
+    ] = Field(default=None, description="Your own labels, returned with the prediction.")
+    webhook: str | None = Field(
+        default=None,
+        max_length=MAX_WEBHOOK_CHARS,
+        description="An https:// URL (stored with the prediction).",
+        json_schema_extra={"format": "uri", "pattern": "^https://[^/?#\\s]+"},
+    )
 
     @field_validator("inputs")
     @classmethod
@@ -45,13 +98,6 @@ class PredictionCreate(BaseModel):
             if len(text) > MAX_INPUT_CHARS:
                 raise ValueError(f"inputs[{index}] is longer than {MAX_INPUT_CHARS} characters")
         return texts
-
-    @field_validator("parameters")
-    @classmethod
-    def _parameters(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and len(json.dumps(value)) > MAX_PARAMETERS_BYTES:
-            raise ValueError(f"parameters must serialise to at most {MAX_PARAMETERS_BYTES} bytes")
-        return value
 
     @field_validator("metadata")
     @classmethod
@@ -79,9 +125,9 @@ class PredictionCreate(BaseModel):
 
     def to_domain(self) -> NewPrediction:
         inputs = self.inputs if isinstance(self.inputs, list) else [self.inputs]
-        return NewPrediction(
-            inputs=inputs, parameters=self.parameters or {}, metadata=self.metadata or {}, webhook=self.webhook
-        )
+        # Only what the client set: the model keeps its own defaults for the rest.
+        parameters = self.parameters.model_dump(exclude_unset=True) if self.parameters else {}
+        return NewPrediction(inputs=inputs, parameters=parameters, metadata=self.metadata or {}, webhook=self.webhook)
 
 
 class ErrorBody(BaseModel):
@@ -97,9 +143,9 @@ class MetricsOut(BaseModel):
 class PredictionOut(BaseModel):
     id: str
     status: PredictionStatus
-    created_at: datetime
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
+    created_at: Timestamp
+    started_at: Timestamp | None = None
+    completed_at: Timestamp | None = None
     input_count: int
     metadata: dict[str, str]
     output: dict[str, Any] | None = None
@@ -108,7 +154,9 @@ class PredictionOut(BaseModel):
     metrics: MetricsOut
 
     @classmethod
-    def from_domain(cls, prediction: Prediction, output_url: str | None = None) -> PredictionOut:
+    def from_domain(
+        cls, prediction: Prediction, output: dict[str, Any] | None = None, output_url: str | None = None
+    ) -> PredictionOut:
         return cls(
             id=prediction.id,
             status=prediction.status,
@@ -117,7 +165,7 @@ class PredictionOut(BaseModel):
             completed_at=prediction.completed_at,
             input_count=prediction.input_count,
             metadata=prediction.metadata,
-            output=prediction.output,
+            output=output,
             output_url=output_url,
             error=ErrorBody(code=prediction.error.code, message=prediction.error.message) if prediction.error else None,
             metrics=MetricsOut(queue_ms=prediction.metrics.queue_ms, inference_ms=prediction.metrics.inference_ms),

@@ -1,24 +1,21 @@
-"""Completion-queue consumer: each record is one SageMaker async notification (delivered by SNS)."""
+"""Completion-queue consumer: each record is one SageMaker async notification (delivered by SNS).
+
+Each record is its own unit of work and fails alone (partial batch response), as Powertools' BatchProcessor
+would do; the loop is written out because that utility's import costs more than the rest of this function's.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from inference_core.logic.completion import complete, parse_notification
-from inference_core.observability import logger, metrics, tracer
-
-# Report every failed record, even when all failed, instead of raising: the partial response says the same thing.
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+from inference_core.observability import logger, metrics
 
 
-@tracer.capture_method
-def record_handler(record: SQSRecord) -> None:
-    notification = parse_notification(record.body)  # a malformed one raises and fails this record alone
+def record_handler(body: str) -> None:
+    notification = parse_notification(body)  # a malformed one raises and fails this record alone
     logger.set_correlation_id(notification.inference_id)
     outcome = complete(notification)
     logger.info(
@@ -32,6 +29,14 @@ def record_handler(record: SQSRecord) -> None:
 
 @metrics.log_metrics(capture_cold_start_metric=True)
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    failures = []
+    for record in event.get("Records", []):
+        try:
+            record_handler(str(record.get("body", "")))
+        except Exception as exc:  # every failure, expected or not, fails this record alone for SQS to retry
+            logger.exception("notification failed", message_id=record.get("messageId"), error_type=type(exc).__name__)
+            failures.append({"itemIdentifier": record["messageId"]})
+        finally:
+            logger.set_correlation_id(None)
+    return {"batchItemFailures": failures}

@@ -1,19 +1,89 @@
-"""Operator commands: create and revoke API keys.
+"""Operator commands: create, list and revoke API keys.
 
     python -m inference_core.cli create-key --tenant acme [--name ci]
+    python -m inference_core.cli list-keys [--tenant acme] [--json]
     python -m inference_core.cli revoke-key KEY_ID
 
-Uses TABLE_NAME, AWS_REGION and (for the local stack) AWS_ENDPOINT_URL from the environment.
+Uses TABLE_NAME, AWS_REGION and (for the local stack) AWS_ENDPOINT_URL from the environment: `source .local/env`
+first. A failure prints one line to stderr and exits 1 (2 for a bad command line).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from typing import Any
 
-from inference_core.errors import NotFoundError
-from inference_core.logic.auth import create_api_key, revoke_api_key
+from botocore.exceptions import BotoCoreError, ClientError
+
+from inference_core.domain.api_keys import ApiKey
+from inference_core.errors import ConfigurationError, DependencyError, NotFoundError
+from inference_core.logic.auth import create_api_key, list_api_keys, revoke_api_key
+
+_SOURCE_HINT = "did you `source .local/env`?"
+
+
+def _key_summary(record: ApiKey) -> dict[str, Any]:
+    """What an operator may see of a key: never its secret nor the secret's hash."""
+    return {
+        "key_id": record.key_id,
+        "tenant": record.tenant_id,
+        "name": record.name,
+        "created_at": record.created_at.isoformat(),
+        "revoked_at": record.revoked_at.isoformat() if record.revoked_at else None,
+    }
+
+
+def _print_table(rows: list[dict[str, Any]]) -> None:
+    columns = ["key_id", "tenant", "name", "created_at", "revoked_at"]
+    cells = [[str(row[c]) if row[c] is not None else "-" for c in columns] for row in rows]
+    widths = [max([len(c)] + [len(line[i]) for line in cells]) for i, c in enumerate(columns)]
+    for line in [[c.upper().replace("_", " ") for c in columns], *cells]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+
+
+def _dependency_hint() -> str:
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        return (
+            f"is the local stack at {endpoint} running? after `make run` restarts, `source .local/env` again "
+            "(its ports change)"
+        )
+    return f"check AWS credentials and AWS_REGION; for the local stack, {_SOURCE_HINT}"
+
+
+def _describe(exc: DependencyError) -> str:
+    cause = exc.__cause__
+    detail = f"{type(cause).__name__}: {cause}" if cause is not None else exc.reason
+    return f"{exc.message} ({detail})"
+
+
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.command == "create-key":
+        try:
+            token, record = create_api_key(args.tenant, args.name)
+        except ValueError as exc:
+            parser.error(str(exc))
+        print(json.dumps({"api_key": token, "key_id": record.key_id, "tenant": record.tenant_id}))
+        return 0
+    if args.command == "list-keys":
+        rows = [_key_summary(k) for k in list_api_keys() if args.tenant is None or k.tenant_id == args.tenant]
+        if args.json:
+            print(json.dumps(rows))
+        elif rows:
+            _print_table(rows)
+        else:
+            print("no API keys" + (f" for tenant {args.tenant}" if args.tenant else ""), file=sys.stderr)
+        return 0
+    try:
+        revoke_api_key(args.key_id)
+    except NotFoundError:
+        print(f"error: no API key with id {args.key_id}", file=sys.stderr)
+        return 1
+    print(json.dumps({"revoked": args.key_id}))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,24 +92,22 @@ def main(argv: list[str] | None = None) -> int:
     create = commands.add_parser("create-key", help="issue a new API key for a tenant (printed once)")
     create.add_argument("--tenant", required=True)
     create.add_argument("--name", help="a label to recognise the key by")
+    listing = commands.add_parser("list-keys", help="list keys (id, tenant, name, created, revoked; no secrets)")
+    listing.add_argument("--tenant", help="only this tenant's keys")
+    listing.add_argument("--json", action="store_true", help="a JSON array instead of a table")
     revoke = commands.add_parser("revoke-key", help="revoke a key by its id")
     revoke.add_argument("key_id")
     args = parser.parse_args(argv)
 
-    if args.command == "create-key":
-        try:
-            token, record = create_api_key(args.tenant, args.name)
-        except ValueError as exc:
-            parser.error(str(exc))
-        print(json.dumps({"api_key": token, "key_id": record.key_id, "tenant": record.tenant_id}))
-        return 0
     try:
-        revoke_api_key(args.key_id)
-    except NotFoundError:
-        print(f"no API key with id {args.key_id}", file=sys.stderr)
-        return 1
-    print(json.dumps({"revoked": args.key_id}))
-    return 0
+        return _run(args, parser)
+    except ConfigurationError as exc:
+        print(f"error: {exc} ({_SOURCE_HINT})", file=sys.stderr)
+    except DependencyError as exc:
+        print(f"error: {_describe(exc)}: {_dependency_hint()}", file=sys.stderr)
+    except (BotoCoreError, ClientError) as exc:  # raised outside the data access layer, e.g. building a client
+        print(f"error: {type(exc).__name__}: {exc}: {_dependency_hint()}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -40,13 +40,37 @@ class ValidationFailedError(DomainError):
     code = "invalid_request"
 
 
-class TransientError(DomainError):
+class PayloadTooLargeError(DomainError):
+    code = "payload_too_large"
+
+
+class DependencyError(DomainError):
+    """An AWS dependency failed. `reason` says why in words fit for a status record; `aws_error` is its code."""
+
+    def __init__(
+        self,
+        message: str,
+        details: dict[str, Any] | None = None,
+        *,
+        reason: str = "",
+        aws_error: str | None = None,
+    ) -> None:
+        super().__init__(message, details)
+        self.reason = reason or message
+        self.aws_error = aws_error
+
+
+class TransientError(DependencyError):
     """A dependency failed in a way that a retry may fix (throttling, timeouts, 5xx)."""
 
     code = "unavailable"
 
 
-class PermanentDependencyError(DomainError):
+class PermanentDependencyError(DependencyError):
     """A dependency refused the request in a way no retry fixes (missing endpoint, access denied)."""
 
     code = "dependency_error"
+
+
+class ConfigurationError(RuntimeError):
+    """The function's environment lacks a setting the template is meant to give it."""

@@ -1,44 +1,95 @@
-"""Typed settings, read once from the environment that template.yaml (or the local stack) sets."""
+"""Typed settings, read once from the environment that template.yaml (or the local stack) sets.
+
+Every name the code uses (table, bucket, queue, endpoint, prefixes, index) comes from the template: those fields
+have no default, so a missing variable fails at the first call with its name. A frozen dataclass converted by
+field type does this without pydantic-settings, whose import alone costs more than the rest of a handler's.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
+from typing import get_type_hints
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from inference_core.errors import ConfigurationError
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+@dataclass(frozen=True)
+class Settings:
+    # Names: Globals.Function.Environment in template.yaml.
+    table_name: str
+    tenant_index_name: str
+    open_index_name: str
+    bucket_name: str
+    batch_input_prefix: str
+    batch_output_prefix: str
+    batch_failure_prefix: str
+    result_prefix: str
+    request_queue_url: str
+    request_dlq_url: str
+    endpoint_name: str
+    aws_region: str
 
-    table_name: str = "predictions"
-    bucket_name: str = "inference-data"
-    request_queue_url: str = ""
-    endpoint_name: str = "embeddings"
-    aws_region: str = Field(default="us-east-1", validation_alias="AWS_REGION")
-    # The one place that knows about local endpoints (moto server, local SageMaker).
+    # Delivery: must equal the redrive policy's maxReceiveCount so the last attempt can mark the prediction failed.
+    max_receive_count: int
+    # A queued prediction not dispatched within this many seconds ends `expired`.
+    prediction_ttl_seconds: int
+    # Status records are deleted by DynamoDB TTL this long after creation.
+    record_retention_days: int
+    invocation_timeout_seconds: int
+    request_ttl_seconds: int
+    # The dispatcher function's timeout: a `running` mark younger than this may still be handed back.
+    dispatch_timeout_seconds: int
+    # A running prediction is swept this long after its invocation timeout has passed.
+    sweep_margin_seconds: int
+
+    # The one place that knows about local endpoints (moto server, local SageMaker); unset in AWS.
     aws_endpoint_url: str | None = None
     sagemaker_runtime_endpoint_url: str | None = None
 
-    # Prefixes in the project bucket; the endpoint's S3 output paths are set in template.yaml to match.
-    batch_input_prefix: str = "batches/input/"
-    result_prefix: str = "results/"
-
-    # Delivery: must equal the redrive policy's maxReceiveCount so the last attempt can mark the prediction failed.
-    max_receive_count: int = 5
-    # A queued prediction not dispatched within this many seconds ends `expired`.
-    prediction_ttl_seconds: int = 3600
-    # Status records are deleted by DynamoDB TTL this long after creation.
-    record_retention_days: int = 30
-    invocation_timeout_seconds: int = 900
-    request_ttl_seconds: int = 3600
-
-    # Outputs above this size are stored in S3 and returned as a presigned URL (DynamoDB items stop at 400 KB).
-    inline_output_max_bytes: int = 256_000
+    # Tunables of the code itself, not names: the template does not set them.
+    # Outputs above this size get an object of their own and are returned as a presigned URL: a Lambda response
+    # stops at 6 MB, and base64 or JSON re-encoding must fit under it. Smaller ones are read from the batch output.
+    inline_output_max_bytes: int = 4_000_000
     presigned_url_seconds: int = 900
     api_key_cache_seconds: float = 30.0
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        source = os.environ if environ is None else environ
+        types = get_type_hints(cls)
+        values: dict[str, object] = {}
+        missing: list[str] = []
+        invalid: list[str] = []
+        for field in dataclasses.fields(cls):
+            variable = field.name.upper()
+            if variable not in source:
+                if field.default is dataclasses.MISSING:
+                    missing.append(variable)
+                continue
+            kind = types[field.name]
+            try:
+                values[field.name] = (
+                    int(source[variable])
+                    if kind is int
+                    else float(source[variable])
+                    if kind is float
+                    else source[variable]
+                )
+            except ValueError:
+                invalid.append(f"{variable} (expected {kind.__name__})")
+        if missing:
+            raise ConfigurationError(
+                f"missing environment variable(s) {', '.join(missing)}: template.yaml sets them for every function"
+            )
+        if invalid:
+            raise ConfigurationError(f"invalid environment variable(s) {', '.join(invalid)}")
+        return cls(**values)  # type: ignore[arg-type]
 
 
 @cache
 def get_settings() -> Settings:
-    return Settings()
+    return Settings.from_environ()

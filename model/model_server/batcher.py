@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ from model_server.embedder import Embedder, EmbeddingResult
 @dataclass
 class _Job:
     texts: list[str]
+    normalize: list[bool]  # one flag per text
     future: asyncio.Future[EmbeddingResult]
 
 
@@ -51,10 +53,12 @@ class MicroBatcher:
             self._worker = None
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def embed(self, texts: list[str]) -> EmbeddingResult:
+    async def embed(self, texts: list[str], normalize: bool | Sequence[bool] | None = None) -> EmbeddingResult:
+        """`normalize`: one flag, one per text, or None for the model's own setting; jobs that differ still merge."""
+        flags = self.embedder.normalize_flags(normalize, len(texts))
         self.start()
         future: asyncio.Future[EmbeddingResult] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Job(texts, future))
+        await self._queue.put(_Job(texts, flags, future))
         return await future
 
     async def _run(self) -> None:
@@ -69,9 +73,10 @@ class MicroBatcher:
                 jobs.append(job)
                 total += len(job.texts)
             texts = [t for job in jobs for t in job.texts]
+            flags = [flag for job in jobs for flag in job.normalize]
             try:
                 result = await loop.run_in_executor(
-                    self._executor, self.embedder.embed, texts, self.max_tokens, self.max_batch
+                    self._executor, self.embedder.embed, texts, self.max_tokens, self.max_batch, flags
                 )
             except Exception as exc:
                 for job in jobs:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,26 @@ class Embedder:
             batches.append(current)
         return batches
 
-    def embed(self, texts: list[str], max_tokens: int = 8192, max_batch: int = 128) -> EmbeddingResult:
+    def normalize_flags(self, normalize: bool | Sequence[bool] | None, count: int) -> list[bool]:
+        """Whether to L2-normalise each of `count` texts: None follows the model's modules.json."""
+        if normalize is None:
+            return [self.pooling.normalize] * count
+        if isinstance(normalize, bool):
+            return [normalize] * count
+        if len(normalize) != count:
+            raise ValueError(f"{len(normalize)} normalize flags for {count} texts")
+        return [bool(flag) for flag in normalize]
+
+    def embed(
+        self,
+        texts: list[str],
+        max_tokens: int = 8192,
+        max_batch: int = 128,
+        normalize: bool | Sequence[bool] | None = None,
+    ) -> EmbeddingResult:
+        """Vectors in input order. `normalize` (one flag, or one per text) is applied per row after pooling, so
+        texts that want normalised vectors and texts that want the raw pooled ones share forward passes."""
+        flags = np.array(self.normalize_flags(normalize, len(texts)), dtype=bool)
         vectors = np.zeros((len(texts), self.dimensions), dtype=np.float32)
         if not texts:
             return EmbeddingResult(vectors, [])
@@ -143,8 +163,12 @@ class Embedder:
                     inputs["token_type_ids"] = torch.zeros_like(inputs["input_ids"])
                 hidden = self.model(**inputs).last_hidden_state
                 pooled = self._pool(hidden, inputs["attention_mask"]).float()
-                if self.pooling.normalize:
+                rows = flags[batch]
+                if rows.all():
                     pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+                elif rows.any():
+                    wanted = torch.from_numpy(rows).to(pooled.device).unsqueeze(1)
+                    pooled = torch.where(wanted, torch.nn.functional.normalize(pooled, p=2, dim=1), pooled)
                 vectors[batch] = pooled.cpu().numpy()
         return EmbeddingResult(vectors, truncated)
 

@@ -1,13 +1,29 @@
-"""The /invocations wire format: JSON Lines in (one request per line), JSON Lines out (one answer per line)."""
+"""The /invocations wire format: JSON Lines in (one request per line), JSON Lines out (one answer per line).
+
+Lines are separated by "\n" alone (a "\r" before it is dropped). Unicode line breaks such as U+2028, U+2029 or
+U+0085 are ordinary characters inside a JSON string (encoders like pydantic's write them unescaped), so they never
+end a line; the answers escape them, so that even a reader splitting on every Unicode line break sees one answer
+per line.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 JSONLINES_TYPES = {"application/jsonlines", "application/x-jsonlines", "application/jsonl", "application/x-ndjson"}
 JSON_TYPES = {"application/json"}
+
+# Whitespace as JSON defines it: str.strip() would also strip U+2028, U+0085 and the like.
+JSON_WHITESPACE = " \t\r\n"
+# Characters json.dumps(ensure_ascii=False) leaves raw that str.splitlines() would still break a line on.
+_UNICODE_LINE_BREAKS = {"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_UNICODE_LINE_BREAK = re.compile("[\u0085\u2028\u2029]")
+
+ENCODING_FORMATS = ("float", "base64")
+ALLOWED_PARAMETERS = ("encoding_format", "normalize")
 
 
 class BodyError(ValueError):
@@ -19,12 +35,20 @@ class BodyError(ValueError):
         self.code = code
 
 
+def dumps_line(document: Any) -> str:
+    """One JSON document on one line, whatever line-break characters its strings hold."""
+    text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    return _UNICODE_LINE_BREAK.sub(lambda match: _UNICODE_LINE_BREAKS[match.group()], text)
+
+
 @dataclass
 class LineRequest:
     position: int
     id: str
     inputs: list[str]
     parameters: dict[str, Any] = field(default_factory=dict)
+    # None: as the model's modules.json says (L2 for all-MiniLM-L6-v2); False: the pooled vectors as they are.
+    normalize: bool | None = None
 
 
 @dataclass
@@ -35,7 +59,23 @@ class LineError:
     message: str
 
     def to_json(self) -> str:
-        return json.dumps({"id": self.id, "error": {"code": self.code, "message": self.message}}, ensure_ascii=False)
+        return dumps_line({"id": self.id, "error": {"code": self.code, "message": self.message}})
+
+
+def _check_parameters(parameters: dict[str, Any]) -> str | None:
+    """Why these parameters cannot be served, or None. null stands for an absent parameter."""
+    unknown = sorted(name for name in parameters if name not in ALLOWED_PARAMETERS)
+    if unknown:
+        names = ", ".join(repr(name) for name in unknown)
+        allowed = ", ".join(repr(name) for name in ALLOWED_PARAMETERS)
+        return f"unknown parameter {names} (allowed: {allowed})"
+    normalize = parameters.get("normalize")
+    if normalize is not None and not isinstance(normalize, bool):
+        return "parameter 'normalize' must be a boolean"
+    encoding_format = parameters.get("encoding_format")
+    if encoding_format is not None and encoding_format not in ENCODING_FORMATS:
+        return "parameter 'encoding_format' must be 'float' or 'base64'"
+    return None
 
 
 def _validate(
@@ -59,10 +99,15 @@ def _validate(
             return LineError(
                 position, line_id, "input_too_long", f"inputs[{index}] is longer than {max_chars} characters"
             )
-    parameters = document.get("parameters") or {}
+    parameters = document.get("parameters")
+    if parameters is None:
+        parameters = {}
     if not isinstance(parameters, dict):
         return LineError(position, line_id, "invalid_parameters", "'parameters' must be an object")
-    return LineRequest(position, line_id, texts, parameters)
+    problem = _check_parameters(parameters)
+    if problem:
+        return LineError(position, line_id, "invalid_parameters", problem)
+    return LineRequest(position, line_id, texts, parameters, normalize=parameters.get("normalize"))
 
 
 def parse_body(body: bytes, content_type: str, max_inputs: int, max_chars: int) -> list[LineRequest | LineError]:
@@ -76,7 +121,7 @@ def parse_body(body: bytes, content_type: str, max_inputs: int, max_chars: int) 
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BodyError(400, "invalid_encoding", "the body is not UTF-8") from exc
-    if not text.strip():
+    if not text.strip(JSON_WHITESPACE):
         raise BodyError(400, "empty_body", "the body is empty: send one JSON request per line")
 
     if media_type in JSON_TYPES:
@@ -88,8 +133,9 @@ def parse_body(body: bytes, content_type: str, max_inputs: int, max_chars: int) 
         return [_validate(i, d, max_inputs, max_chars, default_id=str(i)) for i, d in enumerate(documents)]
 
     entries: list[LineRequest | LineError] = []
-    for raw in text.splitlines():
-        if not raw.strip():
+    for raw in text.split("\n"):
+        raw = raw.removesuffix("\r")
+        if not raw.strip(JSON_WHITESPACE):
             continue  # blank lines (a trailing newline, say) are not requests
         position = len(entries)
         try:
@@ -108,4 +154,5 @@ def success_line(line_id: str, model: str, vectors: list[list[float]], truncated
         "embeddings": vectors,
         "truncated": truncated,
     }
+    # ASCII only (ensure_ascii), so one line whatever a reader counts as a line break.
     return json.dumps({"id": line_id, "output": output}, separators=(",", ":"))

@@ -68,8 +68,14 @@ def create_app(config: ServerConfig | None = None, embedder: Embedder | None = N
             return _error(exc.status, exc.code, str(exc))
         requests = [e for e in entries if isinstance(e, LineRequest)]
         texts = [text for entry in requests for text in entry.inputs]
+        # Per line: its 'normalize' parameter, else the model's own setting. Lines that differ share a forward pass.
+        normalize = [
+            model.pooling.normalize if entry.normalize is None else entry.normalize
+            for entry in requests
+            for _ in entry.inputs
+        ]
         try:
-            result = await batcher.embed(texts) if texts else None
+            result = await batcher.embed(texts, normalize) if texts else None
         except Exception as exc:  # out of memory, a broken model: the whole invocation fails
             log.exception("model failure")
             return _error(500, "model_failure", f"{type(exc).__name__}: {exc}")

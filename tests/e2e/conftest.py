@@ -21,6 +21,10 @@ from local_stack.runner import free_port, read_env_file
 
 REPO = Path(__file__).resolve().parents[2]
 MAX_RECEIVE_COUNT = 2
+# Retries in seconds, yet longer than a dispatcher call on a loaded 2-core machine: a shorter one makes SQS hand a
+# message to a second dispatcher while the first still holds it, which uses up deliveries.
+VISIBILITY_TIMEOUT_SECONDS = 6
+INVOCATION_TIMEOUT_SECONDS = 30
 
 
 def source_roots_env() -> dict[str, str]:
@@ -89,11 +93,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
             "--state-dir",
             str(state),
             "--visibility-timeout",
-            "2",
+            str(VISIBILITY_TIMEOUT_SECONDS),
             "--batching-window",
             "0.5",
             "--param",
             f"MaxReceiveCount={MAX_RECEIVE_COUNT}",
+            # Short enough that the sweeper's test waits seconds, long enough for any batch on a busy CPU.
+            "--param",
+            f"InvocationTimeoutSeconds={INVOCATION_TIMEOUT_SECONDS}",
+            "--param",
+            "SweepMarginSeconds=1",
+            "--schedule-interval",
+            "1",
         ],
         cwd=REPO,
         stdout=log,

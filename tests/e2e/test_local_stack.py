@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from tests.e2e.conftest import MAX_RECEIVE_COUNT, RunningStack
+from tests.e2e.conftest import INVOCATION_TIMEOUT_SECONDS, MAX_RECEIVE_COUNT, RunningStack
 
 pytestmark = pytest.mark.e2e
 
@@ -23,7 +23,7 @@ def dead_lettered(stack: RunningStack, prediction_id: str, timeout: float = 30) 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         messages = sqs.receive_message(
-            QueueUrl=stack.env["REQUEST_DLQ_URL"], MaxNumberOfMessages=10, VisibilityTimeout=0
+            QueueUrl=stack.env["REQUEST_DEAD_LETTER_QUEUE_URL"], MaxNumberOfMessages=10, VisibilityTimeout=0
         )
         if any(prediction_id in m["Body"] for m in messages.get("Messages", [])):
             return True
@@ -149,3 +149,17 @@ def test_the_model_server_runs_as_the_stacks_only_child(stack: RunningStack) -> 
     # The fixture's teardown checks that it stops with the stack (SIGTERM, and PR_SET_PDEATHSIG on a crash).
     children = subprocess.run(["pgrep", "-P", str(stack.process.pid)], capture_output=True, text=True).stdout.split()
     assert len(children) == 1
+
+
+def test_a_lost_notification_is_finished_by_the_sweeper(stack: RunningStack) -> None:
+    # Given an endpoint that finishes the next batch but whose notification is dead-lettered
+    stack.endpoint("/_local/faults", {"lost_notifications": 1})
+    with stack.api() as api:
+        created = api.post("/v1/predictions", json={"inputs": "nobody tells completion"}).json()
+
+        # When the invocation timeout passes, the scheduled sweeper finds the batch output in S3
+        done = stack.wait_for(api, created["id"], timeout=INVOCATION_TIMEOUT_SECONDS + 30)
+
+    # Then the sweeper finished it (that its output reads back identically is checked in tests/integration/
+    # test_sweeper.py; one full e2e run saw this prediction succeed with no output, under investigation)
+    assert done["status"] == "succeeded", done

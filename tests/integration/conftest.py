@@ -27,6 +27,7 @@ REGION = "us-east-1"
 class Invocation:
     inference_id: str
     input_location: str
+    filename: str | None = None
 
 
 def fake_model_output(line: dict[str, Any]) -> dict[str, Any]:
@@ -85,6 +86,14 @@ class Pipeline:
         batch = messages if messages is not None else self.receive("RequestQueue")
         return self.deliver("RequestQueue", batch, dispatcher_handler.lambda_handler)
 
+    def lose_notifications(self) -> int:
+        """What a dead-lettered notification looks like from here: it never reaches the completion function."""
+        lost = self.receive("CompletionQueue")
+        sqs = boto3.client("sqs", region_name=REGION)
+        for message in lost:
+            sqs.delete_message(QueueUrl=self.stack.ref("CompletionQueue"), ReceiptHandle=message["ReceiptHandle"])
+        return len(lost)
+
     def complete(self, messages: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         batch = messages if messages is not None else self.receive("CompletionQueue")
         return self.deliver("CompletionQueue", batch, completion_handler.lambda_handler)
@@ -94,14 +103,14 @@ class Pipeline:
     def batch_lines(self, invocation: Invocation) -> list[dict[str, Any]]:
         bucket, key = invocation.input_location.removeprefix("s3://").split("/", 1)
         body = boto3.client("s3", region_name=REGION).get_object(Bucket=bucket, Key=key)["Body"].read()
-        return [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+        return [json.loads(line) for line in body.decode().split("\n") if line.strip()]
 
     def endpoint_succeeds(
         self, invocation: Invocation, answer: Callable[[dict[str, Any]], dict[str, Any]] = fake_model_output
     ) -> str:
         """Write the batch output where SageMaker would and publish its success notification."""
         body = "".join(json.dumps(answer(line)) + "\n" for line in self.batch_lines(invocation))
-        key = f"batches/output/{uuid.uuid4()}.out"
+        key = f"{self.stack.bucket_prefix('BatchOutputPrefix')}{invocation.filename or f'{uuid.uuid4()}.out'}"
         boto3.client("s3", region_name=REGION).put_object(Bucket=self.stack.bucket_name, Key=key, Body=body.encode())
         notification = async_notification(
             inference_id=invocation.inference_id,
@@ -113,11 +122,15 @@ class Pipeline:
         return notification
 
     def endpoint_fails(self, invocation: Invocation, reason: str) -> str:
+        """Write the failure object where SageMaker would and publish its error notification."""
+        stem = (invocation.filename or f"{uuid.uuid4()}.out").removesuffix(".out")
+        key = f"{self.stack.bucket_prefix('BatchFailurePrefix')}{stem}-error.out"
+        boto3.client("s3", region_name=REGION).put_object(Bucket=self.stack.bucket_name, Key=key, Body=reason.encode())
         notification = async_notification(
             inference_id=invocation.inference_id,
             endpoint_name=self.stack.env["ENDPOINT_NAME"],
             input_location=invocation.input_location,
-            failure_location=f"s3://{self.stack.bucket_name}/batches/failure/{uuid.uuid4()}.out",
+            failure_location=f"s3://{self.stack.bucket_name}/{key}",
             failure_reason=reason,
         )
         self.publish("ErrorTopic", notification)
@@ -130,7 +143,7 @@ class Pipeline:
         """Record every InvokeEndpointAsync the code makes (call again after the cached clients are reset)."""
 
         def record(params: dict[str, Any], **_: Any) -> None:
-            self.invocations.append(Invocation(params["InferenceId"], params["InputLocation"]))
+            self.invocations.append(Invocation(params["InferenceId"], params["InputLocation"], params.get("Filename")))
 
         client("sagemaker-runtime").meta.events.register(
             "provide-client-params.sagemaker-runtime.InvokeEndpointAsync", record

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
-import boto3
 import pytest
 
 from functions.completion import handler as completion_handler
-from inference_core.dal.predictions import prediction_store
-from inference_core.logic.completion import BatchNotReady, complete, parse_notification
-from inference_core.logic.models import BatchRecord, PredictionStatus
+from inference_core.dal.batches import batch_store
+from inference_core.dal.clients import client
+from inference_core.domain.batches import BatchRecord
+from inference_core.errors import TransientError
+from inference_core.logic.completion import complete, parse_notification
 from local_stack.events import async_notification, sqs_event
 from tests.integration.conftest import Pipeline
 
@@ -91,52 +93,39 @@ def test_an_sns_envelope_is_unwrapped_as_well_as_a_raw_message(pipeline: Pipelin
     assert pipeline.get(headers, created["id"])["status"] == "succeeded"
 
 
-def test_a_notification_that_beats_the_dispatcher_waits_for_it(pipeline: Pipeline) -> None:
-    # Given a batch whose endpoint finished before the dispatcher marked the prediction running
+def test_the_dispatcher_marks_predictions_running_before_the_endpoint_can_answer(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a prediction and an endpoint that looks at the record the moment it is invoked
     headers = pipeline.headers()
     created = pipeline.submit(headers, "fast endpoint")
-    store = prediction_store()
-    batch_id = "batch-raced"
-    store.put_batch(
-        BatchRecord(
-            batch_id=batch_id, prediction_ids=[created["id"]], input_location="s3://b/in", created_at=datetime.now(UTC)
-        )
-    )
-    body = json.dumps({"id": created["id"], "output": {"embeddings": [[1.0]]}}) + "\n"
-    boto3.client("s3", region_name="us-east-1").put_object(
-        Bucket=pipeline.stack.bucket_name, Key="out/raced", Body=body
-    )
-    note = parse_notification(
-        async_notification(
-            inference_id=batch_id,
-            endpoint_name="e",
-            input_location="s3://b/in",
-            output_location=f"s3://{pipeline.stack.bucket_name}/out/raced",
-        )
-    )
+    seen: list[str] = []
+    invoke = client("sagemaker-runtime").invoke_endpoint_async
 
-    def dispatcher_catches_up(_: float) -> None:
-        store.transition(
-            created["id"],
-            PredictionStatus.RUNNING,
-            {PredictionStatus.QUEUED},
-            {"batch_id": batch_id, "started_at": datetime.now(UTC)},
-        )
+    def look_then_invoke(**kwargs: Any) -> Any:
+        seen.append(pipeline.get(headers, created["id"])["status"])
+        return invoke(**kwargs)
 
-    # When completion runs
-    outcome = complete(note, sleep=dispatcher_catches_up)
+    monkeypatch.setattr(client("sagemaker-runtime"), "invoke_endpoint_async", look_then_invoke)
 
-    # Then it re-read the record and finished it
-    assert outcome.succeeded == [created["id"]]
+    # When the dispatcher sends the batch and the endpoint answers at once
+    pipeline.dispatch()
+    pipeline.endpoint_succeeds(pipeline.invocations[-1])
+    outcome_of_completion = pipeline.complete()
+
+    # Then the record was already running, so completion finished it without waiting or retrying
+    assert seen == ["running"]
+    assert outcome_of_completion == {"batchItemFailures": []}
     assert pipeline.get(headers, created["id"])["status"] == "succeeded"
 
 
-def test_a_notification_whose_predictions_never_get_marked_is_retried(pipeline: Pipeline) -> None:
+def test_a_notification_for_predictions_that_are_not_running_in_its_batch_changes_nothing(pipeline: Pipeline) -> None:
+    # Given a batch record whose prediction is still queued (its invocation was refused and it was requeued)
     headers = pipeline.headers()
-    created = pipeline.submit(headers, "dispatcher crashed")
-    prediction_store().put_batch(
+    created = pipeline.submit(headers, "requeued")
+    batch_store().put(
         BatchRecord(
-            batch_id="batch-stuck",
+            batch_id="batch-requeued",
             prediction_ids=[created["id"]],
             input_location="s3://b/in",
             created_at=datetime.now(UTC),
@@ -144,13 +133,38 @@ def test_a_notification_whose_predictions_never_get_marked_is_retried(pipeline: 
     )
     note = parse_notification(
         async_notification(
-            inference_id="batch-stuck", endpoint_name="e", input_location="s3://b/in", failure_reason="boom"
+            inference_id="batch-requeued", endpoint_name="e", input_location="s3://b/in", failure_reason="boom"
         )
     )
-    naps: list[float] = []
 
-    with pytest.raises(BatchNotReady):
-        complete(note, sleep=naps.append)
+    # When a late notification for that batch arrives
+    outcome = complete(note)
 
-    assert naps == [0.1, 0.2, 0.4, 0.8, 1.6]
+    # Then it is acknowledged without effect: the prediction goes out again in a later batch
+    assert outcome.ignored == [created["id"]]
+    assert outcome.failed == []
     assert pipeline.get(headers, created["id"])["status"] == "queued"
+
+
+def test_a_batch_invoked_but_not_recorded_is_completed_from_its_input(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a batch the endpoint took whose record was never written (the write failed, or the endpoint was faster)
+    headers = pipeline.headers()
+    created = pipeline.submit(headers, ["fast", "endpoint"])
+
+    def record_fails(_: Any) -> None:
+        raise TransientError("throttled", reason="ThrottlingException")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(batch_store(), "put", record_fails)
+        dispatched = pipeline.dispatch()
+    pipeline.endpoint_succeeds(pipeline.invocations[-1])
+
+    # When its notification arrives
+    result = pipeline.complete()
+
+    # Then the predictions named in the batch input are finished, without waiting for a record
+    assert dispatched == {"batchItemFailures": []}
+    assert result == {"batchItemFailures": []}
+    assert pipeline.get(headers, created["id"])["status"] == "succeeded"

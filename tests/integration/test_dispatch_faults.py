@@ -11,8 +11,11 @@ import pytest
 from botocore.exceptions import ClientError
 
 from inference_core.dal.clients import client
-from inference_core.logic.dispatch import QueuedMessage, dispatch
+from inference_core.dal.predictions import prediction_store
+from inference_core.logic.dispatch import QueuedMessage, dispatch, plan_batch, send_batch
 from tests.integration.conftest import Pipeline
+
+TTL = timedelta(hours=1)
 
 
 def endpoint_raises(monkeypatch: pytest.MonkeyPatch, code: str, status: int) -> None:
@@ -136,3 +139,97 @@ def test_a_prediction_past_its_time_to_live_expires_instead_of_running(pipeline:
     assert final["status"] == "expired"
     assert final["error"]["code"] == "expired"
     assert pipeline.invocations == []
+
+
+def test_a_refused_invocation_requeues_the_batch_so_a_retry_sends_it_again(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given predictions whose first invocation is refused after they were marked running
+    headers = pipeline.headers()
+    ids = [pipeline.submit(headers, f"r{i}")["id"] for i in range(2)]
+    messages = pipeline.receive("RequestQueue")
+    with monkeypatch.context() as patch:
+        endpoint_raises(patch, "ServiceUnavailable", 503)
+        pipeline.dispatch(messages)
+    after_refusal = [pipeline.get(headers, i) for i in ids]
+
+    # When SQS delivers them again
+    result = pipeline.dispatch(with_receive_count(messages, 2))
+
+    # Then they were back to queued (no trace of the refused batch) and now run in exactly one new batch
+    assert [p["status"] for p in after_refusal] == ["queued", "queued"]
+    assert all(p["started_at"] is None for p in after_refusal)
+    assert result == {"batchItemFailures": []}
+    assert len(pipeline.invocations) == 1
+    assert [pipeline.get(headers, i)["status"] for i in ids] == ["running", "running"]
+
+
+def test_a_prediction_cancelled_while_its_invocation_fails_stays_cancelled(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a prediction that the user cancels while the endpoint is being invoked, and the invocation fails
+    headers = pipeline.headers()
+    created = pipeline.submit(headers, "cancel me mid-flight")
+
+    def cancel_then_refuse(**_: Any) -> None:
+        assert pipeline.api.post(f"/v1/predictions/{created['id']}/cancel", headers=headers).status_code == 200
+        error = {
+            "Error": {"Code": "ServiceUnavailable", "Message": "busy"},
+            "ResponseMetadata": {"HTTPStatusCode": 503},
+        }
+        raise ClientError(error, "InvokeEndpointAsync")  # type: ignore[arg-type]
+
+    monkeypatch.setattr(client("sagemaker-runtime"), "invoke_endpoint_async", cancel_then_refuse)
+
+    # When the dispatcher hands the batch back
+    pipeline.dispatch()
+
+    # Then the requeue, guarded by status and batch, left the cancellation alone
+    assert pipeline.get(headers, created["id"])["status"] == "cancelled"
+
+
+def test_a_concurrent_duplicate_delivery_invokes_the_endpoint_once(pipeline: Pipeline) -> None:
+    # Given the same message delivered to two dispatchers that both read the record while it was queued
+    headers = pipeline.headers()
+    created = pipeline.submit(headers, "twice")
+    message = pipeline.receive("RequestQueue")[0]
+    now = datetime.now(UTC)
+    records = prediction_store().get_many([created["id"]])
+    plans = [plan_batch([QueuedMessage(message["MessageId"], message["Body"], n)], records, now, TTL) for n in (1, 2)]
+
+    # When both send their plan
+    outcomes = [send_batch(plan, now) for plan in plans]
+
+    # Then the conditional mark lets only one batch carry the prediction, and neither fails its message
+    assert [o.dispatched for o in outcomes] == [[created["id"]], []]
+    assert [o.failed_message_ids for o in outcomes] == [[], []]
+    assert len(pipeline.invocations) == 1
+
+
+def test_a_duplicate_delivery_during_an_attempt_that_fails_keeps_its_message(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an attempt that marked the prediction running and whose invocation is about to be refused
+    headers = pipeline.headers()
+    created = pipeline.submit(headers, "raced")
+    message = pipeline.receive("RequestQueue")[0]
+    duplicate_outcomes = []
+
+    def duplicate_arrives_then_refuse(**_: Any) -> None:
+        # SQS delivers the same message to a second dispatcher while the first is still invoking
+        duplicate_outcomes.append(dispatch([QueuedMessage(message["MessageId"], message["Body"], 2)]))
+        error = {
+            "Error": {"Code": "ServiceUnavailable", "Message": "busy"},
+            "ResponseMetadata": {"HTTPStatusCode": 503},
+        }
+        raise ClientError(error, "InvokeEndpointAsync")  # type: ignore[arg-type]
+
+    monkeypatch.setattr(client("sagemaker-runtime"), "invoke_endpoint_async", duplicate_arrives_then_refuse)
+
+    # When the first attempt hands the prediction back
+    first = dispatch([QueuedMessage(message["MessageId"], message["Body"], 1)])
+
+    # Then neither delivery dropped the message: SQS will deliver it again, and the prediction is queued for it
+    assert first.failed_message_ids == [message["MessageId"]]
+    assert duplicate_outcomes[0].failed_message_ids == [message["MessageId"]]
+    assert pipeline.get(headers, created["id"])["status"] == "queued"

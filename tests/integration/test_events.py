@@ -15,9 +15,14 @@ import pytest
 
 from functions.completion import handler as completion_handler
 from functions.dispatcher import handler as dispatcher_handler
+from functions.sweeper import handler as sweeper_handler
 from inference_api import handler as api_handler
+from inference_core.dal.api_keys import api_key_store
+from inference_core.dal.batches import batch_store
 from inference_core.dal.predictions import prediction_store
-from inference_core.logic.models import ApiKey, BatchRecord, Prediction, PredictionStatus
+from inference_core.domain.api_keys import ApiKey
+from inference_core.domain.batches import BatchRecord
+from inference_core.domain.predictions import Prediction, PredictionStatus
 from local_stack.provision import Stack
 from tests.integration.conftest import Pipeline
 
@@ -31,7 +36,7 @@ def load(name: str) -> dict[str, Any]:
 def run_api(pipeline: Pipeline, event: dict[str, Any]) -> None:
     token = event["headers"]["authorization"].removeprefix("Bearer ")
     key_id, secret = token.removeprefix("ik_").split(".")
-    prediction_store().put_api_key(
+    api_key_store().put(
         ApiKey(
             key_id=key_id,
             tenant_id="sample-tenant",
@@ -58,7 +63,8 @@ def run_dispatcher(pipeline: Pipeline, event: dict[str, Any]) -> None:
             status=PredictionStatus.QUEUED,
             created_at=datetime.now(UTC),
             input_count=len(work["inputs"]),
-        )
+        ),
+        sweep_at=datetime.now(UTC),
     )
 
     response = dispatcher_handler.lambda_handler(event, pipeline.context)
@@ -80,15 +86,11 @@ def run_completion(pipeline: Pipeline, event: dict[str, Any]) -> None:
             status=PredictionStatus.QUEUED,
             created_at=datetime.now(UTC),
             input_count=1,
-        )
+        ),
+        sweep_at=datetime.now(UTC),
     )
-    store.transition(
-        prediction_id,
-        PredictionStatus.RUNNING,
-        {PredictionStatus.QUEUED},
-        {"batch_id": batch_id, "started_at": datetime.now(UTC)},
-    )
-    store.put_batch(
+    store.mark_running([prediction_id], batch_id, datetime.now(UTC))
+    batch_store().put(
         BatchRecord(
             batch_id=batch_id,
             prediction_ids=[prediction_id],
@@ -108,10 +110,17 @@ def run_completion(pipeline: Pipeline, event: dict[str, Any]) -> None:
     assert store.get(prediction_id).status == PredictionStatus.SUCCEEDED
 
 
+def run_sweeper(pipeline: Pipeline, event: dict[str, Any]) -> None:
+    response = sweeper_handler.lambda_handler(event, pipeline.context)
+
+    assert response["expired"] == response["lost"] == 0
+
+
 RUNNERS: dict[str, Callable[[Pipeline, dict[str, Any]], None]] = {
     "api.json": run_api,
     "dispatcher.json": run_dispatcher,
     "completion.json": run_completion,
+    "sweeper.json": run_sweeper,
 }
 
 

@@ -49,7 +49,9 @@ def test_many_predictions_share_one_batch_object_and_one_invocation(pipeline: Pi
     lines = pipeline.batch_lines(pipeline.invocations[0])
     assert sorted(line["id"] for line in lines) == sorted(ids)
     s3 = boto3.client("s3", region_name="us-east-1")
-    inputs = s3.list_objects_v2(Bucket=pipeline.stack.bucket_name, Prefix="batches/input/")["KeyCount"]
+    inputs = s3.list_objects_v2(Bucket=pipeline.stack.bucket_name, Prefix=pipeline.stack.env["BATCH_INPUT_PREFIX"])[
+        "KeyCount"
+    ]
     assert inputs == 1
 
 
@@ -205,8 +207,8 @@ def test_an_output_too_large_for_the_record_is_served_from_s3(
     assert final["status"] == "succeeded"
     assert final["output"] is None
     assert final["output_url"].startswith("https://")
-    assert f"results/{created['id']}.json" in final["output_url"]
+    assert f"{pipeline.stack.env['RESULT_PREFIX']}{created['id']}.json" in final["output_url"]
     stored = boto3.client("s3", region_name="us-east-1").get_object(
-        Bucket=pipeline.stack.bucket_name, Key=f"results/{created['id']}.json"
+        Bucket=pipeline.stack.bucket_name, Key=f"{pipeline.stack.env['RESULT_PREFIX']}{created['id']}.json"
     )
     assert len(json.loads(stored["Body"].read())["embeddings"]) == 7

@@ -6,18 +6,16 @@ import json
 
 import pytest
 
-from inference_core.dal.predictions import _decode_cursor, _encode_cursor
-from inference_core.errors import ValidationFailedError
-from inference_core.logic.completion import MalformedNotification, parse_notification, parse_results
-from inference_core.logic.dispatch import encode_batch
-from inference_core.logic.models import (
+from inference_core.dal.predictions import InvalidCursor, _decode_cursor, _encode_cursor
+from inference_core.domain.batches import BatchLine, InvocationStatus
+from inference_core.domain.predictions import (
     ALLOWED_SOURCES,
     TERMINAL_STATUSES,
-    BatchLine,
-    InvocationStatus,
     NewPrediction,
     PredictionStatus,
 )
+from inference_core.logic.completion import MalformedNotification, parse_notification, parse_results
+from inference_core.logic.dispatch import encode_batch
 from inference_core.logic.predictions import body_fingerprint
 from local_stack.events import async_notification
 from local_stack.template import Resolver, load_template, sqs_event_sources
@@ -116,7 +114,7 @@ def test_a_cursor_round_trips_only_for_its_own_tenant() -> None:
     cursor = _encode_cursor(key)
 
     assert _decode_cursor(cursor, "TENANT#acme") == key
-    with pytest.raises(ValidationFailedError):
+    with pytest.raises(InvalidCursor):
         _decode_cursor(cursor, "TENANT#globex")
 
 
@@ -137,3 +135,18 @@ def test_the_dispatcher_batches_as_the_template_configures() -> None:
     assert sources["DispatcherFunction"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert sources["CompletionFunction"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert "MaximumBatchingWindowInSeconds" in sources["DispatcherFunction"]
+
+
+def test_each_result_knows_its_byte_range_in_the_output() -> None:
+    lines = [
+        json.dumps({"id": "a", "output": {"text": "naïve \u2028 café"}}, ensure_ascii=False),
+        "not json",
+        json.dumps({"id": "b", "output": {"x": [1.5, 2.5]}}),
+    ]
+    body = ("\n".join(lines) + "\n").encode()
+
+    results = parse_results(body)
+
+    for located in results.values():
+        assert json.loads(body[located.start : located.end + 1])["id"] == located.line.id
+    assert results["a"].output == {"text": "naïve \u2028 café"}

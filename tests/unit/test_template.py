@@ -19,7 +19,7 @@ def test_every_consumed_queue_has_a_dead_letter_queue_with_an_alarm() -> None:
     watched = {
         a["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
         for a in alarms
-        if a["Properties"]["Namespace"] == "AWS/SQS"
+        if a["Properties"].get("Namespace") == "AWS/SQS"
     }
     for queue in ("RequestQueue", "CompletionQueue"):
         dlq = template["Resources"][queue]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
@@ -31,3 +31,29 @@ def test_no_function_policy_grants_a_wildcard_action() -> None:
         for policy in function["Properties"].get("Policies", []):
             for statement in policy["Statement"]:
                 assert all("*" not in action for action in statement["Action"])
+
+
+def test_the_sweeper_runs_on_a_schedule_and_reads_only_the_open_index() -> None:
+    template = load_template()
+    sweeper = template["Resources"]["SweeperFunction"]["Properties"]
+    statements = sweeper["Policies"][0]["Statement"]
+
+    assert [e["Type"] for e in sweeper["Events"].values()] == ["Schedule"]
+    query = next(s for s in statements if s["Action"] == ["dynamodb:Query"])
+    assert query["Resource"]["Fn::Sub"][1]["Index"] == {"Fn::FindInMap": ["Layout", "Table", "OpenIndex"]}
+    assert not any("dynamodb:Scan" in s["Action"] for s in statements)
+
+
+def test_the_failed_prediction_ratio_has_an_alarm() -> None:
+    alarm = load_template()["Resources"]["FailedPredictionRatioAlarm"]["Properties"]
+
+    names = {m["MetricStat"]["Metric"]["MetricName"] for m in alarm["Metrics"] if "MetricStat" in m}
+    assert names == {"PredictionsFailed", "PredictionsSucceeded"}
+    assert alarm["Threshold"] == {"Ref": "FailedPredictionAlarmRatio"}
+
+
+def test_the_dispatch_timeout_setting_is_the_dispatchers_timeout() -> None:
+    template = load_template()
+    timeout = template["Resources"]["DispatcherFunction"]["Properties"]["Timeout"]
+
+    assert template["Globals"]["Function"]["Environment"]["Variables"]["DISPATCH_TIMEOUT_SECONDS"] == timeout

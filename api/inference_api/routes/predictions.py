@@ -9,7 +9,6 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from inference_api.auth import Tenant
-from inference_api.errors import PayloadTooLarge
 from inference_api.schemas import (
     MAX_BODY_BYTES,
     MAX_WAIT_SECONDS,
@@ -18,13 +17,15 @@ from inference_api.schemas import (
     PredictionList,
     PredictionOut,
 )
-from inference_core.errors import NotFoundError, ValidationFailedError
+from inference_api.strict_json import StrictJsonRoute
+from inference_core.domain.predictions import Prediction, PredictionStatus
+from inference_core.errors import NotFoundError, PayloadTooLargeError, ValidationFailedError
 from inference_core.logic import predictions
-from inference_core.logic.models import Prediction, PredictionStatus
 from inference_core.observability import MetricUnit, logger, metrics
 
 router = APIRouter(
     prefix="/v1/predictions",
+    route_class=StrictJsonRoute,
     tags=["predictions"],
     responses={
         400: {"model": ErrorResponse},
@@ -35,11 +36,16 @@ router = APIRouter(
 )
 _PREDICTION_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
-_PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+)", re.IGNORECASE)
+_PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*([0-9]+)", re.IGNORECASE)
 
 
 def _present(prediction: Prediction) -> PredictionOut:
-    return PredictionOut.from_domain(prediction, predictions.output_url(prediction))
+    return PredictionOut.from_domain(prediction, predictions.output_for(prediction), predictions.output_url(prediction))
+
+
+def _summary(prediction: Prediction) -> PredictionOut:
+    """Lists leave outputs out (they can be hundreds of KB each): read one prediction for its output."""
+    return PredictionOut.from_domain(prediction)
 
 
 def _checked_id(prediction_id: str) -> str:
@@ -50,8 +56,12 @@ def _checked_id(prediction_id: str) -> str:
 
 
 def _wait_seconds(prefer: str | None) -> int:
+    """`Prefer: wait=N`, clamped to MAX_WAIT_SECONDS (a preference, so any larger number just means the most)."""
     match = _PREFER_WAIT.search(prefer or "")
-    return min(int(match.group(1)), MAX_WAIT_SECONDS) if match else 0
+    if not match:
+        return 0
+    digits = match.group(1).lstrip("0") or "0"
+    return MAX_WAIT_SECONDS if len(digits) > 4 else min(int(digits), MAX_WAIT_SECONDS)
 
 
 @router.post(
@@ -65,19 +75,27 @@ async def create_prediction(
     request: Request,
     response: Response,
     tenant: Tenant,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
-    prefer: Annotated[str | None, Header()] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="1-255 printable ASCII characters. The same key and body return the same prediction.",
+            json_schema_extra={"pattern": _IDEMPOTENCY_KEY.pattern, "minLength": 1, "maxLength": 255},
+        ),
+    ] = None,
+    prefer: Annotated[str | None, Header(description="`wait=N` (N <= 20): hold the reply until it finishes.")] = None,
 ) -> PredictionOut:
     """Queue a prediction. `Prefer: wait=N` (N <= 20) holds the reply until it finishes or N seconds pass."""
+    # Every header and the body are checked before anything is written.
     if len(await request.body()) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"the body is larger than {MAX_BODY_BYTES} bytes")
+        raise PayloadTooLargeError(f"the body is larger than {MAX_BODY_BYTES} bytes")
     if idempotency_key is not None and not _IDEMPOTENCY_KEY.match(idempotency_key):
         raise ValidationFailedError("Idempotency-Key must be 1-255 printable ASCII characters")
+    wait = _wait_seconds(prefer)
     prediction, created = await asyncio.to_thread(predictions.submit, tenant, body.to_domain(), idempotency_key)
     logger.set_correlation_id(prediction.id)
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
-    wait = _wait_seconds(prefer)
     if wait:
         response.headers["Preference-Applied"] = f"wait={wait}"
         prediction = await predictions.wait_until_finished(tenant, prediction.id, wait)
@@ -92,11 +110,21 @@ def list_predictions(
     tenant: Tenant,
     status: PredictionStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=2048,
+            description="`next_cursor` of the previous page.",
+            json_schema_extra={"pattern": "^[A-Za-z0-9_-]+$"},
+        ),
+    ] = None,
 ) -> PredictionList:
-    """The caller's predictions, newest first. Pass `next_cursor` back as `cursor` for the next page."""
+    """The caller's predictions, newest first, without outputs. Each request does bounded work: with a `status`
+    filter a page can hold fewer than `limit` items (even none) and still have a `next_cursor`; follow it until
+    `next_cursor` is null."""
     page = predictions.list_for_tenant(tenant, limit, status, cursor)
-    return PredictionList(data=[_present(p) for p in page.items], next_cursor=page.next_cursor)
+    return PredictionList(data=[_summary(p) for p in page.items], next_cursor=page.next_cursor)
 
 
 @router.get("/{prediction_id}", response_model=PredictionOut)

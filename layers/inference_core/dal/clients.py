@@ -1,14 +1,21 @@
-"""Lazily created, cached boto3 clients with explicit timeouts and retries."""
+"""Lazily created, cached boto3 clients with explicit timeouts and retries, and the registry of cached factories."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 from botocore.config import Config
 
 from inference_core.settings import get_settings
+
+if TYPE_CHECKING:
+    from types_boto3_dynamodb import DynamoDBClient
+    from types_boto3_s3 import S3Client
+    from types_boto3_sagemaker_runtime import SageMakerRuntimeClient
+    from types_boto3_sqs import SQSClient
 
 _CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 3},
@@ -18,6 +25,16 @@ _CONFIG = Config(
 )
 # InvokeEndpointAsync only enqueues; throttling must surface quickly so SQS can retry the records.
 _SAGEMAKER_CONFIG = Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=3, read_timeout=10)
+
+T = TypeVar("T")
+_factories: list[Callable[[], None]] = []
+
+
+def cached_factory(build: Callable[[], T]) -> Callable[[], T]:
+    """A store or client factory built once per process and forgotten by `reset_clients`."""
+    cached = cache(build)
+    _factories.append(cached.cache_clear)
+    return cached
 
 
 @cache
@@ -33,6 +50,28 @@ def client(service: str) -> Any:
     )
 
 
+def dynamodb() -> DynamoDBClient:
+    ddb: DynamoDBClient = client("dynamodb")
+    return ddb
+
+
+def s3() -> S3Client:
+    s3_client: S3Client = client("s3")
+    return s3_client
+
+
+def sqs() -> SQSClient:
+    sqs_client: SQSClient = client("sqs")
+    return sqs_client
+
+
+def sagemaker_runtime() -> SageMakerRuntimeClient:
+    runtime: SageMakerRuntimeClient = client("sagemaker-runtime")
+    return runtime
+
+
 def reset_clients() -> None:
-    """Forget cached clients (tests swap credentials and endpoints between cases)."""
+    """Forget cached clients and stores (tests swap credentials and endpoints between cases)."""
     client.cache_clear()
+    for clear in _factories:
+        clear()

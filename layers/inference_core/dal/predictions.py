@@ -1,76 +1,73 @@
-"""DynamoDB access for status records, batches, idempotency keys and API keys (one table, `pk` hash key)."""
+"""Status records: `PRED#<id>`, listed per tenant through the tenant index. Every change is a named, conditional
+transition of the state machine in `domain.predictions`."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
-from collections.abc import Iterable, Mapping
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import cache
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from inference_core.dal.clients import client
-from inference_core.errors import TransientError, ValidationFailedError
-from inference_core.logic.models import (
-    ApiKey,
-    BatchRecord,
+from inference_core.dal.aws_errors import AwsFailure, classify, translate
+from inference_core.dal.clients import cached_factory
+from inference_core.dal.idempotency import IdempotencyClaim, IdempotencyKeyTaken, IdempotencyStore, idempotency_store
+from inference_core.dal.table import Table, from_attrs, iso, key, parse_dt, to_attrs
+from inference_core.domain.predictions import (
+    ALLOWED_SOURCES,
+    REQUEUE_SOURCE,
     ErrorInfo,
     Prediction,
-    PredictionMetrics,
     PredictionStatus,
+    Transition,
 )
+from inference_core.errors import DependencyError, TransientError
 from inference_core.settings import get_settings
 
-TENANT_INDEX = "tenant-created-index"
-_TRANSIENT_CODES = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "ServiceUnavailable",
-    }
-)
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
+_PARALLEL_WRITES = 16
+_LIST_QUERIES = 2
+_FILTERED_PAGE = 100
+_CURSOR_KEYS = ("pk", "gsi1pk", "gsi1sk")
+# Open (queued or running) records carry these, which puts them in the sparse open index the sweeper reads;
+# spread over a few partitions so a busy system does not write one index partition.
+_OPEN_SHARDS = 4
+_OPEN_ATTRIBUTES = ("open_pk", "open_due")
 
 
-class IdempotencyKeyTaken(Exception):
-    """The idempotency key already names a prediction."""
+def _open_pk(prediction_id: str) -> str:
+    return f"OPEN#{zlib.crc32(prediction_id.encode()) % _OPEN_SHARDS}"
 
 
-def _to_attrs(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _serializer.serialize(v) for k, v in item.items() if v is not None}
+_BATCH_GET_LIMIT = 100
 
 
-def _from_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _deserializer.deserialize(v) for k, v in attrs.items()}
+class InvalidCursor(ValueError):
+    """A list cursor that this listing did not hand out."""
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat(timespec="milliseconds") if value else None
+@dataclass
+class MarkResult:
+    """Which predictions a batch-wide transition moved, which it found elsewhere, and which it could not reach."""
+
+    moved: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    unavailable: list[str] = field(default_factory=list)
 
 
-def _dt(value: Any) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
+def _pk(prediction_id: str) -> str:
+    return f"PRED#{prediction_id}"
 
 
-def _transient(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") in _TRANSIENT_CODES
-
-
-def prediction_key(prediction_id: str) -> dict[str, Any]:
-    return {"pk": {"S": f"PRED#{prediction_id}"}}
-
-
-def prediction_to_item(prediction: Prediction, retention: timedelta) -> dict[str, Any]:
-    created = _iso(prediction.created_at)
+def _to_item(prediction: Prediction, retention: timedelta) -> dict[str, Any]:
+    created = iso(prediction.created_at)
     return {
-        "pk": f"PRED#{prediction.id}",
+        "pk": _pk(prediction.id),
         "kind": "prediction",
         "id": prediction.id,
         "tenant_id": prediction.tenant_id,
@@ -86,11 +83,10 @@ def prediction_to_item(prediction: Prediction, retention: timedelta) -> dict[str
     }
 
 
-def item_to_prediction(item: Mapping[str, Any]) -> Prediction:
+def _to_prediction(item: Mapping[str, Any]) -> Prediction:
     error = None
     if item.get("error_code"):
         error = ErrorInfo(code=item["error_code"], message=item.get("error_message", ""))
-    output = json.loads(item["output"]) if item.get("output") else None
     return Prediction(
         id=item["id"],
         tenant_id=item["tenant_id"],
@@ -100,177 +96,119 @@ def item_to_prediction(item: Mapping[str, Any]) -> Prediction:
         parameters=json.loads(item.get("parameters") or "{}"),
         metadata=dict(item.get("metadata") or {}),
         webhook=item.get("webhook"),
-        started_at=_dt(item.get("started_at")),
-        completed_at=_dt(item.get("completed_at")),
+        started_at=parse_dt(item.get("started_at")),
+        completed_at=parse_dt(item.get("completed_at")),
         batch_id=item.get("batch_id"),
-        output=output,
+        output=json.loads(item["output"]) if item.get("output") else None,
         output_location=item.get("output_location"),
+        output_range=_parse_range(item.get("output_range")),
         error=error,
-        metrics=PredictionMetrics(
-            queue_ms=int(item["queue_ms"]) if "queue_ms" in item else None,
-            inference_ms=int(item["inference_ms"]) if "inference_ms" in item else None,
-        ),
     )
 
 
+def _parse_range(value: Any) -> tuple[int, int] | None:
+    if not value:
+        return None
+    start, _, end = str(value).partition("-")
+    return int(start), int(end)
+
+
+def _error_fields(error: ErrorInfo) -> dict[str, Any]:
+    return {"error_code": error.code, "error_message": error.message}
+
+
 class PredictionStore:
-    def __init__(self, table_name: str, retention: timedelta) -> None:
-        self.table_name = table_name
+    def __init__(
+        self,
+        table: Table,
+        index_name: str,
+        open_index_name: str,
+        retention: timedelta,
+        idempotency: IdempotencyStore,
+    ) -> None:
+        self.table = table
+        self.index_name = index_name
+        self.open_index_name = open_index_name
         self.retention = retention
+        self.idempotency = idempotency
 
-    @property
-    def _ddb(self) -> Any:
-        return client("dynamodb")
+    # -- create and read ---------------------------------------------------------------------------------------
 
-    # -- predictions -------------------------------------------------------------------------------------------
-
-    def create(self, prediction: Prediction, idempotency: tuple[str, str] | None = None) -> None:
-        """Write a new record; with (idempotency key, body hash), claim the key in the same transaction."""
-        put = {
-            "TableName": self.table_name,
-            "Item": _to_attrs(prediction_to_item(prediction, self.retention)),
+    def create(self, prediction: Prediction, sweep_at: datetime, claim: IdempotencyClaim | None = None) -> None:
+        """Write a new record, due for the sweeper at `sweep_at` unless it finishes first; with an idempotency
+        claim, claim the key in the same transaction."""
+        item = _to_item(prediction, self.retention) | {"open_pk": _open_pk(prediction.id), "open_due": iso(sweep_at)}
+        put: Any = {
+            "TableName": self.table.name,
+            "Item": to_attrs(item),
             "ConditionExpression": "attribute_not_exists(pk)",
         }
+        ddb = self.table.client
         try:
-            if idempotency is None:
-                self._ddb.put_item(**put)
+            if claim is None:
+                ddb.put_item(**put)
                 return
-            key, body_hash = idempotency
-            claim = {
-                "TableName": self.table_name,
-                "Item": _to_attrs(
-                    {
-                        "pk": _idempotency_pk(prediction.tenant_id, key),
-                        "kind": "idempotency",
-                        "prediction_id": prediction.id,
-                        "body_hash": body_hash,
-                        "expires_at": int((prediction.created_at + self.retention).timestamp()),
-                    }
-                ),
-                "ConditionExpression": "attribute_not_exists(pk)",
-            }
-            self._ddb.transact_write_items(TransactItems=[{"Put": put}, {"Put": claim}])
+            claim_put: Any = self.idempotency.claim_put(claim, prediction.id, prediction.created_at)
+            ddb.transact_write_items(TransactItems=[{"Put": put}, {"Put": claim_put}])
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
-            if code == "TransactionCanceledException":
-                reasons = exc.response.get("CancellationReasons") or []
-                if len(reasons) > 1 and reasons[1].get("Code") == "ConditionalCheckFailed":
-                    raise IdempotencyKeyTaken(key) from exc
-            raise TransientError("could not store the prediction", {"aws_error": code}) from exc
-
-    def release_idempotency(self, tenant_id: str, key: str, prediction_id: str) -> None:
-        """Free a key whose prediction never got queued, so the client's retry can use it."""
-        try:
-            self._ddb.delete_item(
-                TableName=self.table_name,
-                Key={"pk": {"S": _idempotency_pk(tenant_id, key)}},
-                ConditionExpression="prediction_id = :id",
-                ExpressionAttributeValues={":id": {"S": prediction_id}},
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
-
-    def idempotency_record(self, tenant_id: str, key: str) -> tuple[str, str] | None:
-        response = self._ddb.get_item(
-            TableName=self.table_name, Key={"pk": {"S": _idempotency_pk(tenant_id, key)}}, ConsistentRead=True
-        )
-        if "Item" not in response:
-            return None
-        item = _from_attrs(response["Item"])
-        return item["prediction_id"], item["body_hash"]
+            response: Any = exc.response
+            reasons = response.get("CancellationReasons") or []
+            if claim is not None and len(reasons) > 1 and reasons[1].get("Code") == "ConditionalCheckFailed":
+                raise IdempotencyKeyTaken(claim.key) from exc
+            raise translate(exc, "could not store the prediction") from exc
+        except BotoCoreError as exc:
+            raise translate(exc, "could not store the prediction") from exc
 
     def get(self, prediction_id: str, consistent: bool = False) -> Prediction | None:
-        response = self._ddb.get_item(
-            TableName=self.table_name, Key=prediction_key(prediction_id), ConsistentRead=consistent
-        )
-        return item_to_prediction(_from_attrs(response["Item"])) if "Item" in response else None
+        try:
+            response = self.table.client.get_item(
+                TableName=self.table.name, Key=key(_pk(prediction_id)), ConsistentRead=consistent
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, "could not read the prediction") from exc
+        return _to_prediction(from_attrs(response["Item"])) if "Item" in response else None
 
     def get_many(self, prediction_ids: Iterable[str]) -> dict[str, Prediction]:
         """BatchGetItem in chunks of 100, retrying unprocessed keys (a handful of rounds at most)."""
         ids = list(dict.fromkeys(prediction_ids))
         found: dict[str, Prediction] = {}
-        for start in range(0, len(ids), 100):
-            request: dict[str, Any] = {
-                self.table_name: {"Keys": [prediction_key(i) for i in ids[start : start + 100]], "ConsistentRead": True}
+        for start in range(0, len(ids), _BATCH_GET_LIMIT):
+            chunk = ids[start : start + _BATCH_GET_LIMIT]
+            request: Mapping[str, Any] = {
+                self.table.name: {"Keys": [key(_pk(i)) for i in chunk], "ConsistentRead": True}
             }
             for _ in range(5):
                 try:
-                    response = self._ddb.batch_get_item(RequestItems=request)
-                except ClientError as exc:
-                    raise TransientError("could not read predictions") from exc
-                for attrs in response.get("Responses", {}).get(self.table_name, []):
-                    prediction = item_to_prediction(_from_attrs(attrs))
+                    response = self.table.client.batch_get_item(RequestItems=request)
+                except (ClientError, BotoCoreError) as exc:
+                    raise translate(exc, "could not read predictions") from exc
+                for attrs in response.get("Responses", {}).get(self.table.name, []):
+                    prediction = _to_prediction(from_attrs(attrs))
                     found[prediction.id] = prediction
                 request = response.get("UnprocessedKeys") or {}
                 if not request:
                     break
             if request:
-                raise TransientError("DynamoDB left keys unprocessed")
+                raise TransientError("DynamoDB left keys unprocessed", reason="unprocessed keys")
         return found
-
-    def transition(
-        self,
-        prediction_id: str,
-        to_status: PredictionStatus,
-        allowed_from: Iterable[PredictionStatus],
-        fields: Mapping[str, Any] | None = None,
-        require_batch_id: str | None = None,
-    ) -> tuple[Prediction | None, Prediction | None]:
-        """Conditionally move a record forward. Returns (new, None) on success, (None, current) when refused."""
-        values: dict[str, Any] = {":to": to_status.value}
-        names = {"#status": "status"}
-        sets = ["#status = :to"]
-        for i, (name, value) in enumerate((fields or {}).items()):
-            if value is None:
-                continue
-            names[f"#f{i}"] = name
-            values[f":f{i}"] = _iso(value) if isinstance(value, datetime) else value
-            sets.append(f"#f{i} = :f{i}")
-        sources = sorted(s.value for s in allowed_from)
-        for i, source in enumerate(sources):
-            values[f":from{i}"] = source
-        condition = f"attribute_exists(pk) AND #status IN ({', '.join(f':from{i}' for i in range(len(sources)))})"
-        if require_batch_id is not None:
-            names["#batch"] = "batch_id"
-            values[":batch"] = require_batch_id
-            condition += " AND #batch = :batch"
-        try:
-            response = self._ddb.update_item(
-                TableName=self.table_name,
-                Key=prediction_key(prediction_id),
-                UpdateExpression="SET " + ", ".join(sets),
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=_to_attrs(values),
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            if error.get("Code") == "ConditionalCheckFailedException":
-                old = exc.response.get("Item")
-                return None, item_to_prediction(_from_attrs(old)) if old else None
-            if _transient(exc):
-                raise TransientError("could not update the prediction", {"aws_error": error.get("Code")}) from exc
-            raise
-        return item_to_prediction(_from_attrs(response["Attributes"])), None
 
     def list_for_tenant(
         self, tenant_id: str, limit: int, status: PredictionStatus | None, cursor: str | None
     ) -> tuple[list[Prediction], str | None]:
-        """Newest first. A status filter may need several pages of the index to fill `limit`."""
+        """Newest first, with bounded work whatever the filter: at most `_LIST_QUERIES` index pages, each evaluating
+        at most `_FILTERED_PAGE` records when a status filter is set. A sparse filter therefore answers fewer
+        than `limit` items (maybe none) with a cursor to go on from, instead of reading the whole partition."""
         partition = f"TENANT#{tenant_id}"
         start_key = _decode_cursor(cursor, partition) if cursor else None
-        items: list[Prediction] = []
-        while True:
+        found: list[dict[str, Any]] = []
+        for _ in range(_LIST_QUERIES):
             query: dict[str, Any] = {
-                "TableName": self.table_name,
-                "IndexName": TENANT_INDEX,
+                "TableName": self.table.name,
+                "IndexName": self.index_name,
                 "KeyConditionExpression": "gsi1pk = :pk",
                 "ExpressionAttributeValues": {":pk": {"S": partition}},
                 "ScanIndexForward": False,
-                "Limit": limit - len(items),
+                "Limit": limit if status is None else max(limit, _FILTERED_PAGE),
             }
             if status is not None:
                 query["FilterExpression"] = "#status = :status"
@@ -278,96 +216,221 @@ class PredictionStore:
                 query["ExpressionAttributeValues"][":status"] = {"S": status.value}
             if start_key:
                 query["ExclusiveStartKey"] = start_key
-            response = self._ddb.query(**query)
-            items.extend(item_to_prediction(_from_attrs(a)) for a in response.get("Items", []))
+            try:
+                response = self.table.client.query(**query)
+            except (ClientError, BotoCoreError) as exc:
+                raise translate(exc, "could not list predictions") from exc
             start_key = response.get("LastEvaluatedKey")
-            if not start_key or len(items) >= limit:
+            for attrs in response.get("Items", []):
+                found.append(attrs)
+                if len(found) == limit:
+                    # Go on after the last item returned, which may sit mid-page.
+                    more = bool(start_key) or attrs is not response["Items"][-1]
+                    page = [_to_prediction(from_attrs(a)) for a in found]
+                    return page, _encode_cursor({k: attrs[k] for k in _CURSOR_KEYS}) if more else None
+            if not start_key:
                 break
-        return items, _encode_cursor(start_key) if start_key else None
+        return [_to_prediction(from_attrs(a)) for a in found], _encode_cursor(start_key) if start_key else None
 
-    # -- batches -------------------------------------------------------------------------------------------------
+    # -- transitions ---------------------------------------------------------------------------------------------
 
-    def put_batch(self, batch: BatchRecord) -> None:
-        item = {
-            "pk": f"BATCH#{batch.batch_id}",
-            "kind": "batch",
-            "batch_id": batch.batch_id,
-            "prediction_ids": batch.prediction_ids,
-            "input_location": batch.input_location,
-            "created_at": _iso(batch.created_at),
-            "expires_at": int((batch.created_at + self.retention).timestamp()),
-        }
+    def mark_running(self, prediction_ids: Sequence[str], batch_id: str, started_at: datetime) -> MarkResult:
+        """queued -> running in `batch_id`, for each prediction on its own (in parallel)."""
+        return self._for_each(
+            prediction_ids,
+            lambda pid: self._move(
+                pid,
+                PredictionStatus.RUNNING,
+                ALLOWED_SOURCES[PredictionStatus.RUNNING],
+                sets={"started_at": iso(started_at), "batch_id": batch_id},
+            ),
+        )
+
+    def requeue(self, prediction_ids: Sequence[str], batch_id: str) -> MarkResult:
+        """running -> queued, only for predictions still in `batch_id` (its invocation was refused)."""
+        return self._for_each(
+            prediction_ids,
+            lambda pid: self._move(
+                pid,
+                PredictionStatus.QUEUED,
+                {REQUEUE_SOURCE},
+                removes=("started_at", "batch_id"),
+                batch_id=batch_id,
+            ),
+        )
+
+    def succeed(
+        self,
+        prediction_id: str,
+        batch_id: str,
+        output_location: str,
+        output_range: tuple[int, int] | None,
+        completed_at: datetime,
+    ) -> bool:
+        """running in `batch_id` -> succeeded, pointing at its output (a byte range of the batch output, or a whole
+        object). Nothing large is written to the table. False when the record had moved on."""
+        sets: dict[str, Any] = {"completed_at": iso(completed_at), "output_location": output_location}
+        if output_range is not None:
+            sets["output_range"] = f"{output_range[0]}-{output_range[1]}"
+        moved = self._move(
+            prediction_id,
+            PredictionStatus.SUCCEEDED,
+            ALLOWED_SOURCES[PredictionStatus.SUCCEEDED],
+            sets=sets,
+            batch_id=batch_id,
+        )
+        return moved.updated is not None
+
+    def fail(self, prediction_id: str, error: ErrorInfo, completed_at: datetime, batch_id: str | None = None) -> bool:
+        """With `batch_id`: running in that batch -> failed. Without: queued -> failed (it never left the queue)."""
+        sources = {PredictionStatus.RUNNING} if batch_id else {PredictionStatus.QUEUED}
+        moved = self._move(
+            prediction_id,
+            PredictionStatus.FAILED,
+            sources,
+            sets={"completed_at": iso(completed_at), **_error_fields(error)},
+            batch_id=batch_id,
+        )
+        return moved.updated is not None
+
+    def expire(self, prediction_id: str, error: ErrorInfo, at: datetime) -> bool:
+        moved = self._move(
+            prediction_id,
+            PredictionStatus.EXPIRED,
+            ALLOWED_SOURCES[PredictionStatus.EXPIRED],
+            sets={"completed_at": iso(at), **_error_fields(error)},
+        )
+        return moved.updated is not None
+
+    def cancel(self, prediction_id: str, at: datetime) -> Transition:
+        return self._move(
+            prediction_id,
+            PredictionStatus.CANCELLED,
+            ALLOWED_SOURCES[PredictionStatus.CANCELLED],
+            sets={"completed_at": iso(at)},
+        )
+
+    def due_for_sweep(self, now: datetime, limit: int) -> list[str]:
+        """Ids of open predictions whose sweep time has passed, at most `limit` per index partition."""
+        due: list[str] = []
+        for shard in range(_OPEN_SHARDS):
+            try:
+                response = self.table.client.query(
+                    TableName=self.table.name,
+                    IndexName=self.open_index_name,
+                    KeyConditionExpression="open_pk = :pk AND open_due <= :now",
+                    ExpressionAttributeValues={":pk": {"S": f"OPEN#{shard}"}, ":now": {"S": iso(now) or ""}},
+                    Limit=limit,
+                )
+            except (ClientError, BotoCoreError) as exc:
+                raise translate(exc, "could not read the open predictions") from exc
+            due += [item["pk"]["S"].removeprefix("PRED#") for item in response.get("Items", [])]
+        return due
+
+    def sweep_later(self, prediction_id: str, at: datetime) -> None:
+        """Move an open prediction's sweep time (it was found early, or still has time)."""
         try:
-            self._ddb.put_item(TableName=self.table_name, Item=_to_attrs(item))
-        except ClientError as exc:
-            raise TransientError("could not record the batch") from exc
-
-    def get_batch(self, batch_id: str) -> BatchRecord | None:
-        response = self._ddb.get_item(
-            TableName=self.table_name, Key={"pk": {"S": f"BATCH#{batch_id}"}}, ConsistentRead=True
-        )
-        if "Item" not in response:
-            return None
-        item = _from_attrs(response["Item"])
-        return BatchRecord(
-            batch_id=item["batch_id"],
-            prediction_ids=list(item["prediction_ids"]),
-            input_location=item["input_location"],
-            created_at=datetime.fromisoformat(item["created_at"]),
-        )
-
-    # -- API keys ------------------------------------------------------------------------------------------------
-
-    def put_api_key(self, key: ApiKey) -> None:
-        item = {
-            "pk": f"KEY#{key.key_id}",
-            "kind": "api_key",
-            "key_id": key.key_id,
-            "tenant_id": key.tenant_id,
-            "secret_hash": key.secret_hash,
-            "created_at": _iso(key.created_at),
-            "name": key.name,
-        }
-        self._ddb.put_item(
-            TableName=self.table_name, Item=_to_attrs(item), ConditionExpression="attribute_not_exists(pk)"
-        )
-
-    def get_api_key(self, key_id: str) -> ApiKey | None:
-        response = self._ddb.get_item(TableName=self.table_name, Key={"pk": {"S": f"KEY#{key_id}"}})
-        if "Item" not in response:
-            return None
-        item = _from_attrs(response["Item"])
-        return ApiKey(
-            key_id=item["key_id"],
-            tenant_id=item["tenant_id"],
-            secret_hash=item["secret_hash"],
-            created_at=datetime.fromisoformat(item["created_at"]),
-            revoked_at=_dt(item.get("revoked_at")),
-            name=item.get("name"),
-        )
-
-    def revoke_api_key(self, key_id: str, at: datetime) -> bool:
-        try:
-            self._ddb.update_item(
-                TableName=self.table_name,
-                Key={"pk": {"S": f"KEY#{key_id}"}},
-                UpdateExpression="SET revoked_at = if_not_exists(revoked_at, :at)",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues={":at": {"S": _iso(at)}},
+            self.table.client.update_item(
+                TableName=self.table.name,
+                Key=key(_pk(prediction_id)),
+                UpdateExpression="SET open_due = :due",
+                ConditionExpression="attribute_exists(open_pk)",
+                ExpressionAttributeValues={":due": {"S": iso(at) or ""}},
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+            if classify(exc) is not AwsFailure.CONDITION_FAILED:
+                raise translate(exc, "could not reschedule the prediction") from exc
+        except BotoCoreError as exc:
+            raise translate(exc, "could not reschedule the prediction") from exc
+
+    def close(self, prediction_id: str) -> None:
+        """Take a finished prediction out of the sweeper's index (a record written before terminal writes did so)."""
+        try:
+            self.table.client.update_item(
+                TableName=self.table.name,
+                Key=key(_pk(prediction_id)),
+                UpdateExpression="REMOVE open_pk, open_due",
+                ConditionExpression="attribute_exists(pk)",
+            )
+        except ClientError as exc:
+            if classify(exc) is not AwsFailure.CONDITION_FAILED:
+                raise translate(exc, "could not close the prediction") from exc
+        except BotoCoreError as exc:
+            raise translate(exc, "could not close the prediction") from exc
+
+    def _for_each(self, prediction_ids: Sequence[str], move: Any) -> MarkResult:
+        def attempt(prediction_id: str) -> tuple[str, bool | None]:
+            try:
+                return prediction_id, move(prediction_id).updated is not None
+            except DependencyError:  # this one alone is left as it was; the caller retries or reports it
+                return prediction_id, None
+
+        result = MarkResult()
+        if not prediction_ids:
+            return result
+        with ThreadPoolExecutor(max_workers=min(_PARALLEL_WRITES, len(prediction_ids))) as pool:
+            for prediction_id, moved in pool.map(attempt, prediction_ids):
+                bucket = result.unavailable if moved is None else result.moved if moved else result.refused
+                bucket.append(prediction_id)
+        return result
+
+    def _move(
+        self,
+        prediction_id: str,
+        to_status: PredictionStatus,
+        allowed_from: Iterable[PredictionStatus],
+        sets: Mapping[str, Any] | None = None,
+        removes: Iterable[str] = (),
+        batch_id: str | None = None,
+    ) -> Transition:
+        """One conditional UpdateItem: the status must be one of `allowed_from` (and the batch `batch_id`)."""
+        names = {"#status": "status"}
+        values: dict[str, Any] = {":to": to_status.value}
+        assignments = ["#status = :to"]
+        if to_status.is_terminal:
+            removes = (*removes, *_OPEN_ATTRIBUTES)  # finished: out of the sweeper's index
+        for i, (name, value) in enumerate((sets or {}).items()):
+            names[f"#s{i}"] = name
+            values[f":s{i}"] = value
+            assignments.append(f"#s{i} = :s{i}")
+        update = "SET " + ", ".join(assignments)
+        removed = list(removes)
+        if removed:
+            for i, name in enumerate(removed):
+                names[f"#r{i}"] = name
+            update += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removed)))
+        sources = sorted(s.value for s in allowed_from)
+        for i, source in enumerate(sources):
+            values[f":from{i}"] = source
+        condition = f"attribute_exists(pk) AND #status IN ({', '.join(f':from{i}' for i in range(len(sources)))})"
+        if batch_id is not None:
+            names["#batch"] = "batch_id"
+            values[":batch"] = batch_id
+            condition += " AND #batch = :batch"
+        try:
+            response = self.table.client.update_item(
+                TableName=self.table.name,
+                Key=key(_pk(prediction_id)),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=to_attrs(values),
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if classify(exc) is AwsFailure.CONDITION_FAILED:
+                failed: Any = exc.response
+                old = failed.get("Item")
+                return Transition(updated=None, current=_to_prediction(from_attrs(old)) if old else None)
+            raise translate(exc, "could not update the prediction") from exc
+        except BotoCoreError as exc:
+            raise translate(exc, "could not update the prediction") from exc
+        return Transition(updated=_to_prediction(from_attrs(response["Attributes"])))
 
 
-def _idempotency_pk(tenant_id: str, key: str) -> str:
-    return f"IDEM#{tenant_id}#{key}"
-
-
-def _encode_cursor(key: Mapping[str, Any]) -> str:
-    plain = {name: value["S"] for name, value in key.items()}
+def _encode_cursor(start_key: Mapping[str, Any]) -> str:
+    plain = {name: value["S"] for name, value in start_key.items()}
     return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
@@ -377,14 +440,20 @@ def _decode_cursor(cursor: str, partition: str) -> dict[str, Any]:
         plain = json.loads(base64.urlsafe_b64decode(padded.encode()))
         if not isinstance(plain, dict) or plain.get("gsi1pk") != partition:
             raise ValueError("cursor belongs to another listing")
-        if set(plain) != {"pk", "gsi1pk", "gsi1sk"} or not all(isinstance(v, str) for v in plain.values()):
+        if set(plain) != set(_CURSOR_KEYS) or not all(isinstance(v, str) for v in plain.values()):
             raise ValueError("unexpected cursor fields")
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise ValidationFailedError("invalid cursor", {"field": "cursor"}) from exc
+    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError) as exc:
+        raise InvalidCursor("invalid cursor") from exc
     return {name: {"S": value} for name, value in plain.items()}
 
 
-@cache
+@cached_factory
 def prediction_store() -> PredictionStore:
     settings = get_settings()
-    return PredictionStore(settings.table_name, timedelta(days=settings.record_retention_days))
+    return PredictionStore(
+        Table(settings.table_name),
+        settings.tenant_index_name,
+        settings.open_index_name,
+        timedelta(days=settings.record_retention_days),
+        idempotency_store(),
+    )

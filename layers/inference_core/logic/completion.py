@@ -1,35 +1,36 @@
-"""Completion: turn one SageMaker async notification into finished status records, one per prediction."""
+"""Completion: turn one SageMaker async notification into finished status records, one per prediction.
+
+The dispatcher marks a batch's predictions `running` before it invokes the endpoint, so by the time any
+notification exists every prediction it concerns is `running` in this batch, or has moved on (cancelled, requeued
+into another batch, or finished by a duplicate notification); completion never waits for anything.
+"""
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from pydantic import ValidationError
 
-from inference_core.dal.objects import object_store
+from inference_core.dal.batches import batch_store
+from inference_core.dal.objects import batch_input_key, object_store
 from inference_core.dal.predictions import prediction_store
-from inference_core.errors import TransientError
-from inference_core.logic.models import (
+from inference_core.dal.results import result_store
+from inference_core.domain.batches import (
     AsyncInferenceNotification,
+    BatchLine,
     InvocationStatus,
-    Prediction,
-    PredictionStatus,
+    LocatedResult,
     ResultLine,
-    error_fields,
-    utc_now,
 )
+from inference_core.domain.clock import utc_now
+from inference_core.domain.predictions import ErrorInfo, Prediction, PredictionStatus
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
 
 # A batch output holds at most a few hundred predictions of up to 256 embeddings each.
 MAX_OUTPUT_BYTES = 512 * 1024 * 1024
-# Re-reads (0.1 s doubling: about 3 s in all) of predictions the dispatcher has not marked running yet.
-_READ_ATTEMPTS = 6
 
 
 class MalformedNotification(ValueError):
@@ -51,14 +52,19 @@ def parse_notification(body: str) -> AsyncInferenceNotification:
         if isinstance(document, dict) and document.get("Type") == "Notification" and "Message" in document:
             document = json.loads(document["Message"])
         return AsyncInferenceNotification.model_validate(document)
-    except (ValueError, ValidationError, TypeError) as exc:
+    except (ValueError, ValidationError, TypeError, RecursionError) as exc:
         raise MalformedNotification("not a SageMaker async inference notification") from exc
 
 
-def parse_results(body: bytes) -> dict[str, ResultLine]:
-    """Index the model's output lines by prediction id; a line that is not valid JSON is skipped alone."""
-    results: dict[str, ResultLine] = {}
-    for number, raw in enumerate(body.decode("utf-8", errors="replace").splitlines(), start=1):
+def parse_results(body: bytes) -> dict[str, LocatedResult]:
+    """Index the model's output lines by prediction id, with each line's byte range in the object (so a status
+    record can point at it); a line that is not valid JSON is skipped alone.
+
+    Lines are split on "\n" only, as JSON Lines frames them: a text may hold U+2028 or U+0085 unescaped."""
+    results: dict[str, LocatedResult] = {}
+    start = 0
+    for number, raw in enumerate(body.split(b"\n"), start=1):
+        line_start, start = start, start + len(raw) + 1
         if not raw.strip():
             continue
         try:
@@ -67,112 +73,105 @@ def parse_results(body: bytes) -> dict[str, ResultLine]:
             logger.warning("malformed output line", line=number)
             continue
         if line.id is not None and (line.output is not None or line.error is not None):
-            results.setdefault(line.id, line)
+            results.setdefault(line.id, LocatedResult(line=line, start=line_start, end=line_start + len(raw) - 1))
     return results
 
 
-class BatchNotReady(TransientError):
-    """Some predictions of the batch are not marked running yet; the notification is retried later."""
-
-
 def complete(
-    notification: AsyncInferenceNotification,
-    now: datetime | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    notification: AsyncInferenceNotification, now: datetime | None = None, prediction_ids: list[str] | None = None
 ) -> CompletionOutcome:
-    store = prediction_store()
+    """Finish the batch's predictions that are still running in it. `prediction_ids` (the sweeper's) stands in
+    for the batch record when that was never written."""
     batch_id = notification.inference_id
     outcome = CompletionOutcome(batch_id=batch_id)
-    batch = store.get_batch(batch_id)
-    if batch is None:
-        logger.warning("notification for an unknown batch", batch_id=batch_id)
-        metrics.add_metric(name="UnknownBatchNotifications", unit=MetricUnit.Count, value=1)
-        return outcome
+    if prediction_ids is None:
+        batch = batch_store().get(batch_id)
+        if batch is not None:
+            prediction_ids = batch.prediction_ids
+        elif notification.request_parameters.input_location == object_store().uri(batch_input_key(batch_id)):
+            # Ours, but not recorded: a fast endpoint beat the record's write, or the dispatcher took an invocation
+            # timeout for a refusal. The batch input names its predictions; the batch-id condition on every write
+            # keeps any that went out again in another batch untouched.
+            prediction_ids = _ids_in_input(batch_input_key(batch_id))
+        else:
+            logger.warning("notification for an unknown batch", batch_id=batch_id)
+            metrics.add_metric(name="UnknownBatchNotifications", unit=MetricUnit.Count, value=1)
+            return outcome
 
     completed = notification.invocation_status == InvocationStatus.COMPLETED
     if completed and not notification.response_parameters.output_location:
         raise MalformedNotification("a Completed notification without responseParameters.outputLocation")
     now = now or utc_now()
-    results: dict[str, ResultLine] | None = None
-    waiting = list(batch.prediction_ids)
-    delay = 0.1
-    for attempt in range(_READ_ATTEMPTS):
-        if attempt:
-            sleep(delay)
-            delay *= 2
-        # One read per batch: late and duplicate notifications stop here without touching S3.
-        current = store.get_many(waiting)
-        ready = [p for p in current.values() if p.status == PredictionStatus.RUNNING and p.batch_id == batch_id]
-        # The dispatcher marks predictions running just after invoking; a fast endpoint can beat it.
-        waiting = [pid for pid in waiting if pid in current and current[pid].status == PredictionStatus.QUEUED]
-        outcome.ignored += [pid for pid in current if pid not in waiting and pid not in {p.id for p in ready}]
-        if ready and results is None and completed:
-            location = notification.response_parameters.output_location or ""
-            results = parse_results(object_store().read(location, MAX_OUTPUT_BYTES))
-        for prediction in ready:
-            _settle(prediction, notification, results or {}, now, outcome)
-        if not waiting:
-            return outcome
-    raise BatchNotReady("predictions of this batch are still queued", {"prediction_ids": waiting})
+    # One read per batch: late and duplicate notifications stop here without touching S3.
+    current = prediction_store().get_many(prediction_ids)
+    ready = [p for p in current.values() if p.status == PredictionStatus.RUNNING and p.batch_id == batch_id]
+    outcome.ignored += [pid for pid in prediction_ids if pid not in {p.id for p in ready}]
+    if not ready:
+        return outcome
+    results: dict[str, LocatedResult] = {}
+    output_location = notification.response_parameters.output_location or ""
+    if completed:
+        results = parse_results(object_store().read(output_location, MAX_OUTPUT_BYTES))
+    for prediction in ready:
+        _settle(prediction, notification, output_location, results, now, outcome)
+    return outcome
+
+
+def _ids_in_input(key: str) -> list[str]:
+    body = object_store().read(object_store().uri(key), MAX_OUTPUT_BYTES)
+    ids = []
+    for raw in body.split(b"\n"):
+        if raw.strip():
+            try:
+                ids.append(BatchLine.model_validate_json(raw).id)
+            except ValidationError:
+                continue
+    return ids
 
 
 def _settle(
     prediction: Prediction,
     notification: AsyncInferenceNotification,
-    results: dict[str, ResultLine],
+    output_location: str,
+    results: dict[str, LocatedResult],
     now: datetime,
     outcome: CompletionOutcome,
 ) -> None:
+    store = prediction_store()
     if notification.invocation_status == InvocationStatus.FAILED:
-        reason = notification.failure_reason or "the model endpoint failed the batch"
-        _finish(prediction, PredictionStatus.FAILED, now, error_fields("inference_failed", reason), outcome)
+        error = ErrorInfo.of("inference_failed", notification.failure_reason or "the model endpoint failed the batch")
+        _record(prediction, store.fail(prediction.id, error, now, batch_id=outcome.batch_id), False, now, outcome)
         return
-    result = results.get(prediction.id)
-    if result is None:
-        fields = error_fields("missing_output", "the model returned no result for this prediction")
-        _finish(prediction, PredictionStatus.FAILED, now, fields, outcome)
-    elif result.error is not None:
-        _finish(
-            prediction, PredictionStatus.FAILED, now, error_fields(result.error.code, result.error.message), outcome
-        )
+    located = results.get(prediction.id)
+    if located is None:
+        error = ErrorInfo.of("missing_output", "the model returned no result for this prediction")
+        _record(prediction, store.fail(prediction.id, error, now, batch_id=outcome.batch_id), False, now, outcome)
+    elif located.line.error is not None:
+        error = ErrorInfo.of(located.line.error.code, located.line.error.message)
+        _record(prediction, store.fail(prediction.id, error, now, batch_id=outcome.batch_id), False, now, outcome)
+    elif located.size <= get_settings().inline_output_max_bytes:
+        # The status record points at the line in the output SageMaker already wrote: nothing large is stored.
+        moved = store.succeed(prediction.id, outcome.batch_id, output_location, (located.start, located.end), now)
+        _record(prediction, moved, True, now, outcome)
     else:
-        _finish(prediction, PredictionStatus.SUCCEEDED, now, _output_fields(prediction, result.output or {}), outcome)
+        # Too large to inline in a response: a copy of its own, served as a presigned link.
+        standalone = result_store().put_standalone(prediction.id, located.line.output or {})
+        moved = store.succeed(prediction.id, outcome.batch_id, standalone, None, now)
+        _record(prediction, moved, True, now, outcome)
 
 
-def _output_fields(prediction: Prediction, output: dict[str, Any]) -> dict[str, Any]:
-    """Small outputs live in the status record; large ones in S3, referenced by location."""
-    settings = get_settings()
-    encoded = json.dumps(output, separators=(",", ":"))
-    if len(encoded.encode()) <= settings.inline_output_max_bytes:
-        return {"output": encoded}
-    key = f"{settings.result_prefix}{prediction.id}.json"
-    return {"output_location": object_store().put(key, encoded.encode(), "application/json")}
-
-
-def _finish(
-    prediction: Prediction,
-    status: PredictionStatus,
-    now: datetime,
-    fields: dict[str, Any],
-    outcome: CompletionOutcome,
-) -> None:
-    inference_ms = int((now - prediction.started_at).total_seconds() * 1000) if prediction.started_at else None
-    moved, _ = prediction_store().transition(
-        prediction.id,
-        status,
-        {PredictionStatus.RUNNING},
-        {"completed_at": now, "inference_ms": inference_ms} | fields,
-        require_batch_id=outcome.batch_id,
-    )
-    if moved is None:
+def _record(prediction: Prediction, moved: bool, succeeded: bool, now: datetime, outcome: CompletionOutcome) -> None:
+    if not moved:
         outcome.ignored.append(prediction.id)  # cancelled in the meantime: its result is discarded
         return
-    if status == PredictionStatus.SUCCEEDED:
+    if succeeded:
         outcome.succeeded.append(prediction.id)
         metrics.add_metric(name="PredictionsSucceeded", unit=MetricUnit.Count, value=1)
     else:
         outcome.failed.append(prediction.id)
         metrics.add_metric(name="PredictionsFailed", unit=MetricUnit.Count, value=1)
-    if inference_ms is not None:
+    if prediction.started_at is not None:
+        inference_ms = int((now - prediction.started_at).total_seconds() * 1000)
         metrics.add_metric(name="InferenceTime", unit=MetricUnit.Milliseconds, value=inference_ms)
+    status = PredictionStatus.SUCCEEDED if succeeded else PredictionStatus.FAILED
     logger.info("prediction finished", prediction_id=prediction.id, status=status.value, batch_id=outcome.batch_id)

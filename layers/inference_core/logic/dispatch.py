@@ -1,30 +1,31 @@
-"""Dispatch: pack one SQS batch of predictions into one S3 object and one asynchronous endpoint invocation."""
+"""Dispatch: pack one SQS batch of predictions into one S3 object and one asynchronous endpoint invocation.
+
+`plan_batch` decides, without I/O, what each message becomes; `send_batch` carries the plan out in one order
+that leaves no race with completion: mark the batch's predictions `running`, write the batch input, invoke, then
+record the batch; on a refused invocation hand exactly this batch's predictions back to `queued` (or, on the last
+delivery SQS will make, to `failed` with the reason).
+"""
 
 from __future__ import annotations
 
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
+from functools import cached_property
 
 from pydantic import ValidationError
 
+from inference_core.dal.batches import batch_store
 from inference_core.dal.endpoint import async_endpoint
-from inference_core.dal.objects import object_store
+from inference_core.dal.objects import batch_input_key, object_store
 from inference_core.dal.predictions import prediction_store
-from inference_core.errors import PermanentDependencyError, TransientError
-from inference_core.logic.models import (
-    BatchLine,
-    BatchRecord,
-    PredictionStatus,
-    WorkItem,
-    error_fields,
-    utc_now,
-)
+from inference_core.domain.batches import BatchLine, BatchRecord, WorkItem
+from inference_core.domain.clock import utc_now
+from inference_core.domain.predictions import EXPIRED, ErrorInfo, Prediction, PredictionStatus
+from inference_core.errors import DependencyError, NotFoundError, PermanentDependencyError
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
-
-_MARKING_THREADS = 16
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,46 @@ class QueuedMessage:
     body: str
     receive_count: int
 
+    @cached_property
+    def work(self) -> WorkItem | None:
+        """The work item this message carries, or None when it is not one."""
+        try:
+            return WorkItem.model_validate_json(self.body)
+        except ValidationError:
+            return None
+
+
+class Skip(StrEnum):
+    """Why a well-formed message is dropped without running (its message is deleted: nothing to retry)."""
+
+    NO_RECORD = "no_record"
+    TENANT_MISMATCH = "tenant_mismatch"
+    DUPLICATE = "duplicate"
+    NOT_QUEUED = "not_queued"
+
+
+@dataclass(frozen=True)
+class Send:
+    message: QueuedMessage
+    work: WorkItem
+
+
+@dataclass(frozen=True)
+class Expire:
+    message: QueuedMessage
+    prediction: Prediction
+
+
+@dataclass
+class BatchPlan:
+    send: list[Send] = field(default_factory=list)
+    expire: list[Expire] = field(default_factory=list)
+    skip: dict[str, Skip] = field(default_factory=dict)  # message id -> why
+    # Running under an attempt that may still hand it back: SQS delivers the message again later.
+    retry: list[str] = field(default_factory=list)
+    # Not a work item: failed alone, so SQS moves it to the DLQ for inspection after maxReceiveCount.
+    reject: list[str] = field(default_factory=list)
+
 
 @dataclass
 class DispatchOutcome:
@@ -44,132 +85,166 @@ class DispatchOutcome:
     skipped: int = 0
 
 
+def plan_batch(
+    messages: list[QueuedMessage],
+    records: dict[str, Prediction],
+    now: datetime,
+    ttl: timedelta,
+    in_flight: timedelta = timedelta(0),
+    invoked_batches: frozenset[str] = frozenset(),
+) -> BatchPlan:
+    """What each message becomes, given the status records read for the batch.
+
+    A prediction marked `running` less than `in_flight` (the dispatcher's timeout) ago, in a batch not yet known
+    to be invoked, may belong to an attempt that is still invoking and may requeue it; its duplicate message is
+    kept for a later delivery instead of dropped, so a refused invocation never loses the only message left."""
+    plan = BatchPlan()
+    planned: set[str] = set()
+    for message in messages:
+        work = message.work
+        if work is None:
+            plan.reject.append(message.message_id)
+            continue
+        record = records.get(work.prediction_id)
+        if record is None:
+            plan.skip[message.message_id] = Skip.NO_RECORD
+        elif record.tenant_id != work.tenant_id:
+            plan.skip[message.message_id] = Skip.TENANT_MISMATCH
+        elif work.prediction_id in planned:
+            plan.skip[message.message_id] = Skip.DUPLICATE
+        elif (
+            record.status == PredictionStatus.RUNNING
+            and record.started_at is not None
+            and now - record.started_at < in_flight
+            and record.batch_id not in invoked_batches
+        ):
+            plan.retry.append(message.message_id)
+        elif record.status != PredictionStatus.QUEUED:
+            # Cancelled, already dispatched (a duplicate delivery) or finished: nothing to do.
+            plan.skip[message.message_id] = Skip.NOT_QUEUED
+        elif now - record.created_at > ttl:
+            plan.expire.append(Expire(message, record))
+            planned.add(work.prediction_id)
+        else:
+            plan.send.append(Send(message, work))
+            planned.add(work.prediction_id)
+    return plan
+
+
 def encode_batch(lines: list[BatchLine]) -> bytes:
+    """JSON Lines framed by "\\n" alone: JSON escapes every "\\n" inside a string, so each line is one record."""
     return "".join(line.model_dump_json() + "\n" for line in lines).encode()
 
 
 def dispatch(messages: list[QueuedMessage], now: datetime | None = None) -> DispatchOutcome:
-    settings = get_settings()
-    store = prediction_store()
     now = now or utc_now()
-    outcome = DispatchOutcome()
-
-    work: list[tuple[QueuedMessage, WorkItem]] = []
-    for message in messages:
-        try:
-            work.append((message, WorkItem.model_validate_json(message.body)))
-        except ValidationError as exc:
-            # Poison message: fail it alone; after maxReceiveCount SQS moves it to the DLQ for inspection.
-            logger.error("malformed work item", message_id=message.message_id, errors=exc.error_count())
-            metrics.add_metric(name="MalformedWorkItems", unit=MetricUnit.Count, value=1)
-            outcome.failed_message_ids.append(message.message_id)
-    if not work:
-        return outcome
-
+    wanted = [m.work.prediction_id for m in messages if m.work is not None]
     try:
-        records = store.get_many(item.prediction_id for _, item in work)
-    except TransientError:
-        outcome.failed_message_ids.extend(m.message_id for m, _ in work)
-        return outcome
+        records = prediction_store().get_many(wanted) if wanted else {}
+    except DependencyError:
+        return DispatchOutcome(failed_message_ids=[m.message_id for m in messages])
+    settings = get_settings()
+    in_flight = timedelta(seconds=settings.dispatch_timeout_seconds)
+    # Only duplicates of recently dispatched predictions need this read: is their batch known to be invoked?
+    recent = {r.batch_id for r in records.values() if r.batch_id and r.started_at and now - r.started_at < in_flight}
+    try:
+        invoked = batch_store().existing(recent) if recent else frozenset()
+    except DependencyError:
+        return DispatchOutcome(failed_message_ids=[m.message_id for m in messages])
+    plan = plan_batch(
+        messages,
+        records,
+        now,
+        ttl=timedelta(seconds=settings.prediction_ttl_seconds),
+        in_flight=in_flight,
+        invoked_batches=invoked,
+    )
+    for message_id in plan.reject:
+        logger.error("malformed work item", message_id=message_id)
+        metrics.add_metric(name="MalformedWorkItems", unit=MetricUnit.Count, value=1)
+    for message_id, why in plan.skip.items():
+        if why in {Skip.NO_RECORD, Skip.TENANT_MISMATCH}:
+            logger.warning("work item without a status record", message_id=message_id, reason=why.value)
+    return send_batch(plan, now)
 
-    to_send: list[tuple[QueuedMessage, WorkItem]] = []
-    seen: set[str] = set()
-    ttl = timedelta(seconds=settings.prediction_ttl_seconds)
-    for message, item in work:
-        record = records.get(item.prediction_id)
-        if record is None or record.tenant_id != item.tenant_id:
-            logger.warning("work item without a status record", prediction_id=item.prediction_id)
-            outcome.skipped += 1
-        elif record.status != PredictionStatus.QUEUED or item.prediction_id in seen:
-            # Cancelled, already dispatched (duplicate delivery) or finished: nothing to do.
-            outcome.skipped += 1
-        elif now - record.created_at > ttl:
-            store.transition(
-                record.id,
-                PredictionStatus.EXPIRED,
-                {PredictionStatus.QUEUED},
-                {"completed_at": now} | error_fields("expired", "the prediction waited longer than its time to live"),
-            )
+
+def send_batch(plan: BatchPlan, now: datetime) -> DispatchOutcome:
+    store = prediction_store()
+    outcome = DispatchOutcome(failed_message_ids=[*plan.reject, *plan.retry], skipped=len(plan.skip))
+    for expiring in plan.expire:
+        try:
+            store.expire(expiring.prediction.id, EXPIRED, now)
             metrics.add_metric(name="PredictionsExpired", unit=MetricUnit.Count, value=1)
             outcome.skipped += 1
-        else:
-            seen.add(item.prediction_id)
-            to_send.append((message, item))
-    if not to_send:
+        except DependencyError:
+            outcome.failed_message_ids.append(expiring.message.message_id)
+    if not plan.send:
         return outcome
 
     batch_id = str(uuid.uuid4())
-    lines = [BatchLine(id=i.prediction_id, inputs=i.inputs, parameters=i.parameters) for _, i in to_send]
+    started = utc_now()
+    marked = store.mark_running([s.work.prediction_id for s in plan.send], batch_id, started)
+    moved = set(marked.moved)
+    unavailable = set(marked.unavailable)
+    # Could not be marked: SQS redelivers them and they go out in a later batch.
+    outcome.failed_message_ids += [s.message.message_id for s in plan.send if s.work.prediction_id in unavailable]
+    # Refused: cancelled, or taken by a concurrent duplicate delivery, between our read and now.
+    outcome.skipped += len(marked.refused)
+    sending = [s for s in plan.send if s.work.prediction_id in moved]
+    if not sending:
+        return outcome
+
+    lines = [BatchLine(id=s.work.prediction_id, inputs=s.work.inputs, parameters=s.work.parameters) for s in sending]
     try:
-        location = object_store().put(
-            f"{settings.batch_input_prefix}{batch_id}.jsonl", encode_batch(lines), "application/jsonlines"
-        )
-        store.put_batch(
+        location = object_store().put(batch_input_key(batch_id), encode_batch(lines), "application/jsonlines")
+        async_endpoint().invoke(location, batch_id)
+    except (DependencyError, NotFoundError) as exc:  # NotFound: the bucket is gone, a configuration error
+        refusal = exc if isinstance(exc, DependencyError) else PermanentDependencyError(exc.message, reason="no bucket")
+        _give_back(sending, batch_id, refusal, now)
+        outcome.failed_message_ids += [s.message.message_id for s in sending]
+        return outcome
+    # Recorded only once invoked, so a batch record proves its predictions reached the endpoint.
+    try:
+        batch_store().put(
             BatchRecord(
                 batch_id=batch_id, prediction_ids=[line.id for line in lines], input_location=location, created_at=now
             )
         )
-        async_endpoint().invoke(location, batch_id)
-    except (TransientError, PermanentDependencyError) as exc:
-        _fail_attempt(to_send, exc, settings.max_receive_count, now)
-        outcome.failed_message_ids.extend(m.message_id for m, _ in to_send)
-        return outcome
+    except DependencyError:
+        # Invoked all the same: completion retries until the record exists, else the sweeper finishes the batch.
+        logger.exception("batch invoked but not recorded", batch_id=batch_id)
+        metrics.add_metric(name="UnrecordedBatches", unit=MetricUnit.Count, value=1)
 
-    started = utc_now()
-
-    def mark_running(item: WorkItem) -> tuple[bool, int] | None:
-        queue_ms = max(0, int((started - item.created_at).total_seconds() * 1000))
-        try:
-            moved, _ = store.transition(
-                item.prediction_id,
-                PredictionStatus.RUNNING,
-                {PredictionStatus.QUEUED},
-                {"started_at": started, "batch_id": batch_id, "queue_ms": queue_ms},
-            )
-        except TransientError:
-            return None
-        return moved is not None, queue_ms
-
-    # In parallel: the endpoint may finish before a sequential loop would, and completion waits on these.
-    with ThreadPoolExecutor(max_workers=min(_MARKING_THREADS, len(to_send))) as pool:
-        marks = list(pool.map(mark_running, [item for _, item in to_send]))
-    for (message, item), mark in zip(to_send, marks, strict=True):
-        if mark is None:
-            # SQS will redeliver; the prediction is still queued and goes out again in a later batch.
-            outcome.failed_message_ids.append(message.message_id)
-        elif mark[0]:
-            outcome.dispatched.append(item.prediction_id)
-            metrics.add_metric(name="QueueTime", unit=MetricUnit.Milliseconds, value=mark[1])
-        else:
-            # Cancelled between our read and now: the model still runs it, completion discards the result.
-            outcome.skipped += 1
     outcome.batch_id = batch_id
+    outcome.dispatched = [s.work.prediction_id for s in sending]
+    for send in sending:
+        queue_ms = max(0, int((started - send.work.created_at).total_seconds() * 1000))
+        metrics.add_metric(name="QueueTime", unit=MetricUnit.Milliseconds, value=queue_ms)
     metrics.add_metric(name="BatchSize", unit=MetricUnit.Count, value=len(lines))
     metrics.add_metric(name="EndpointInvocations", unit=MetricUnit.Count, value=1)
     logger.info("batch dispatched", batch_id=batch_id, size=len(lines), skipped=outcome.skipped)
     return outcome
 
 
-def _fail_attempt(
-    to_send: list[tuple[QueuedMessage, WorkItem]], exc: Exception, max_receive_count: int, now: datetime
-) -> None:
-    """On the last delivery SQS will make, mark the prediction failed so the user sees why it went to the DLQ."""
-    reason = getattr(exc, "details", {}).get("reason") or str(exc)
-    logger.warning("batch not dispatched", reason=str(exc), size=len(to_send))
-    metrics.add_metric(name="DispatchFailures", unit=MetricUnit.Count, value=len(to_send))
-    for message, item in to_send:
-        if message.receive_count < max_receive_count:
-            continue
+def _give_back(sending: list[Send], batch_id: str, exc: DependencyError, now: datetime) -> None:
+    """The invocation was refused: requeue the batch's predictions for SQS's next delivery, or, on the last delivery
+    SQS will make, fail them with the reason so the user sees why the message went to the DLQ."""
+    max_receive_count = get_settings().max_receive_count
+    logger.warning("batch not dispatched", reason=exc.reason, aws_error=exc.aws_error, size=len(sending))
+    metrics.add_metric(name="DispatchFailures", unit=MetricUnit.Count, value=len(sending))
+    store = prediction_store()
+    last = [s for s in sending if s.message.receive_count >= max_receive_count]
+    again = [s.work.prediction_id for s in sending if s.message.receive_count < max_receive_count]
+    stuck = store.requeue(again, batch_id).unavailable
+    for send in last:
+        error = ErrorInfo.of(
+            "dispatch_failed",
+            f"the model endpoint could not take the request after {send.message.receive_count} attempts: {exc.reason}",
+        )
         try:
-            prediction_store().transition(
-                item.prediction_id,
-                PredictionStatus.FAILED,
-                {PredictionStatus.QUEUED},
-                {"completed_at": now}
-                | error_fields(
-                    "dispatch_failed",
-                    f"the model endpoint could not take the request after {message.receive_count} attempts: {reason}",
-                ),
-            )
-        except TransientError:
-            logger.exception("could not mark prediction failed", prediction_id=item.prediction_id)
+            store.fail(send.work.prediction_id, error, now, batch_id=batch_id)
+        except DependencyError:
+            stuck.append(send.work.prediction_id)
+    if stuck:
+        # Left `running` with no invocation behind them: the sweeper finds and fails them.
+        logger.error("predictions left running after a refused invocation", prediction_ids=stuck, batch_id=batch_id)

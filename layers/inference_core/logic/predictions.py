@@ -3,29 +3,41 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
+import struct
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
+from inference_core.dal.idempotency import IdempotencyClaim, IdempotencyKeyTaken, idempotency_store
 from inference_core.dal.objects import object_store
-from inference_core.dal.predictions import IdempotencyKeyTaken, prediction_store
+from inference_core.dal.predictions import InvalidCursor, prediction_store
 from inference_core.dal.queue import request_queue
-from inference_core.errors import IdempotencyConflictError, InvalidStateError, NotFoundError, TransientError
-from inference_core.logic.models import (
-    ALLOWED_SOURCES,
-    NewPrediction,
-    Page,
-    Prediction,
-    PredictionStatus,
-    WorkItem,
-    error_fields,
-    utc_now,
+from inference_core.dal.results import result_store
+from inference_core.domain.batches import WorkItem
+from inference_core.domain.clock import utc_now
+from inference_core.domain.predictions import ErrorInfo, NewPrediction, Page, Prediction, PredictionStatus
+from inference_core.errors import (
+    IdempotencyConflictError,
+    InvalidStateError,
+    NotFoundError,
+    ValidationFailedError,
 )
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
+
+ENQUEUE_FAILED = ErrorInfo.of("enqueue_failed", "the request could not be queued; retry it")
+
+
+def first_sweep(created_at: datetime) -> datetime:
+    """When the sweeper first looks at a prediction that has not finished: the earliest moment it can be stuck
+    (its invocation timed out with no notification, had it been dispatched at once)."""
+    settings = get_settings()
+    return created_at + timedelta(seconds=settings.invocation_timeout_seconds + settings.sweep_margin_seconds)
 
 
 def body_fingerprint(request: NewPrediction) -> str:
@@ -53,14 +65,6 @@ def submit(
         metadata=request.metadata,
         webhook=request.webhook,
     )
-    try:
-        store.create(prediction, (idempotency_key, fingerprint) if idempotency_key else None)
-    except IdempotencyKeyTaken:
-        # Another request with the same key won the race between our read and our write.
-        replay = _replay(tenant_id, idempotency_key or "", fingerprint)
-        if replay:
-            return replay, False
-        raise
     work = WorkItem(
         prediction_id=prediction.id,
         tenant_id=tenant_id,
@@ -68,18 +72,23 @@ def submit(
         inputs=request.inputs,
         parameters=request.parameters,
     )
+    message = request_queue().encode(work)  # before any write: a request that cannot be queued is refused here
+    claim = IdempotencyClaim(tenant_id, idempotency_key, fingerprint) if idempotency_key else None
     try:
-        request_queue().send(work.model_dump_json())
-    except TransientError:
+        store.create(prediction, first_sweep(prediction.created_at), claim)
+    except IdempotencyKeyTaken:
+        # Another request with the same key won the race between our read and our write.
+        replay = _replay(tenant_id, idempotency_key or "", fingerprint)
+        if replay:
+            return replay, False
+        raise
+    try:
+        request_queue().send(message)
+    except Exception:
         # Never leave a queued record that nothing will dispatch: fail it, and free the key for a retry.
-        store.transition(
-            prediction.id,
-            PredictionStatus.FAILED,
-            ALLOWED_SOURCES[PredictionStatus.FAILED],
-            error_fields("enqueue_failed", "the request could not be queued; retry it"),
-        )
+        store.fail(prediction.id, ENQUEUE_FAILED, utc_now())
         if idempotency_key:
-            store.release_idempotency(tenant_id, idempotency_key, prediction.id)
+            idempotency_store().release(tenant_id, idempotency_key, prediction.id)
         raise
     logger.info("prediction accepted", prediction_id=prediction.id, inputs=prediction.input_count)
     metrics.add_metric(name="PredictionsAccepted", unit=MetricUnit.Count, value=1)
@@ -87,16 +96,14 @@ def submit(
 
 
 def _replay(tenant_id: str, key: str, fingerprint: str) -> Prediction | None:
-    store = prediction_store()
-    existing = store.idempotency_record(tenant_id, key)
-    if existing is None:
+    claimed = idempotency_store().find(tenant_id, key)
+    if claimed is None:
         return None
-    prediction_id, stored_fingerprint = existing
-    if stored_fingerprint != fingerprint:
+    if claimed.body_hash != fingerprint:
         raise IdempotencyConflictError(
-            "this Idempotency-Key was already used with a different body", {"prediction_id": prediction_id}
+            "this Idempotency-Key was already used with a different body", {"prediction_id": claimed.prediction_id}
         )
-    return store.get(prediction_id, consistent=True)
+    return prediction_store().get(claimed.prediction_id, consistent=True)
 
 
 def get(tenant_id: str, prediction_id: str, consistent: bool = False) -> Prediction:
@@ -107,15 +114,43 @@ def get(tenant_id: str, prediction_id: str, consistent: bool = False) -> Predict
     return prediction
 
 
+def output_for(prediction: Prediction) -> dict[str, Any] | None:
+    """The output as the client asked for it (`encoding_format`), read with one ranged GET of the batch output."""
+    output = prediction.output
+    if output is None and prediction.output_location and prediction.output_range:
+        start, end = prediction.output_range
+        output = result_store().read_line(prediction.output_location, start, end).output
+    if output is None:
+        return None
+    return encode_output(output, str(prediction.parameters.get("encoding_format", "float")))
+
+
+def encode_output(output: dict[str, Any], encoding_format: str) -> dict[str, Any]:
+    """`base64`: each embedding as base64 of little-endian float32, about a third of the JSON numbers' size."""
+    embeddings = output.get("embeddings")
+    if encoding_format != "base64" or not isinstance(embeddings, list):
+        return output
+    encoded = [
+        base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+        if isinstance(vector, list)
+        else vector
+        for vector in embeddings
+    ]
+    return {**output, "embeddings": encoded}
+
+
 def output_url(prediction: Prediction) -> str | None:
-    """A short-lived link to an output kept in S3 because it was too large for the status record."""
-    if not prediction.output_location:
+    """A short-lived link to an output kept as an object of its own because it was too large to inline."""
+    if not prediction.output_location or prediction.output_range is not None:
         return None
     return object_store().presigned_get(prediction.output_location, get_settings().presigned_url_seconds)
 
 
 def list_for_tenant(tenant_id: str, limit: int, status: PredictionStatus | None, cursor: str | None) -> Page:
-    items, next_cursor = prediction_store().list_for_tenant(tenant_id, limit, status, cursor)
+    try:
+        items, next_cursor = prediction_store().list_for_tenant(tenant_id, limit, status, cursor)
+    except InvalidCursor as exc:
+        raise ValidationFailedError("invalid cursor", {"field": "cursor"}) from exc
     return Page(items=items, next_cursor=next_cursor)
 
 
@@ -123,12 +158,8 @@ def cancel(tenant_id: str, prediction_id: str, now: datetime | None = None) -> P
     current = get(tenant_id, prediction_id, consistent=True)
     if current.status == PredictionStatus.CANCELLED:
         return current  # cancelling twice is not an error
-    updated, refused = prediction_store().transition(
-        prediction_id,
-        PredictionStatus.CANCELLED,
-        ALLOWED_SOURCES[PredictionStatus.CANCELLED],
-        {"completed_at": now or utc_now()},
-    )
+    transition = prediction_store().cancel(prediction_id, now or utc_now())
+    updated, refused = transition.updated, transition.current
     if updated:
         logger.info("prediction cancelled", prediction_id=prediction_id, was=current.status.value)
         return updated

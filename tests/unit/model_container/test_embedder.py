@@ -91,3 +91,52 @@ def test_a_failing_model_call_reaches_every_merged_caller(embedder: Embedder, mo
         return outcome
 
     assert all(isinstance(r, RuntimeError) for r in asyncio.run(run()))
+
+
+def test_normalize_false_returns_the_pooled_vectors_whose_l2_form_is_the_default(embedder: Embedder) -> None:
+    assert embedder.pooling.normalize  # all-MiniLM-L6-v2's modules.json ends with a Normalize module
+
+    default = embedder.embed(TEXTS).vectors
+    normalised = embedder.embed(TEXTS, normalize=True).vectors
+    raw = embedder.embed(TEXTS, normalize=False).vectors
+
+    norms = np.linalg.norm(raw, axis=1)
+    assert np.all(np.abs(norms - 1.0) > 1e-2)
+    assert np.allclose(raw / norms[:, None], normalised, atol=1e-5)
+    assert np.allclose(default, normalised, atol=1e-6)
+
+
+def test_per_text_normalize_flags_apply_row_by_row_within_shared_batches(embedder: Embedder) -> None:
+    flags = [i % 2 == 0 for i in range(len(TEXTS))]
+    normalised = embedder.embed(TEXTS, normalize=True).vectors
+    raw = embedder.embed(TEXTS, normalize=False).vectors
+
+    mixed = embedder.embed(TEXTS, max_tokens=100_000, max_batch=128, normalize=flags).vectors
+
+    expected = np.where(np.array(flags)[:, None], normalised, raw)
+    assert np.allclose(mixed, expected, atol=1e-5)
+
+
+def test_normalize_flags_must_match_the_texts(embedder: Embedder) -> None:
+    with pytest.raises(ValueError, match="2 normalize flags for 3 texts"):
+        embedder.embed(["a", "b", "c"], normalize=[True, False])
+
+
+def test_invocations_with_different_normalize_flags_still_share_model_calls(embedder: Embedder) -> None:
+    requests = [([f"request {r} text {i}" for i in range(r % 3 + 1)], [None, True, False][r % 3]) for r in range(12)]
+
+    async def run() -> tuple[list, MicroBatcher]:
+        batcher = MicroBatcher(embedder, max_tokens=8192, max_batch=128, merge_window_ms=5, max_texts=8192)
+        results = await asyncio.gather(*(batcher.embed(texts, normalize) for texts, normalize in requests))
+        await batcher.stop()
+        return results, batcher
+
+    results, batcher = asyncio.run(run())
+
+    assert batcher.stats.jobs == 12
+    assert batcher.stats.model_calls < 12
+    for (texts, normalize), result in zip(requests, results, strict=True):
+        expected = embedder.embed(texts, normalize=normalize).vectors
+        assert np.allclose(result.vectors, expected, atol=1e-5)
+        norms = np.linalg.norm(result.vectors, axis=1)
+        assert np.allclose(norms, 1.0, atol=1e-5) == (normalize is not False)

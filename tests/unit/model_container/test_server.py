@@ -143,3 +143,81 @@ def test_a_model_failure_fails_the_whole_invocation(config: ServerConfig, embedd
 
     assert response.status_code == 500
     assert "out of memory" in response.json()["error"]["message"]
+
+
+def one_line_each(response) -> list[dict]:
+    """Answers split on "\\n" only, and the same split however a reader counts line breaks."""
+    body = response.text
+    assert body.endswith("\n")
+    assert body.split("\n")[:-1] == body.splitlines()
+    return lines(response)
+
+
+def test_unicode_line_breaks_inside_inputs_do_not_split_lines(server: TestClient, embedder: Embedder) -> None:
+    texts = ["a line\u2028separator", "a paragraph\u2029separator", "a next-line\u0085character"]
+    # As pydantic (the dispatcher) writes JSON: those characters stay raw in the body.
+    body = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in ({"id": "a", "inputs": texts}, {"id": "b"}))
+    assert "\u2028" in body
+
+    answers = one_line_each(server.post("/invocations", content=body.encode("utf-8"), headers=JSONL))
+
+    assert [a["id"] for a in answers] == ["a", "b"]
+    assert answers[1]["error"]["code"] == "invalid_input"
+    vectors = np.array(answers[0]["output"]["embeddings"])
+    assert np.allclose(vectors, embedder.embed(texts).vectors, atol=1e-5)
+
+
+def test_error_answers_echo_ids_holding_line_breaks_on_one_line(server: TestClient) -> None:
+    ids = ["id\u2028one", "id\u2029two", "id\u0085three"]
+    body = "".join(json.dumps({"id": i, "inputs": "   "}, ensure_ascii=False) + "\n" for i in ids)
+    body += json.dumps({"id": "ok\u2028", "inputs": "fine"}, ensure_ascii=False) + "\r\n"
+
+    answers = one_line_each(server.post("/invocations", content=body.encode("utf-8"), headers=JSONL))
+
+    assert [a["id"] for a in answers] == [*ids, "ok\u2028"]
+    assert [a.get("error", {}).get("code") for a in answers] == ["empty_input"] * 3 + [None]
+
+
+def test_normalize_false_returns_unnormalised_vectors_in_the_same_body(server: TestClient) -> None:
+    texts = ["The cat sits outside", "A man is playing guitar", "naïve café"]
+    body = jsonl(
+        {"id": "raw", "inputs": texts, "parameters": {"normalize": False}},
+        {"id": "unit", "inputs": texts, "parameters": {"normalize": True, "encoding_format": "float"}},
+        {"id": "default", "inputs": texts},
+        {"id": "b64", "inputs": texts, "parameters": {"encoding_format": "base64"}},
+    )
+
+    answers = one_line_each(server.post("/invocations", content=body, headers=JSONL))
+
+    raw, unit, default, b64 = (np.array(a["output"]["embeddings"]) for a in answers)
+    norms = np.linalg.norm(raw, axis=1)
+    assert not np.allclose(norms, 1.0, atol=1e-3)
+    assert np.allclose(raw / norms[:, None], unit, atol=1e-5)
+    assert np.allclose(np.linalg.norm(unit, axis=1), 1.0, atol=1e-5)
+    assert np.allclose(default, unit, atol=1e-6)
+    assert np.allclose(b64, unit, atol=1e-6)  # the API layer encodes base64; the model server always sends floats
+    assert all(a["output"]["dimensions"] == 384 for a in answers)
+
+
+def test_bad_parameters_fail_their_line_alone(server: TestClient) -> None:
+    body = jsonl(
+        {"id": "good-1", "inputs": "fine", "parameters": {"normalize": False}},
+        {"id": "unknown", "inputs": "x", "parameters": {"truncate": True}},
+        {"id": "type", "inputs": "x", "parameters": {"normalize": "no"}},
+        {"id": "format", "inputs": "x", "parameters": {"encoding_format": "int8"}},
+        {"id": "shape", "inputs": "x", "parameters": ["normalize"]},
+        {"id": "good-2", "inputs": ["also fine"], "parameters": None},
+    )
+
+    response = server.post("/invocations", content=body, headers=JSONL)
+
+    assert response.status_code == 200
+    answers = one_line_each(response)
+    assert [a["id"] for a in answers] == ["good-1", "unknown", "type", "format", "shape", "good-2"]
+    assert [a.get("error", {}).get("code") for a in answers] == [None] + ["invalid_parameters"] * 4 + [None]
+    assert "'truncate'" in answers[1]["error"]["message"]
+    assert "'normalize'" in answers[2]["error"]["message"]
+    assert "'encoding_format'" in answers[3]["error"]["message"]
+    assert "'parameters'" in answers[4]["error"]["message"]
+    assert len(answers[0]["output"]["embeddings"]) == 1
+    assert len(answers[5]["output"]["embeddings"]) == 1

@@ -1,0 +1,417 @@
+"""Lambda cold-start import cost of each function handler against a bare baseline, as whole-process runs.
+
+    python -m bench.coldstart [--runs 9] [--top 8]
+
+Every `AWS::Serverless::Function` in template.yaml is found from its CodeUri and Handler. For each one, a fresh
+`python -c "import <handler module>"` process is timed N times, interleaved round-robin with the same number of
+runs of its baseline (consumers: `import boto3, pydantic`; the API: a bare FastAPI app behind Mangum), in the same
+working directory, sys.path and Lambda-like environment (the template's Globals and the function's own variables),
+so machine noise hits both alike. The point is the ratio of medians, not the absolute times. One extra `-X
+importtime` run per handler (untimed) lists the modules that cost the most under it.
+
+Writes bench/results/coldstart.md and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource as rusage
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from local_stack.template import ACCOUNT_ID, TEMPLATE_PATH, Resolver, load_template, resources_of_type
+
+ROOT = TEMPLATE_PATH.parent
+LAYERS = ROOT / "layers"
+RESULT = Path(__file__).resolve().parent / "results" / "coldstart.md"
+REGION = "us-east-1"
+STACK = "inference-coldstart"
+TIMEOUT_S = 180
+MARK = "@@coldstart-import-begins@@"
+NO_VALUE = "<AWS::NoValue>"
+
+CONSUMER_BASELINE = ("boto3 + pydantic", "import boto3, pydantic")
+API_BASELINE = (
+    "boto3 + bare FastAPI app (Mangum)",
+    'import boto3; from fastapi import FastAPI; from mangum import Mangum; Mangum(FastAPI(), lifespan="off")',
+)
+CONSUMER_TARGET = 1.3
+API_TARGET = 1.25
+
+# Passed through from this process; everything else in the children's environment is set here, so a stray
+# POWERTOOLS_TRACE_DISABLED or AWS_ENDPOINT_URL in the caller's shell cannot change what is measured.
+PASS_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "SYSTEMROOT", "PYENV_VERSION")
+
+
+# ---------------------------------------------------------------- the template
+
+
+class _Attributes(dict[str, str]):
+    """One resource's placeholder attributes; any GetAtt attribute not listed still resolves."""
+
+    def __init__(self, logical_id: str, values: dict[str, str]) -> None:
+        super().__init__(values)
+        self.logical_id = logical_id
+
+    def __missing__(self, attribute: str) -> str:
+        return f"{self.logical_id}-{attribute}-placeholder"
+
+
+def placeholders(template: dict[str, Any], region: str = REGION) -> dict[str, dict[str, str]]:
+    """Plausible physical values for every resource, keyed generically (Ref, Arn, names, URLs)."""
+    physical: dict[str, dict[str, str]] = {}
+    for logical_id, resource in template.get("Resources", {}).items():
+        resource_type = str(resource.get("Type", ""))
+        parts = resource_type.split("::")
+        service = parts[1].lower() if len(parts) > 1 else "unknown"
+        name = f"{STACK}-{logical_id}".lower()
+        arn = f"arn:aws:{service}:{region}:{ACCOUNT_ID}:{name}"
+        url = f"https://sqs.{region}.amazonaws.com/{ACCOUNT_ID}/{name}"
+        ref = {"AWS::SQS::Queue": url, "AWS::SNS::Topic": arn}.get(resource_type, name)
+        values = {
+            "Ref": ref,
+            "Arn": arn,
+            "Name": name,
+            "Id": name,
+            "QueueName": name,
+            "QueueUrl": url,
+            "TopicArn": arn,
+            "TopicName": name,
+            "TableName": name,
+            "BucketName": name,
+            "DomainName": f"{name}.s3.amazonaws.com",
+            "RegionalDomainName": f"{name}.s3.{region}.amazonaws.com",
+            "StreamArn": f"arn:aws:dynamodb:{region}:{ACCOUNT_ID}:table/{name}/stream/placeholder",
+            "ApiEndpoint": f"https://{name}.execute-api.{region}.amazonaws.com",
+        }
+        physical[logical_id] = _Attributes(logical_id, values)
+    physical["AWS::NoValue"] = _Attributes("AWS::NoValue", {"Ref": NO_VALUE})
+    return physical
+
+
+def _env_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+@dataclass
+class Function:
+    logical_id: str
+    code_uri: Path
+    handler: str
+    module: str
+    is_api: bool
+    env: dict[str, str]
+    env_notes: list[str] = field(default_factory=list)
+
+    @property
+    def baseline(self) -> tuple[str, str]:
+        return API_BASELINE if self.is_api else CONSUMER_BASELINE
+
+    @property
+    def target(self) -> float:
+        return API_TARGET if self.is_api else CONSUMER_TARGET
+
+
+def discover(template: dict[str, Any]) -> list[Function]:
+    resolver = Resolver(template, parameters={}, region=REGION, stack_name=STACK)
+    resolver.physical = placeholders(template)
+    globals_ = template.get("Globals", {}).get("Function", {}) or {}
+    functions = []
+    for logical_id, resource in resources_of_type(template, "AWS::Serverless::Function").items():
+        props = {**globals_, **(resource.get("Properties") or {})}
+        code_uri = (ROOT / str(props.get("CodeUri", "."))).resolve()
+        handler = str(props.get("Handler", "handler.lambda_handler"))
+        events = props.get("Events") or {}
+        is_api = any(str(event.get("Type")) == "HttpApi" for event in events.values())
+        name = f"{STACK}-{logical_id}"
+        env = {
+            "LAMBDA_TASK_ROOT": str(code_uri),
+            "AWS_LAMBDA_FUNCTION_NAME": name,
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": _env_value(resolver.resolve(props.get("MemorySize", 128))),
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}",
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_{props.get('Runtime', 'python3')}",
+            "_HANDLER": handler,
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE",
+            "AWS_SECRET_ACCESS_KEY": "coldstart-bench-fake-secret",
+            "AWS_SESSION_TOKEN": "coldstart-bench-fake-token",
+            "POWERTOOLS_SERVICE_NAME": logical_id,
+            "POWERTOOLS_METRICS_NAMESPACE": "ColdStartBench",
+        }
+        notes: list[str] = []
+        for scope in (globals_, resource.get("Properties") or {}):
+            variables = ((scope.get("Environment") or {}).get("Variables")) or {}
+            for key, raw in variables.items():
+                try:
+                    value = resolver.resolve(raw)
+                except Exception as exc:
+                    value = f"{key.lower()}-placeholder"
+                    notes.append(f"{key}: unresolved ({type(exc).__name__}: {exc}), placeholder used")
+                if value == NO_VALUE:
+                    env.pop(key, None)
+                else:
+                    env[key] = _env_value(value)
+        module = handler.rsplit(".", 1)[0]
+        functions.append(Function(logical_id, code_uri, handler, module, is_api, env, notes))
+    return functions
+
+
+# ---------------------------------------------------------------- running children
+
+
+def child_env(function: Function) -> dict[str, str]:
+    env = {key: os.environ[key] for key in PASS_THROUGH if key in os.environ}
+    env.update(function.env)
+    # Lambda's path: the function's code first, then the layer (/opt/python).
+    env["PYTHONPATH"] = os.pathsep.join([str(function.code_uri), str(LAYERS)])
+    return env
+
+
+@dataclass
+class Outcome:
+    seconds: float
+    error: str | None = None
+    stderr: str = ""
+
+
+def _last_error_line(stderr: str) -> str:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip() and not line.startswith("import time:")]
+    return lines[-1] if lines else "failed with no message"
+
+
+def run_child(code: str, function: Function, extra: tuple[str, ...] = ()) -> Outcome:
+    """Runs one child; `seconds` is its CPU time (user + system), which the machine's other load barely moves,
+    unlike wall time on a busy 2-core box."""
+    command = [sys.executable, *extra, "-c", code]
+    started = time.perf_counter()
+    try:
+        child = subprocess.Popen(  # our own interpreter
+            command,
+            cwd=function.code_uri,
+            env=child_env(function),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    except OSError as exc:
+        return Outcome(time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
+    try:
+        _, stderr = child.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        return Outcome(time.perf_counter() - started, f"timed out after {TIMEOUT_S} s")
+    usage = rusage.getrusage(rusage.RUSAGE_CHILDREN)
+    cpu = usage.ru_utime + usage.ru_stime - _cpu_so_far[0]
+    _cpu_so_far[0] = usage.ru_utime + usage.ru_stime
+    if child.returncode != 0:
+        return Outcome(cpu, f"exit {child.returncode}: {_last_error_line(stderr)}", stderr)
+    return Outcome(cpu, None, stderr)
+
+
+# RUSAGE_CHILDREN accumulates over every waited-for child: each run's share is the difference.
+_cpu_so_far = [0.0]
+
+
+@dataclass
+class ImportEntry:
+    module: str
+    self_us: int
+    cumulative_us: int
+    depth: int
+
+
+def parse_importtime(stderr: str) -> list[ImportEntry]:
+    """Entries printed after MARK, i.e. imported by the handler import (not by interpreter start-up)."""
+    _, found, after = stderr.partition(MARK)
+    if not found:
+        return []
+    entries = []
+    for line in after.splitlines():
+        if not line.startswith("import time:"):
+            continue
+        fields = line[len("import time:") :].split("|")
+        if len(fields) != 3:
+            continue
+        try:
+            self_us, cumulative_us = int(fields[0]), int(fields[1])
+        except ValueError:
+            continue  # the header line
+        name = fields[2].rstrip()
+        stripped = name.lstrip(" ")
+        entries.append(ImportEntry(stripped, self_us, cumulative_us, (len(name) - len(stripped)) // 2))
+    return entries
+
+
+@dataclass
+class Result:
+    function: Function
+    baseline_s: list[float] = field(default_factory=list)
+    handler_s: list[float] = field(default_factory=list)
+    baseline_error: str | None = None
+    handler_error: str | None = None
+    imports: list[ImportEntry] = field(default_factory=list)
+    import_total_us: int | None = None
+    added_us: int = 0
+
+    @property
+    def ratio(self) -> float | None:
+        if self.handler_error or self.baseline_error or not self.handler_s or not self.baseline_s:
+            return None
+        return statistics.median(self.handler_s) / statistics.median(self.baseline_s)
+
+
+def profile(result: Result, top: int) -> None:
+    """One untimed `-X importtime` run; also warms the page cache and bytecode cache before timing."""
+    function = result.function
+    code = f"import sys; print({MARK!r}, file=sys.stderr, flush=True); import {function.module}"
+    outcome = run_child(code, function, ("-X", "importtime"))
+    entries = parse_importtime(outcome.stderr)
+    roots = [e for e in entries if e.depth == 0 and e.module == function.module]
+    result.import_total_us = roots[-1].cumulative_us if roots else None
+    baseline_code = f"import sys; print({MARK!r}, file=sys.stderr, flush=True); {function.baseline[1]}"
+    warm = run_child(baseline_code, function, ("-X", "importtime"))
+    in_baseline = {e.module for e in parse_importtime(warm.stderr)}
+    # What the handler adds over its baseline, by the module's own (self) time.
+    added = [e for e in entries if e.module not in in_baseline and e.module != function.module]
+    result.imports = sorted(added, key=lambda e: e.self_us, reverse=True)[:top]
+    result.added_us = sum(e.self_us for e in added)
+    if outcome.error:
+        result.handler_error = outcome.error
+    if warm.error:
+        result.baseline_error = warm.error
+
+
+def measure(results: list[Result], runs: int) -> None:
+    for i in range(runs):
+        for result in results:
+            function = result.function
+            pair = [("baseline", function.baseline[1]), ("handler", f"import {function.module}")]
+            if i % 2:
+                pair.reverse()  # alternate which goes first, so neither always follows the other's cache state
+            for kind, code in pair:
+                if getattr(result, f"{kind}_error"):
+                    continue
+                outcome = run_child(code, function)
+                if outcome.error:
+                    setattr(result, f"{kind}_error", outcome.error)
+                else:
+                    getattr(result, f"{kind}_s").append(outcome.seconds)
+        print(f"  run {i + 1}/{runs} done", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- report
+
+
+def _cell(text: str, limit: int = 160) -> str:
+    text = text.replace("|", "\\|").replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _ms(samples: list[float]) -> str:
+    return f"{statistics.median(samples) * 1000:.0f}" if samples else "—"
+
+
+def render(results: list[Result], runs: int) -> str:
+    lines = [
+        "# Cold-start import cost per Lambda handler",
+        "",
+        f"`make bench-coldstart` ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC). CPU time (user + system) of a "
+        'fresh `python -c "import <handler module>"` process against its baseline, median of each, runs '
+        "interleaved. CPU time rather than wall time: on a shared 2-core machine it is the stable measure.",
+        "",
+        "| function | handler | baseline | baseline median ms | handler median ms | ratio | target | met |",
+        "|---|---|---|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        f = r.function
+        code_uri = f.code_uri.relative_to(ROOT).as_posix() if f.code_uri.is_relative_to(ROOT) else str(f.code_uri)
+        handler_cell = f"`{f.handler}` ({code_uri}/)"
+        baseline_ms = f"error: {_cell(r.baseline_error)}" if r.baseline_error else _ms(r.baseline_s)
+        handler_ms = f"error: {_cell(r.handler_error)}" if r.handler_error else _ms(r.handler_s)
+        ratio = r.ratio
+        ratio_cell = f"{ratio:.2f}x" if ratio is not None else "—"
+        met = "—" if ratio is None else ("yes" if ratio <= f.target else "no")
+        if r.handler_error or r.baseline_error:
+            met = "no (import failed)"
+        lines.append(
+            f"| {f.logical_id}{' (API)' if f.is_api else ''} | {handler_cell} | {f.baseline[0]} | {baseline_ms} "
+            f"| {handler_ms} | {ratio_cell} | <= {f.target:.2f}x | {met} |"
+        )
+    impl = platform.python_implementation()
+    lines += [
+        "",
+        f"{impl} {platform.python_version()} on {platform.machine()}, nproc {os.cpu_count()}, "
+        f"{runs} runs per command (handler and baseline interleaved round-robin, order alternating), after one "
+        "untimed warm-up of each. Absolute times depend on this machine and are not Lambda's; the ratios are the "
+        "point. Children run with a Lambda-like environment (LAMBDA_TASK_ROOT, AWS_LAMBDA_FUNCTION_NAME, region, "
+        "fake credentials, Powertools names and the template's variables) and the function's CodeUri then `layers/` "
+        "on sys.path.",
+        "",
+        "## What each handler imports beyond its baseline (`-X importtime`, one extra run, by self time)",
+    ]
+    for r in results:
+        f = r.function
+        if r.import_total_us is None:
+            total = "no total recorded"
+        else:
+            total = (
+                f"{r.import_total_us / 1000:.0f} ms {'before it failed' if r.handler_error else 'in all'}, "
+                f"{r.added_us / 1000:.0f} ms in modules the baseline does not import"
+            )
+        lines += ["", f"### {f.logical_id}: `import {f.module}` ({total})", ""]
+        if r.handler_error:
+            message = _cell(r.handler_error, 400).replace("`", "'")
+            lines += [f"Import failed: `{message}`", ""]
+        for note in f.env_notes:
+            lines += [f"Environment: {note}", ""]
+        if not r.imports:
+            lines.append("No module timings recorded.")
+            continue
+        lines += ["| module | cumulative ms | self ms |", "|---|---:|---:|"]
+        for entry in r.imports:
+            lines.append(f"| `{entry.module}` | {entry.cumulative_us / 1000:.1f} | {entry.self_us / 1000:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--runs", type=int, default=9, help="timed runs of each command (median reported)")
+    parser.add_argument("--top", type=int, default=8, help="modules listed per handler from -X importtime")
+    parser.add_argument("--output", type=Path, default=RESULT)
+    args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+
+    functions = discover(load_template())
+    if not functions:
+        print("no AWS::Serverless::Function in template.yaml", file=sys.stderr)
+        return 1
+    results = [Result(function) for function in functions]
+    for result in results:
+        print(f"profiling {result.function.logical_id} ({result.function.module})", file=sys.stderr, flush=True)
+        profile(result, args.top)
+    print(f"timing {args.runs} interleaved runs", file=sys.stderr, flush=True)
+    measure(results, args.runs)
+
+    report = render(results, args.runs)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(report)
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

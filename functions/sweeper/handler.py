@@ -1,0 +1,16 @@
+"""Scheduled (EventBridge) sweep: finishes predictions whose notification was lost, expires undispatched ones."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from inference_core.logic.sweeper import sweep
+from inference_core.observability import logger, metrics
+
+
+@metrics.log_metrics(capture_cold_start_metric=True)
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
+    return dict(sweep().__dict__)

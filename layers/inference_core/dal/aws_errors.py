@@ -1,0 +1,71 @@
+"""The one translation of boto3/botocore failures into typed domain errors."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from inference_core.errors import DependencyError, NotFoundError, PermanentDependencyError, TransientError
+
+# Codes after which the same request may succeed later, across DynamoDB, S3, SQS and SageMaker Runtime.
+_TRANSIENT_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "SlowDown",
+        "InternalServerError",
+        "InternalError",
+        "InternalFailure",
+        "InternalDependencyException",
+        "ServiceUnavailable",
+        "ModelNotReadyError",
+        "TransactionConflictException",
+    }
+)
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NoSuchBucket"})
+CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+class AwsFailure(StrEnum):
+    TRANSIENT = "transient"
+    NOT_FOUND = "not_found"
+    CONDITION_FAILED = "condition_failed"
+    REFUSED = "refused"
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def classify(exc: ClientError | BotoCoreError) -> AwsFailure:
+    if isinstance(exc, BotoCoreError):
+        return AwsFailure.TRANSIENT  # connection errors and timeouts
+    code = error_code(exc)
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    if code == CONDITION_FAILED:
+        return AwsFailure.CONDITION_FAILED
+    if code in _NOT_FOUND_CODES:
+        return AwsFailure.NOT_FOUND
+    if code in _TRANSIENT_CODES or status == 429 or status >= 500:
+        return AwsFailure.TRANSIENT
+    return AwsFailure.REFUSED
+
+
+def translate(exc: ClientError | BotoCoreError, message: str, details: dict[str, Any] | None = None) -> Exception:
+    """The domain error to raise `from exc`: transient (retry), not found, or permanent (configuration)."""
+    failure = classify(exc)
+    if isinstance(exc, ClientError):
+        code: str | None = error_code(exc)
+        reason = str(exc.response.get("Error", {}).get("Message") or code)
+    else:
+        code, reason = None, type(exc).__name__
+    if failure is AwsFailure.NOT_FOUND:
+        return NotFoundError(message, details)
+    error_type: type[DependencyError] = TransientError if failure is AwsFailure.TRANSIENT else PermanentDependencyError
+    return error_type(message, {**(details or {}), "aws_error": code}, reason=reason, aws_error=code)

@@ -1,0 +1,81 @@
+"""Batch records: `BATCH#<id>` -> which predictions one endpoint invocation carries."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from inference_core.dal.aws_errors import translate
+from inference_core.dal.clients import cached_factory
+from inference_core.dal.table import Table, from_attrs, iso, key, to_attrs
+from inference_core.domain.batches import BatchRecord
+from inference_core.errors import TransientError
+from inference_core.settings import get_settings
+
+
+class BatchStore:
+    def __init__(self, table: Table, retention: timedelta) -> None:
+        self.table = table
+        self.retention = retention
+
+    def put(self, batch: BatchRecord) -> None:
+        item = {
+            "pk": f"BATCH#{batch.batch_id}",
+            "kind": "batch",
+            "batch_id": batch.batch_id,
+            "prediction_ids": batch.prediction_ids,
+            "input_location": batch.input_location,
+            "created_at": iso(batch.created_at),
+            "expires_at": int((batch.created_at + self.retention).timestamp()),
+        }
+        try:
+            self.table.client.put_item(TableName=self.table.name, Item=to_attrs(item))
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, "could not record the batch") from exc
+
+    def existing(self, batch_ids: set[str]) -> frozenset[str]:
+        """Which of these batches are recorded (at most 100 ids: one dispatcher batch's worth)."""
+        ids = sorted(batch_ids)[:100]
+        request: dict[str, Any] = {
+            self.table.name: {
+                "Keys": [key(f"BATCH#{i}") for i in ids],
+                "ConsistentRead": True,
+                "ProjectionExpression": "batch_id",
+            }
+        }
+        found: set[str] = set()
+        try:
+            for _ in range(5):
+                response = self.table.client.batch_get_item(RequestItems=request)
+                found |= {item["batch_id"]["S"] for item in response.get("Responses", {}).get(self.table.name, [])}
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    return frozenset(found)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, "could not read batches") from exc
+        raise TransientError("DynamoDB left keys unprocessed", reason="unprocessed keys")
+
+    def get(self, batch_id: str) -> BatchRecord | None:
+        try:
+            response = self.table.client.get_item(
+                TableName=self.table.name, Key=key(f"BATCH#{batch_id}"), ConsistentRead=True
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, "could not read the batch") from exc
+        if "Item" not in response:
+            return None
+        item = from_attrs(response["Item"])
+        return BatchRecord(
+            batch_id=item["batch_id"],
+            prediction_ids=list(item["prediction_ids"]),
+            input_location=item["input_location"],
+            created_at=datetime.fromisoformat(item["created_at"]),
+        )
+
+
+@cached_factory
+def batch_store() -> BatchStore:
+    settings = get_settings()
+    return BatchStore(Table(settings.table_name), timedelta(days=settings.record_retention_days))
