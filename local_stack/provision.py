@@ -66,6 +66,7 @@ def provision(
     _tables(client("dynamodb"), resolver, prefix)
     _buckets(client("s3"), resolver, prefix)
     _queues(client("sqs"), resolver, prefix, region, visibility_timeout)
+    _bucket_notifications(client("s3"), resolver)
     _topics(client("sns"), resolver, prefix)
     env = {
         name: str(resolver.resolve(value))
@@ -107,12 +108,33 @@ def _buckets(s3: Any, resolver: Resolver, prefix: str) -> None:
         else:
             s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": resolver.region})
         resolver.physical[logical_id] = {"Ref": name, "Arn": f"arn:aws:s3:::{name}"}
-        props = resolver.resolve(resource["Properties"])
-        rules = props.get("LifecycleConfiguration", {}).get("Rules", [])
+        # Only the lifecycle here: notifications name queues, which are created after the buckets.
+        lifecycle = resolver.resolve(resource["Properties"].get("LifecycleConfiguration", {}))
+        rules = lifecycle.get("Rules", [])
         if rules:
             s3.put_bucket_lifecycle_configuration(
                 Bucket=name, LifecycleConfiguration={"Rules": [_lifecycle_rule(rule) for rule in rules]}
             )
+
+
+def _bucket_notifications(s3: Any, resolver: Resolver) -> None:
+    """After the queues exist: each bucket's queue notifications (moto's S3 then sends events to its SQS)."""
+    for logical_id, resource in resources_of_type(resolver.template, "AWS::S3::Bucket").items():
+        props = resolver.resolve(resource["Properties"])
+        queues = props.get("NotificationConfiguration", {}).get("QueueConfigurations", [])
+        if not queues:
+            continue
+        configurations = [
+            {
+                "QueueArn": queue["Queue"],
+                "Events": [queue["Event"]],
+                "Filter": {"Key": {"FilterRules": queue.get("Filter", {}).get("S3Key", {}).get("Rules", [])}},
+            }
+            for queue in queues
+        ]
+        s3.put_bucket_notification_configuration(
+            Bucket=resolver.physical[logical_id]["Ref"], NotificationConfiguration={"QueueConfigurations": configurations}
+        )
 
 
 def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:

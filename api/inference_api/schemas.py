@@ -9,10 +9,10 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StrictBool, WithJsonSchema, field_validator
 
 from inference_core.domain.clock import format_timestamp
+from inference_core.domain.inputs import MAX_INPUT_CHARS, MAX_INPUTS, EmbeddingParameters, checked_texts
+from inference_core.domain.jobs import JobSource, JobStatus
 from inference_core.domain.predictions import NewPrediction, Prediction, PredictionStatus
 
-MAX_INPUTS = 256
-MAX_INPUT_CHARS = 8_192
 # Keeps a whole request inside one SQS message (256 KiB) with room for the envelope.
 MAX_BODY_BYTES = 200 * 1024
 MAX_METADATA_ENTRIES = 16
@@ -30,44 +30,11 @@ Timestamp = Annotated[
 ]
 
 
-class EmbeddingParameters(BaseModel):
-    """What the embedding model really supports; any other name is refused with 422."""
+class _Labelled(BaseModel):
+    """What predictions and jobs both carry: the caller's labels and a webhook."""
 
     model_config = ConfigDict(extra="forbid")
 
-    normalize: StrictBool = Field(
-        default=True, description="L2-normalise each embedding (cosine similarity = dot product). false: raw pooling."
-    )
-    encoding_format: Literal["float", "base64"] = Field(
-        default="float",
-        description="`float`: arrays of numbers. `base64`: each embedding as base64 of little-endian float32 "
-        "(about 3x smaller responses).",
-    )
-
-
-class PredictionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    inputs: Annotated[
-        str | list[str],
-        WithJsonSchema(
-            {
-                "oneOf": [
-                    {"type": "string", "minLength": 1, "maxLength": MAX_INPUT_CHARS},
-                    {
-                        "type": "array",
-                        "items": {"type": "string", "minLength": 1, "maxLength": MAX_INPUT_CHARS},
-                        "minItems": 1,
-                        "maxItems": MAX_INPUTS,
-                    },
-                ]
-            }
-        ),
-    ] = Field(
-        description=f"One text, or 1..{MAX_INPUTS} texts of 1..{MAX_INPUT_CHARS} characters, each with at least one "
-        "non-whitespace character. The whole body stays under 200 KiB."
-    )
-    parameters: EmbeddingParameters | None = Field(default=None, description="Model parameters.")
     metadata: Annotated[
         dict[str, str] | None,
         WithJsonSchema(
@@ -78,26 +45,13 @@ class PredictionCreate(BaseModel):
                 "additionalProperties": {"type": "string", "maxLength": MAX_METADATA_VALUE_CHARS},
             }
         ),
-    ] = Field(default=None, description="Your own labels, returned with the prediction.")
+    ] = Field(default=None, description="Your own labels, returned with the prediction or job.")
     webhook: str | None = Field(
         default=None,
         max_length=MAX_WEBHOOK_CHARS,
-        description="An https:// URL (stored with the prediction).",
+        description="An https:// URL called when it finishes.",
         json_schema_extra={"format": "uri", "pattern": "^https://[^/?#\\s]+"},
     )
-
-    @field_validator("inputs")
-    @classmethod
-    def _inputs(cls, value: str | list[str]) -> list[str]:
-        texts = [value] if isinstance(value, str) else value
-        if not 1 <= len(texts) <= MAX_INPUTS:
-            raise ValueError(f"inputs must hold between 1 and {MAX_INPUTS} texts")
-        for index, text in enumerate(texts):
-            if not text.strip():
-                raise ValueError(f"inputs[{index}] is empty")
-            if len(text) > MAX_INPUT_CHARS:
-                raise ValueError(f"inputs[{index}] is longer than {MAX_INPUT_CHARS} characters")
-        return texts
 
     @field_validator("metadata")
     @classmethod
@@ -122,6 +76,34 @@ class PredictionCreate(BaseModel):
         if len(value) > MAX_WEBHOOK_CHARS or parsed.scheme != "https" or not parsed.hostname:
             raise ValueError("webhook must be an https:// URL")
         return value
+
+
+class PredictionCreate(_Labelled):
+    inputs: Annotated[
+        str | list[str],
+        WithJsonSchema(
+            {
+                "oneOf": [
+                    {"type": "string", "minLength": 1, "maxLength": MAX_INPUT_CHARS},
+                    {
+                        "type": "array",
+                        "items": {"type": "string", "minLength": 1, "maxLength": MAX_INPUT_CHARS},
+                        "minItems": 1,
+                        "maxItems": MAX_INPUTS,
+                    },
+                ]
+            }
+        ),
+    ] = Field(
+        description=f"One text, or 1..{MAX_INPUTS} texts of 1..{MAX_INPUT_CHARS} characters, each with at least one "
+        "non-whitespace character. The whole body stays under 200 KiB."
+    )
+    parameters: EmbeddingParameters | None = Field(default=None, description="Model parameters.")
+
+    @field_validator("inputs")
+    @classmethod
+    def _inputs(cls, value: str | list[str]) -> list[str]:
+        return checked_texts(value)
 
     def to_domain(self) -> NewPrediction:
         inputs = self.inputs if isinstance(self.inputs, list) else [self.inputs]
@@ -189,3 +171,73 @@ class ErrorResponse(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok"]
+
+
+# -- jobs -------------------------------------------------------------------------------------------------------------
+
+
+class JobCreate(_Labelled):
+    dry_run: StrictBool = Field(
+        default=False,
+        description="Validate the file and estimate the run (inputs, tokens, endpoint time and cost, ETA) without "
+        "running anything: the job ends `validated`.",
+    )
+
+
+class RequestCounts(BaseModel):
+    total: int = Field(description="Lines of work in the file (blank lines are not counted).")
+    completed: int
+    failed: int = Field(description="Invalid lines, lines the model failed, and lines that never ran.")
+
+
+class ProgressOut(BaseModel):
+    fraction: float
+    items_per_second: float | None = Field(description="Lines finished per second since the job started.")
+    eta_seconds: float | None
+
+
+class LineErrorOut(BaseModel):
+    custom_id: str | None
+    line: int
+    error: ErrorBody
+
+
+class EstimateOut(BaseModel):
+    inputs: int
+    tokens: int = Field(description="Approximate (word pieces counted without the model's tokenizer).")
+    endpoint_seconds: float = Field(description="At the configured endpoint throughput (items/s per instance).")
+    cost_usd: float = Field(description="Endpoint instance time at the configured hourly price.")
+    eta_seconds: float
+
+
+class UploadOut(BaseModel):
+    url: str
+    method: Literal["PUT"] = "PUT"
+    headers: dict[str, str] = Field(description="Send these headers with the PUT (the URL is signed with them).")
+    expires_at: Timestamp
+
+
+class JobOut(BaseModel):
+    id: str
+    status: JobStatus
+    created_at: Timestamp
+    started_at: Timestamp | None = None
+    completed_at: Timestamp | None = None
+    request_counts: RequestCounts
+    progress: ProgressOut
+    output_url: str | None = Field(default=None, description="Presigned link to the output file, once written.")
+    error_url: str | None = Field(default=None, description="Presigned link to the error file, once written.")
+    errors: list[LineErrorOut] = Field(description="The first few invalid lines; the error file holds them all.")
+    error: ErrorBody | None = Field(default=None, description="Why the whole job failed (an unusable file).")
+    metadata: dict[str, str]
+    source: JobSource
+    input_location: str | None = Field(default=None, description="For inbox jobs: the file that started the job.")
+    parent_id: str | None = None
+    dry_run: bool
+    estimate: EstimateOut | None = None
+    upload: UploadOut | None = Field(default=None, description="Only in the reply that creates the job.")
+
+
+class JobList(BaseModel):
+    data: list[JobOut]
+    next_cursor: str | None

@@ -1,4 +1,5 @@
-"""Completion-queue consumer: each record is one SageMaker async notification (delivered by SNS).
+"""Completion-queue consumer: each record is one SageMaker async notification (delivered by SNS), for a batch of
+predictions or for one chunk of a bulk job (told apart by the inference id).
 
 Each record is its own unit of work and fails alone (partial batch response), as Powertools' BatchProcessor
 would do; the loop is written out because that utility's import costs more than the rest of this function's.
@@ -11,12 +12,17 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from inference_core.logic.completion import complete, parse_notification
+from inference_core.logic.job_runs import complete_chunk, is_job_chunk
 from inference_core.observability import logger, metrics
 
 
 def record_handler(body: str) -> None:
     notification = parse_notification(body)  # a malformed one raises and fails this record alone
     logger.set_correlation_id(notification.inference_id)
+    if is_job_chunk(notification.inference_id):
+        chunk = complete_chunk(notification)
+        logger.info("job chunk completed", job_id=chunk.job_id, chunk=chunk.chunk, finished=chunk.finished)
+        return
     outcome = complete(notification)
     logger.info(
         "batch completed",

@@ -28,8 +28,13 @@ class Settings:
     batch_output_prefix: str
     batch_failure_prefix: str
     result_prefix: str
+    job_upload_prefix: str
+    inbox_prefix: str
+    outbox_prefix: str
+    job_work_prefix: str
     request_queue_url: str
     request_dlq_url: str
+    job_intake_queue_url: str
     endpoint_name: str
     aws_region: str
 
@@ -46,6 +51,14 @@ class Settings:
     # A running prediction is swept this long after its invocation timeout has passed.
     sweep_margin_seconds: int
 
+    # Bulk jobs: chunk size, the bound on bulk chunks in flight at the endpoint, and how long a job may run.
+    job_chunk_max_inputs: int
+    job_max_in_flight_chunks: int
+    job_completion_window_hours: int
+    # What a dry run's estimate assumes: the endpoint's measured items/s per instance and its hourly price.
+    endpoint_items_per_second: float
+    instance_price_per_hour: float
+
     # The one place that knows about local endpoints (moto server, local SageMaker); unset in AWS.
     aws_endpoint_url: str | None = None
     sagemaker_runtime_endpoint_url: str | None = None
@@ -56,6 +69,10 @@ class Settings:
     inline_output_max_bytes: int = 4_000_000
     presigned_url_seconds: int = 900
     api_key_cache_seconds: float = 30.0
+    job_chunk_max_bytes: int = 4 * 1024 * 1024
+    job_max_lines: int = 1_000_000
+    job_max_file_bytes: int = 1024**3
+    job_upload_url_seconds: int = 3600
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:

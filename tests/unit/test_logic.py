@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from inference_core.dal.predictions import InvalidCursor, _decode_cursor, _encode_cursor
+from inference_core.dal.table import InvalidCursor, decode_cursor, encode_cursor
 from inference_core.domain.batches import BatchLine, InvocationStatus
 from inference_core.domain.predictions import (
     ALLOWED_SOURCES,
@@ -111,11 +111,11 @@ def test_the_body_fingerprint_ignores_key_order_but_not_content() -> None:
 
 def test_a_cursor_round_trips_only_for_its_own_tenant() -> None:
     key = {"pk": {"S": "PRED#1"}, "gsi1pk": {"S": "TENANT#acme"}, "gsi1sk": {"S": "2026#1"}}
-    cursor = _encode_cursor(key)
+    cursor = encode_cursor(key)
 
-    assert _decode_cursor(cursor, "TENANT#acme") == key
+    assert decode_cursor(cursor, "TENANT#acme") == key
     with pytest.raises(InvalidCursor):
-        _decode_cursor(cursor, "TENANT#globex")
+        decode_cursor(cursor, "TENANT#globex")
 
 
 def test_the_template_resolves_the_environment_the_functions_get() -> None:

@@ -38,6 +38,9 @@ class ApiKeyStore:
             "secret_hash": api_key.secret_hash,
             "created_at": iso(api_key.created_at),
             "name": api_key.name,
+            # Listed per tenant through the tenant index: an inbox file is accepted only for a tenant with a key.
+            "gsi1pk": f"KEYS#{api_key.tenant_id}",
+            "gsi1sk": f"{iso(api_key.created_at)}#{api_key.key_id}",
         }
         try:
             self.table.client.put_item(
@@ -70,6 +73,24 @@ class ApiKeyStore:
         except BotoCoreError as exc:
             raise translate(exc, "could not revoke the API key") from exc
         return True
+
+    def tenant_has_active_key(self, tenant_id: str) -> bool:
+        try:
+            response = self.table.client.query(
+                TableName=self.table.name,
+                IndexName=get_settings().tenant_index_name,
+                KeyConditionExpression="gsi1pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": f"KEYS#{tenant_id}"}},
+                ScanIndexForward=False,
+                Limit=50,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, "could not list the tenant's API keys") from exc
+        for item in response.get("Items", []):
+            found = self.get(item["gsi1sk"]["S"].rpartition("#")[2])
+            if found is not None and found.revoked_at is None:
+                return True
+        return False
 
     def list(self) -> list[ApiKey]:
         """Every key, for operators (a scan: the key count is small and this never runs on a request path)."""

@@ -3,8 +3,6 @@ transition of the state machine in `domain.predictions`."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,7 +16,17 @@ from botocore.exceptions import BotoCoreError, ClientError
 from inference_core.dal.aws_errors import AwsFailure, classify, translate
 from inference_core.dal.clients import cached_factory
 from inference_core.dal.idempotency import IdempotencyClaim, IdempotencyKeyTaken, IdempotencyStore, idempotency_store
-from inference_core.dal.table import Table, from_attrs, iso, key, parse_dt, to_attrs
+from inference_core.dal.table import (
+    CURSOR_KEYS,
+    Table,
+    decode_cursor,
+    encode_cursor,
+    from_attrs,
+    iso,
+    key,
+    parse_dt,
+    to_attrs,
+)
 from inference_core.domain.predictions import (
     ALLOWED_SOURCES,
     REQUEUE_SOURCE,
@@ -33,7 +41,6 @@ from inference_core.settings import get_settings
 _PARALLEL_WRITES = 16
 _LIST_QUERIES = 2
 _FILTERED_PAGE = 100
-_CURSOR_KEYS = ("pk", "gsi1pk", "gsi1sk")
 # Open (queued or running) records carry these, which puts them in the sparse open index the sweeper reads;
 # spread over a few partitions so a busy system does not write one index partition.
 _OPEN_SHARDS = 4
@@ -45,10 +52,6 @@ def _open_pk(prediction_id: str) -> str:
 
 
 _BATCH_GET_LIMIT = 100
-
-
-class InvalidCursor(ValueError):
-    """A list cursor that this listing did not hand out."""
 
 
 @dataclass
@@ -199,7 +202,7 @@ class PredictionStore:
         at most `_FILTERED_PAGE` records when a status filter is set. A sparse filter therefore answers fewer
         than `limit` items (maybe none) with a cursor to go on from, instead of reading the whole partition."""
         partition = f"TENANT#{tenant_id}"
-        start_key = _decode_cursor(cursor, partition) if cursor else None
+        start_key = decode_cursor(cursor, partition) if cursor else None
         found: list[dict[str, Any]] = []
         for _ in range(_LIST_QUERIES):
             query: dict[str, Any] = {
@@ -227,10 +230,10 @@ class PredictionStore:
                     # Go on after the last item returned, which may sit mid-page.
                     more = bool(start_key) or attrs is not response["Items"][-1]
                     page = [_to_prediction(from_attrs(a)) for a in found]
-                    return page, _encode_cursor({k: attrs[k] for k in _CURSOR_KEYS}) if more else None
+                    return page, encode_cursor({k: attrs[k] for k in CURSOR_KEYS}) if more else None
             if not start_key:
                 break
-        return [_to_prediction(from_attrs(a)) for a in found], _encode_cursor(start_key) if start_key else None
+        return [_to_prediction(from_attrs(a)) for a in found], encode_cursor(start_key) if start_key else None
 
     # -- transitions ---------------------------------------------------------------------------------------------
 
@@ -427,24 +430,6 @@ class PredictionStore:
         except BotoCoreError as exc:
             raise translate(exc, "could not update the prediction") from exc
         return Transition(updated=_to_prediction(from_attrs(response["Attributes"])))
-
-
-def _encode_cursor(start_key: Mapping[str, Any]) -> str:
-    plain = {name: value["S"] for name, value in start_key.items()}
-    return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str, partition: str) -> dict[str, Any]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        plain = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if not isinstance(plain, dict) or plain.get("gsi1pk") != partition:
-            raise ValueError("cursor belongs to another listing")
-        if set(plain) != set(_CURSOR_KEYS) or not all(isinstance(v, str) for v in plain.values()):
-            raise ValueError("unexpected cursor fields")
-    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError) as exc:
-        raise InvalidCursor("invalid cursor") from exc
-    return {name: {"S": value} for name, value in plain.items()}
 
 
 @cached_factory

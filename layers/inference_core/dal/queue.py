@@ -1,6 +1,8 @@
-"""SQS access: the request queue that feeds the dispatcher."""
+"""SQS access: the request queue that feeds the dispatcher, its dead letters, and job commands."""
 
 from __future__ import annotations
+
+import json
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -66,3 +68,23 @@ def request_dead_letters() -> DeadLetterQueue:
 @cached_factory
 def request_queue() -> RequestQueue:
     return RequestQueue(get_settings().request_queue_url)
+
+
+class JobCommandQueue:
+    """The job intake queue: S3 sends ObjectCreated events here, and the API and functions send commands
+    (assemble a cancelled job, build a retry job) so that long work never runs inside an API request."""
+
+    def __init__(self, queue_url: str) -> None:
+        self.queue_url = queue_url
+
+    def send(self, command: str, job_id: str) -> None:
+        body = json.dumps({"command": command, "job_id": job_id})
+        try:
+            sqs().send_message(QueueUrl=self.queue_url, MessageBody=body)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, "could not queue the job command") from exc
+
+
+@cached_factory
+def job_commands() -> JobCommandQueue:
+    return JobCommandQueue(get_settings().job_intake_queue_url)

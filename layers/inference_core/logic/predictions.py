@@ -15,9 +15,10 @@ from typing import Any
 
 from inference_core.dal.idempotency import IdempotencyClaim, IdempotencyKeyTaken, idempotency_store
 from inference_core.dal.objects import object_store
-from inference_core.dal.predictions import InvalidCursor, prediction_store
+from inference_core.dal.predictions import prediction_store
 from inference_core.dal.queue import request_queue
 from inference_core.dal.results import result_store
+from inference_core.dal.table import InvalidCursor
 from inference_core.domain.batches import WorkItem
 from inference_core.domain.clock import utc_now
 from inference_core.domain.predictions import ErrorInfo, NewPrediction, Page, Prediction, PredictionStatus

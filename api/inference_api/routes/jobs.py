@@ -1,0 +1,128 @@
+"""/v1/jobs: bulk jobs over a JSONL file; every route is scoped to the caller's tenant."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query
+
+from inference_api.auth import Tenant
+from inference_api.schemas import (
+    ErrorBody,
+    ErrorResponse,
+    EstimateOut,
+    JobCreate,
+    JobList,
+    JobOut,
+    LineErrorOut,
+    ProgressOut,
+    RequestCounts,
+    UploadOut,
+)
+from inference_api.strict_json import StrictJsonRoute
+from inference_core.dal.objects import object_store
+from inference_core.domain.jobs import Job, JobSource
+from inference_core.errors import NotFoundError
+from inference_core.logic import jobs
+from inference_core.observability import MetricUnit, logger, metrics
+
+router = APIRouter(
+    prefix="/v1/jobs",
+    route_class=StrictJsonRoute,
+    tags=["jobs"],
+    responses={
+        400: {"model": ErrorResponse},
+        401: {"model": ErrorResponse},
+        404: {"model": ErrorResponse},
+        422: {"model": ErrorResponse},
+    },
+)
+_JOB_ID = re.compile(r"^job_[0-9a-f]{32}$")
+
+
+def _checked_id(job_id: str) -> str:
+    if not _JOB_ID.match(job_id):
+        raise NotFoundError("job not found", {"id": job_id[:64]})
+    logger.set_correlation_id(job_id)
+    return job_id
+
+
+def present(job: Job, upload: jobs.UploadLink | None = None) -> JobOut:
+    progress = jobs.progress(job)
+    output_url, error_url = jobs.result_urls(job)
+    estimate = job.estimate
+    return JobOut(
+        id=job.id,
+        status=job.status,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        completed_at=job.completed_at,
+        request_counts=RequestCounts(total=job.total, completed=job.completed, failed=job.failed),
+        progress=ProgressOut(
+            fraction=progress.fraction, items_per_second=progress.items_per_second, eta_seconds=progress.eta_seconds
+        ),
+        output_url=output_url,
+        error_url=error_url,
+        errors=[
+            LineErrorOut(
+                custom_id=e.custom_id, line=e.line, error=ErrorBody(code=e.error.code, message=e.error.message)
+            )
+            for e in job.errors
+        ],
+        error=ErrorBody(code=job.error.code, message=job.error.message) if job.error else None,
+        metadata=job.metadata,
+        source=job.source,
+        input_location=object_store().uri(job.input_key) if job.source is JobSource.INBOX else None,
+        parent_id=job.parent_id,
+        dry_run=job.dry_run,
+        estimate=EstimateOut(**estimate.__dict__) if estimate else None,
+        upload=UploadOut(url=upload.url, headers=upload.headers, expires_at=upload.expires_at) if upload else None,
+    )
+
+
+@router.post("", status_code=201, response_model=JobOut)
+def create_job(tenant: Tenant, body: Annotated[JobCreate | None, Body()] = None) -> JobOut:
+    """Create a job and get a presigned PUT for its JSONL file; the upload starts the job."""
+    request = body or JobCreate()
+    job, upload = jobs.create(tenant, request.metadata or {}, request.webhook, request.dry_run)
+    logger.set_correlation_id(job.id)
+    return present(job, upload)
+
+
+@router.get("", response_model=JobList)
+def list_jobs(
+    tenant: Tenant,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=2048,
+            description="`next_cursor` of the previous page.",
+            json_schema_extra={"pattern": "^[A-Za-z0-9_-]+$"},
+        ),
+    ] = None,
+) -> JobList:
+    """The caller's jobs, newest first."""
+    page = jobs.list_for_tenant(tenant, limit, cursor)
+    return JobList(data=[present(job) for job in page.items], next_cursor=page.next_cursor)
+
+
+@router.get("/{job_id}", response_model=JobOut)
+def get_job(job_id: str, tenant: Tenant) -> JobOut:
+    return present(jobs.get(tenant, _checked_id(job_id)))
+
+
+@router.post("/{job_id}/cancel", response_model=JobOut, responses={409: {"model": ErrorResponse}})
+def cancel_job(job_id: str, tenant: Tenant) -> JobOut:
+    """Stop launching chunks at once; what finished is kept and downloadable once the job is `cancelled`."""
+    job = jobs.cancel(tenant, _checked_id(job_id))
+    metrics.add_metric(name="JobsCancelled", unit=MetricUnit.Count, value=1)
+    return present(job)
+
+
+@router.post("/{job_id}/retry", status_code=201, response_model=JobOut, responses={409: {"model": ErrorResponse}})
+def retry_job(job_id: str, tenant: Tenant) -> JobOut:
+    """A new job of only the failed lines (`parent_id` set), once this one has finished."""
+    return present(jobs.retry(tenant, _checked_id(job_id)))

@@ -1,0 +1,221 @@
+"""Bulk jobs: a JSONL file in, result and error files out, run as chunks through the same endpoint.
+
+A job holds no record per line: lines live in S3 (the input file, the chunk objects, the part files), and the job
+record keeps counters that move once per chunk.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from inference_core.domain.inputs import EmbeddingParameters, checked_texts
+from inference_core.domain.predictions import ErrorInfo
+
+MAX_CUSTOM_ID_CHARS = 64
+MAX_LINE_BYTES = 200 * 1024  # the same bound as one POST /v1/predictions body
+# How many validation errors a job's GET shows; the error file holds them all.
+ERRORS_SHOWN = 5
+
+
+class JobStatus(StrEnum):
+    AWAITING_UPLOAD = "awaiting_upload"
+    VALIDATING = "validating"
+    VALIDATED = "validated"  # a dry run ends here
+    IN_PROGRESS = "in_progress"
+    FINALIZING = "finalizing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLING = "cancelling"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+    @property
+    def runs_chunks(self) -> bool:
+        """Chunks are launched only in this status; cancelling and expiry stop them at once."""
+        return self is JobStatus.IN_PROGRESS
+
+
+_TERMINAL = {JobStatus.VALIDATED, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED}
+
+
+class JobSource(StrEnum):
+    API = "api"  # POST /v1/jobs, then a PUT to the presigned URL
+    INBOX = "inbox"  # a file dropped under inbox/<tenant>/
+    RETRY = "retry"  # the failed lines of another job
+
+
+@dataclass(frozen=True)
+class LineError:
+    """One line of the error file."""
+
+    line: int
+    custom_id: str | None
+    error: ErrorInfo
+
+    def to_json(self) -> dict[str, Any]:
+        return {"custom_id": self.custom_id, "line": self.line, "error": self.error.model_dump()}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a dry run predicts for the real run, from the configured endpoint throughput and price."""
+
+    inputs: int
+    tokens: int
+    endpoint_seconds: float
+    cost_usd: float
+    eta_seconds: float
+
+
+@dataclass
+class Job:
+    id: str
+    tenant_id: str
+    status: JobStatus
+    created_at: datetime
+    source: JobSource
+    input_key: str
+    # Where the results go: `<results_base>output.jsonl` style names are built by the jobs logic.
+    results_base: str
+    dry_run: bool = False
+    metadata: dict[str, str] = field(default_factory=dict)
+    webhook: str | None = None
+    parent_id: str | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+    input_count: int = 0
+    # Set once the file is validated and cut into chunks; until then counts and chunks mean nothing.
+    planned: bool = False
+    chunk_count: int = 0
+    next_chunk: int = 0
+    running: dict[int, datetime] = field(default_factory=dict)
+    done_chunks: set[int] = field(default_factory=set)
+    errors: list[LineError] = field(default_factory=list)
+    error: ErrorInfo | None = None
+    estimate: Estimate | None = None
+    output_key: str | None = None
+    error_key: str | None = None
+
+    @property
+    def processed(self) -> int:
+        return self.completed + self.failed
+
+    @property
+    def chunks_left(self) -> bool:
+        return self.next_chunk < self.chunk_count
+
+
+class JobLine(BaseModel):
+    """One line of a job's input file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    custom_id: str = Field(min_length=1, max_length=MAX_CUSTOM_ID_CHARS)
+    inputs: str | list[str]
+    parameters: EmbeddingParameters | None = None
+
+    @field_validator("inputs")
+    @classmethod
+    def _inputs(cls, value: str | list[str]) -> list[str]:
+        return checked_texts(value)
+
+    @property
+    def texts(self) -> list[str]:
+        return self.inputs if isinstance(self.inputs, list) else [self.inputs]
+
+    def model_parameters(self) -> dict[str, Any]:
+        return self.parameters.model_dump(exclude_unset=True) if self.parameters else {}
+
+
+@dataclass(frozen=True)
+class ParsedLine:
+    number: int
+    line: JobLine | None = None
+    error: LineError | None = None
+
+
+def parse_line(raw: bytes, number: int) -> ParsedLine:
+    """One raw line of the file (without its newline) -> the line, or why it cannot run."""
+
+    def refused(code: str, message: str, custom_id: str | None = None) -> ParsedLine:
+        return ParsedLine(number, error=LineError(number, custom_id, ErrorInfo.of(code, message)))
+
+    if len(raw) > MAX_LINE_BYTES:
+        return refused("line_too_long", f"the line is longer than {MAX_LINE_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return refused("invalid_utf8", f"the line is not UTF-8 (byte {exc.start})")
+    try:
+        document = json.loads(text)
+    except (ValueError, RecursionError):
+        return refused("invalid_json", "the line is not a JSON document")
+    if not isinstance(document, dict):
+        return refused("not_an_object", "each line must be a JSON object")
+    raw_id = document.get("custom_id")
+    custom_id = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= MAX_CUSTOM_ID_CHARS else None
+    if _has_lone_surrogate(document):
+        return refused("invalid_text", "the line holds a lone surrogate (not valid Unicode text)", custom_id)
+    try:
+        return ParsedLine(number, line=JobLine.model_validate(document))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "line"
+        return refused("invalid_line", f"{where}: {first['msg']}", custom_id)
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if any("\ud800" <= ch <= "\udfff" for ch in item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def chunk_line_id(line: int, custom_id: str) -> str:
+    """The id a chunk line carries through the model: enough to write the result line without another lookup."""
+    return f"{line}:{custom_id}"
+
+
+def split_chunk_line_id(value: str) -> tuple[int, str]:
+    line, _, custom_id = value.partition(":")
+    return int(line), custom_id
+
+
+def estimated_tokens(text: str) -> int:
+    """WordPiece-like count without the tokenizer (kept out of Lambda): words and punctuation, plus the two
+    special tokens; long words split into several pieces. Within about 15% of the real count on English."""
+    tokens = 2
+    word = 0
+    for ch in text:
+        if ch.isalnum():
+            word += 1
+            continue
+        if word:
+            tokens += 1 + (word - 1) // 6
+            word = 0
+        if not ch.isspace():
+            tokens += 1
+    if word:
+        tokens += 1 + (word - 1) // 6
+    return tokens

@@ -1,0 +1,168 @@
+"""What the API does with jobs: create one with its upload link, read, list, cancel, retry the failed lines."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from inference_core.dal import job_files
+from inference_core.dal.jobs import job_store
+from inference_core.dal.objects import object_store
+from inference_core.dal.queue import job_commands
+from inference_core.dal.table import InvalidCursor
+from inference_core.domain.clock import utc_now
+from inference_core.domain.jobs import Job, JobSource, JobStatus
+from inference_core.errors import InvalidStateError, NotFoundError, ValidationFailedError
+from inference_core.observability import MetricUnit, logger, metrics
+from inference_core.settings import get_settings
+
+UPLOAD_CONTENT_TYPE = "application/jsonl"
+
+
+@dataclass(frozen=True)
+class UploadLink:
+    url: str
+    headers: dict[str, str]
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Progress:
+    fraction: float
+    items_per_second: float | None
+    eta_seconds: float | None
+
+
+@dataclass(frozen=True)
+class JobPage:
+    items: list[Job]
+    next_cursor: str | None
+
+
+def create(
+    tenant_id: str, metadata: dict[str, str], webhook: str | None, dry_run: bool, now: datetime | None = None
+) -> tuple[Job, UploadLink]:
+    """A job waiting for its file, and a presigned PUT for exactly that file's key."""
+    settings = get_settings()
+    now = now or utc_now()
+    job_id = f"job_{uuid.uuid4().hex}"
+    job = Job(
+        id=job_id,
+        tenant_id=tenant_id,
+        status=JobStatus.AWAITING_UPLOAD,
+        created_at=now,
+        source=JobSource.API,
+        input_key=job_files.upload_key(tenant_id, job_id),
+        results_base=job_files.api_results_base(job_id),
+        dry_run=dry_run,
+        metadata=metadata,
+        webhook=webhook,
+    )
+    job_store().create(job)
+    url = object_store().presigned_put(job.input_key, UPLOAD_CONTENT_TYPE, settings.job_upload_url_seconds)
+    link = UploadLink(
+        url, {"Content-Type": UPLOAD_CONTENT_TYPE}, now + timedelta(seconds=settings.job_upload_url_seconds)
+    )
+    logger.info("job created", job_id=job_id, dry_run=dry_run)
+    metrics.add_metric(name="JobsCreated", unit=MetricUnit.Count, value=1)
+    return job, link
+
+
+def get(tenant_id: str, job_id: str) -> Job:
+    """A job of this tenant; another tenant's answers exactly like an unknown one."""
+    job = job_store().get(job_id) if job_id.startswith("job_") else None
+    if job is None or job.tenant_id != tenant_id:
+        raise NotFoundError("job not found", {"id": job_id})
+    return job
+
+
+def list_for_tenant(tenant_id: str, limit: int, cursor: str | None) -> JobPage:
+    try:
+        items, next_cursor = job_store().list_for_tenant(tenant_id, limit, cursor)
+    except InvalidCursor as exc:
+        raise ValidationFailedError("invalid cursor", {"field": "cursor"}) from exc
+    return JobPage(items, next_cursor)
+
+
+_CANCELLABLE = (JobStatus.AWAITING_UPLOAD, JobStatus.VALIDATING, JobStatus.IN_PROGRESS)
+
+
+def cancel(tenant_id: str, job_id: str, now: datetime | None = None) -> Job:
+    """Stops launching chunks at once. Chunks already at the endpoint finish and are kept; the job is then
+    assembled (`cancelling` -> `cancelled`) with the lines that never ran in its error file."""
+    job = get(tenant_id, job_id)
+    if job.status in (JobStatus.CANCELLING, JobStatus.CANCELLED):
+        return job  # cancelling twice is not an error
+    if job.status not in _CANCELLABLE:
+        raise InvalidStateError(f"a {job.status.value} job cannot be cancelled", {"id": job_id, "status": job.status})
+    waiting = job.status is JobStatus.AWAITING_UPLOAD
+    to = JobStatus.CANCELLED if waiting else JobStatus.CANCELLING
+    stopped = job_store().stop(job_id, to, [job.status], now or utc_now(), close=waiting)
+    if stopped is None:
+        return cancel(tenant_id, job_id, now)  # it moved meanwhile: decide again on its new status
+    if not waiting:
+        job_commands().send("settle", job_id)  # assemble now if nothing is in flight (not inside this request)
+    logger.info("job cancelled", job_id=job_id, was=job.status.value)
+    return stopped
+
+
+_RETRYABLE = (JobStatus.COMPLETED, JobStatus.CANCELLED, JobStatus.EXPIRED)
+
+
+def retry(tenant_id: str, job_id: str, now: datetime | None = None) -> Job:
+    """A child job of only the lines that failed (or never ran). Its input file is built from the parent's input
+    and error file by the jobs function; the child keeps the parent's custom_ids."""
+    parent = get(tenant_id, job_id)
+    if parent.status not in _RETRYABLE or parent.error_key is None:
+        raise InvalidStateError(
+            f"a {parent.status.value} job has no failed lines to retry yet", {"id": job_id, "status": parent.status}
+        )
+    if parent.failed == 0:
+        raise InvalidStateError("the job has no failed lines", {"id": job_id, "failed": 0})
+    child_id = f"job_{uuid.uuid4().hex}"
+    child = Job(
+        id=child_id,
+        tenant_id=tenant_id,
+        status=JobStatus.VALIDATING,
+        created_at=now or utc_now(),
+        source=JobSource.RETRY,
+        input_key=job_files.retry_input_key(child_id),
+        results_base=job_files.api_results_base(child_id),
+        metadata=parent.metadata,
+        webhook=parent.webhook,
+        parent_id=parent.id,
+    )
+    job_store().create(child)
+    job_commands().send("build_retry", child_id)
+    logger.info("job retry created", job_id=child_id, parent_id=parent.id, lines=parent.failed)
+    return child
+
+
+def progress(job: Job, now: datetime | None = None) -> Progress:
+    """How far the job is, from its counters (they move chunk by chunk)."""
+    if job.status in (JobStatus.COMPLETED, JobStatus.CANCELLED, JobStatus.EXPIRED) and job.completed_at:
+        fraction = 1.0
+    else:
+        fraction = job.processed / job.total if job.total else 0.0
+    if job.started_at is None or not job.processed:
+        return Progress(round(fraction, 4), None, None)
+    end = job.completed_at or now or utc_now()
+    elapsed = max((end - job.started_at).total_seconds(), 1e-3)
+    rate = job.processed / elapsed
+    remaining = max(job.total - job.processed, 0)
+    eta = 0.0 if job.status.is_terminal else round(remaining / rate, 1)
+    return Progress(round(fraction, 4), round(rate, 2), eta)
+
+
+def result_urls(job: Job) -> tuple[str | None, str | None]:
+    """Short-lived links to the output and error files, once they exist. A dry run's error file lists the lines
+    that would be refused."""
+    objects = object_store()
+    seconds = get_settings().presigned_url_seconds
+    output = objects.presigned_get(objects.uri(job.output_key), seconds) if job.output_key else None
+    errors_key = job.error_key
+    if errors_key is None and job.status is JobStatus.VALIDATED and job.failed:
+        errors_key = job_files.validation_errors_key(job.id)
+    errors = objects.presigned_get(objects.uri(errors_key), seconds) if errors_key else None
+    return output, errors
