@@ -102,7 +102,7 @@ def test_an_unreachable_aws_endpoint_is_one_line_not_a_traceback(
     types = get_type_hints(Settings)
     for field in dataclasses.fields(Settings):
         if field.default is dataclasses.MISSING:
-            monkeypatch.setenv(field.name.upper(), "1" if types[field.name] is int else "x")
+            monkeypatch.setenv(field.name.upper(), "1" if types[field.name] in (int, float) else "x")
     monkeypatch.setenv("AWS_REGION", "us-east-1")
     endpoint = f"http://127.0.0.1:{free_port('127.0.0.1')}"
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)

@@ -15,6 +15,7 @@ import pytest
 
 from functions.completion import handler as completion_handler
 from functions.dispatcher import handler as dispatcher_handler
+from functions.jobs import handler as jobs_handler
 from functions.sweeper import handler as sweeper_handler
 from inference_api import handler as api_handler
 from inference_core.dal.api_keys import api_key_store
@@ -116,11 +117,41 @@ def run_sweeper(pipeline: Pipeline, event: dict[str, Any]) -> None:
     assert response["expired"] == response["lost"] == 0
 
 
+def run_jobs(pipeline: Pipeline, event: dict[str, Any]) -> None:
+    body = event["Records"][0]["body"]
+    notification = json.loads(body)["Records"][0]["s3"]
+    pipeline.headers(notification["object"]["key"].split("/")[1])  # the inbox tenant has an API key
+    # The sample names the local stack's bucket; the file it announces is put there (events off: moto's own
+    # notification would start a second, identical delivery).
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.put_bucket_notification_configuration(Bucket=pipeline.stack.bucket_name, NotificationConfiguration={})
+    lines = [{"custom_id": "1", "inputs": "The cat sits outside"}, {"custom_id": "2", "inputs": ["A", "B"]}]
+    s3.put_object(
+        Bucket=pipeline.stack.bucket_name,
+        Key=notification["object"]["key"],
+        Body=b"".join(json.dumps(line).encode() + b"\n" for line in lines),
+    )
+    sample = {
+        "Records": [
+            {**event["Records"][0], "body": body.replace(notification["bucket"]["name"], pipeline.stack.bucket_name)}
+        ]
+    }
+
+    response = jobs_handler.lambda_handler(sample, pipeline.context)
+
+    assert response == {"batchItemFailures": []}
+    assert len(pipeline.invocations) == 1  # both lines in one chunk, at the endpoint
+    again = jobs_handler.lambda_handler(sample, pipeline.context)  # S3 delivers at least once
+    assert again == {"batchItemFailures": []}
+    assert len(pipeline.invocations) == 1
+
+
 RUNNERS: dict[str, Callable[[Pipeline, dict[str, Any]], None]] = {
     "api.json": run_api,
     "dispatcher.json": run_dispatcher,
     "completion.json": run_completion,
     "sweeper.json": run_sweeper,
+    "jobs.json": run_jobs,
 }
 
 

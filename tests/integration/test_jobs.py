@@ -200,7 +200,9 @@ def test_a_file_dropped_in_the_inbox_runs_and_writes_to_the_outbox(pipeline: Pip
     bucket = get_settings().bucket_name
     s3().put_object(Bucket=bucket, Key="inbox/acme/daily/2026-11-23.jsonl", Body=jsonl(good_lines(5)))
     driver.run()
-    manifest = json.loads(s3().get_object(Bucket=bucket, Key="outbox/acme/daily/2026-11-23.manifest.json")["Body"].read())
+    manifest = json.loads(
+        s3().get_object(Bucket=bucket, Key="outbox/acme/daily/2026-11-23.manifest.json")["Body"].read()
+    )
     assert manifest["status"] == "completed"
     assert manifest["request_counts"] == {"total": 5, "completed": 5, "failed": 0}
     assert manifest["output"] == f"s3://{bucket}/outbox/acme/daily/2026-11-23.output.jsonl"
@@ -258,7 +260,9 @@ def test_an_unusable_file_fails_the_job_with_a_reason(
     assert pipeline.invocations == []
 
 
-def test_a_file_over_the_line_limit_fails(pipeline: Pipeline, driver: JobDriver, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_file_over_the_line_limit_fails(
+    pipeline: Pipeline, driver: JobDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("JOB_MAX_LINES", "3")
     get_settings.cache_clear()
     headers = pipeline.headers()
