@@ -133,7 +133,8 @@ def _bucket_notifications(s3: Any, resolver: Resolver) -> None:
             for queue in queues
         ]
         s3.put_bucket_notification_configuration(
-            Bucket=resolver.physical[logical_id]["Ref"], NotificationConfiguration={"QueueConfigurations": configurations}
+            Bucket=resolver.physical[logical_id]["Ref"],
+            NotificationConfiguration={"QueueConfigurations": configurations},
         )
 
 

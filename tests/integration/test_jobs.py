@@ -128,7 +128,8 @@ def test_an_uploaded_file_comes_back_as_result_and_error_files(
     headers = pipeline.headers()
     job = create_job(pipeline, headers, metadata={"run": "nightly"})
     assert job["status"] == "awaiting_upload"
-    assert job["upload"]["method"] == "PUT" and job["upload"]["url"]
+    assert job["upload"]["method"] == "PUT"
+    assert job["upload"]["url"]
     lines: list[Any] = good_lines(10)
     lines.insert(3, b"{not json")
     lines.insert(5, {"custom_id": "row-1", "inputs": "a duplicate id"})
@@ -143,7 +144,8 @@ def test_an_uploaded_file_comes_back_as_result_and_error_files(
     assert done["request_counts"] == {"total": 14, "completed": 11, "failed": 3}
     assert done["progress"]["fraction"] == 1.0
     assert [e["line"] for e in done["errors"]] == [4, 6, 8]
-    assert done["metadata"] == {"run": "nightly"} and done["source"] == "api"
+    assert done["metadata"] == {"run": "nightly"}
+    assert done["source"] == "api"
     outputs = read_url_key(done["output_url"])
     assert [o["custom_id"] for o in outputs] == [f"row-{i}" for i in range(10)] + ["b64"]
     assert [o["line"] for o in outputs] == sorted(o["line"] for o in outputs)
@@ -282,7 +284,8 @@ def test_a_dry_run_validates_and_estimates_without_running(pipeline: Pipeline, d
     assert checked["request_counts"] == {"total": 5, "completed": 0, "failed": 1}
     assert checked["estimate"]["inputs"] == 5
     assert checked["estimate"]["tokens"] > 5
-    assert checked["estimate"]["cost_usd"] >= 0 and checked["estimate"]["eta_seconds"] > 0
+    assert checked["estimate"]["cost_usd"] >= 0
+    assert checked["estimate"]["eta_seconds"] > 0
     assert [e["line"] for e in read_url_key(checked["error_url"])] == [5]
     assert pipeline.invocations == []
 
@@ -318,7 +321,8 @@ def test_retry_runs_only_the_failed_lines(pipeline: Pipeline, driver: JobDriver)
     driver.answer(fail="ModelError: out of memory")
     driver.complete()
     failed = get_job(pipeline, headers, job["id"])
-    assert failed["status"] == "completed" and failed["request_counts"]["failed"] == 4
+    assert failed["status"] == "completed"
+    assert failed["request_counts"]["failed"] == 4
     child = pipeline.api.post(f"/v1/jobs/{job['id']}/retry", headers=headers)
     assert child.status_code == 201, child.text
     assert child.json()["parent_id"] == job["id"]
@@ -347,7 +351,8 @@ def test_a_job_past_its_window_expires_and_keeps_what_finished(
     assert get_job(pipeline, headers, job["id"])["status"] == "expired"
     driver.complete()
     done = get_job(pipeline, headers, job["id"])
-    assert done["status"] == "expired" and done["output_url"]
+    assert done["status"] == "expired"
+    assert done["output_url"]
     assert done["request_counts"] == {"total": 4, "completed": 4, "failed": 0}
 
 
@@ -357,7 +362,8 @@ def test_a_job_never_uploaded_expires(pipeline: Pipeline, driver: JobDriver, mon
     monkeypatch.setattr("inference_core.logic.job_runs.utc_now", lambda: utc_now() + timedelta(hours=25))
     driver.sweep()
     expired = get_job(pipeline, headers, job["id"])
-    assert expired["status"] == "expired" and expired["completed_at"]
+    assert expired["status"] == "expired"
+    assert expired["completed_at"]
 
 
 def test_another_tenants_job_is_not_found(pipeline: Pipeline) -> None:
@@ -402,3 +408,15 @@ def test_bad_job_requests_are_refused(pipeline: Pipeline) -> None:
     token, _ = create_api_key("acme")
     plain = pipeline.api.post("/v1/jobs", headers={"Authorization": f"Bearer {token}"})
     assert plain.status_code == 201, plain.text  # no body at all: every field is optional
+
+
+def test_the_upload_link_is_signed_for_the_jobs_key_and_content_type(pipeline: Pipeline) -> None:
+    # moto does not check signatures; S3 does, over exactly what the URL signs: this key and this header.
+    job = create_job(pipeline, pipeline.headers("acme"))
+    url = urlparse(job["upload"]["url"])
+    query = dict(pair.split("=", 1) for pair in url.query.split("&"))
+    assert key_of(job["upload"]["url"]) == f"uploads/acme/{job['id']}.jsonl"
+    assert query["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256"
+    assert "content-type" in unquote(query["X-Amz-SignedHeaders"]).split(";")
+    assert int(query["X-Amz-Expires"]) == 3600
+    assert job["upload"]["headers"] == {"Content-Type": "application/jsonl"}

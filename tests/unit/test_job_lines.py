@@ -50,7 +50,8 @@ def test_a_bad_line_says_why(raw: bytes, code: str) -> None:
 
 def test_a_bad_line_keeps_its_custom_id_when_it_has_one() -> None:
     parsed = parse_line(b'{"custom_id": "row-9", "inputs": ""}', 3)
-    assert parsed.error is not None and parsed.error.custom_id == "row-9"
+    assert parsed.error is not None
+    assert parsed.error.custom_id == "row-9"
 
 
 def test_a_good_line_gives_texts_and_only_the_parameters_set() -> None:
@@ -81,7 +82,13 @@ def test_inbox_keys_map_to_a_tenant_and_an_outbox_base(monkeypatch: pytest.Monke
     assert job_files.output_key(found.results_base) == "outbox/acme/daily/2026-11-23.output.jsonl"
     assert job_files.errors_key(found.results_base) == "outbox/acme/daily/2026-11-23.errors.jsonl"
     assert job_files.manifest_key(found.results_base) == "outbox/acme/daily/2026-11-23.manifest.json"
-    for refused in ["inbox/acme.jsonl", "inbox//x.jsonl", "inbox/acme/.jsonl", "inbox/acme/x.txt", "other/acme/x.jsonl"]:
+    for refused in [
+        "inbox/acme.jsonl",
+        "inbox//x.jsonl",
+        "inbox/acme/.jsonl",
+        "inbox/acme/x.txt",
+        "other/acme/x.jsonl",
+    ]:
         assert job_files.inbox_file(refused) is None, refused
     assert job_files.upload_job("uploads/acme/job_1.jsonl") == ("acme", "job_1")
     assert job_files.upload_job("uploads/acme/a/b.jsonl") is None

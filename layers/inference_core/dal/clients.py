@@ -23,6 +23,8 @@ _CONFIG = Config(
     read_timeout=10,
     max_pool_connections=32,
 )
+# SigV4 presigned URLs (upload links sign the key and Content-Type; SigV2 is refused in newer regions).
+_S3_CONFIG = _CONFIG.merge(Config(signature_version="s3v4"))
 # InvokeEndpointAsync only enqueues; throttling must surface quickly so SQS can retry the records.
 _SAGEMAKER_CONFIG = Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=3, read_timeout=10)
 
@@ -45,9 +47,8 @@ def client(service: str) -> Any:
         return boto3.client(
             service, region_name=settings.aws_region, endpoint_url=endpoint_url, config=_SAGEMAKER_CONFIG
         )
-    return boto3.client(
-        service, region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url, config=_CONFIG
-    )
+    config = _S3_CONFIG if service == "s3" else _CONFIG
+    return boto3.client(service, region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url, config=config)
 
 
 def dynamodb() -> DynamoDBClient:

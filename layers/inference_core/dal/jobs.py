@@ -361,7 +361,9 @@ class JobStore:
                         "Update": {
                             "TableName": self.table.name,
                             "Key": key(_pk(job_id)),
-                            "UpdateExpression": "REMOVE chunks_running.#n ADD lines_completed :c, lines_failed :f, done_chunks :set",
+                            "UpdateExpression": (
+                                "REMOVE chunks_running.#n ADD lines_completed :c, lines_failed :f, done_chunks :set"
+                            ),
                             "ConditionExpression": "attribute_exists(chunks_running.#n)",
                             "ExpressionAttributeNames": {"#n": str(chunk)},
                             "ExpressionAttributeValues": {
