@@ -35,6 +35,11 @@ OPERATIONS = {
     "GET /v1/predictions",
     "GET /v1/predictions/{prediction_id}",
     "POST /v1/predictions/{prediction_id}/cancel",
+    "POST /v1/jobs",
+    "GET /v1/jobs",
+    "GET /v1/jobs/{job_id}",
+    "POST /v1/jobs/{job_id}/cancel",
+    "POST /v1/jobs/{job_id}/retry",
 }
 CHECKS = [
     not_a_server_error,

@@ -81,7 +81,7 @@ def present(job: Job, upload: jobs.UploadLink | None = None) -> JobOut:
     )
 
 
-@router.post("", status_code=201, response_model=JobOut)
+@router.post("", status_code=201, response_model=JobOut, responses={413: {"model": ErrorResponse}})
 def create_job(tenant: Tenant, body: Annotated[JobCreate | None, Body()] = None) -> JobOut:
     """Create a job and get a presigned PUT for its JSONL file; the upload starts the job."""
     request = body or JobCreate()
