@@ -50,6 +50,7 @@ class _Invocation:
     accept: str
     ttl_seconds: int
     timeout_seconds: int
+    custom_attributes: str = ""  # passed to the container unchanged, as SageMaker does
     received: float = field(default_factory=time.monotonic)
 
 
@@ -107,7 +108,15 @@ def create_endpoint_app(config: EndpointConfig, s3: Any, sns: Any) -> FastAPI:
             response = await client.post(
                 f"{config.model_url}/invocations",
                 content=body,
-                headers={"Content-Type": invocation.content_type, "Accept": invocation.accept},
+                headers={
+                    "Content-Type": invocation.content_type,
+                    "Accept": invocation.accept,
+                    **(
+                        {"X-Amzn-SageMaker-Custom-Attributes": invocation.custom_attributes}
+                        if invocation.custom_attributes
+                        else {}
+                    ),
+                },
                 timeout=invocation.timeout_seconds,
             )
         except httpx.TimeoutException:
@@ -202,6 +211,7 @@ def create_endpoint_app(config: EndpointConfig, s3: Any, sns: Any) -> FastAPI:
             accept=headers.get("x-amzn-sagemaker-accept", "application/jsonlines"),
             ttl_seconds=int(headers.get("x-amzn-sagemaker-requestttlseconds", "21600")),
             timeout_seconds=int(headers.get("x-amzn-sagemaker-invocationtimeoutseconds", "900")),
+            custom_attributes=headers.get("x-amzn-sagemaker-custom-attributes", ""),
         )
         stats.invocations += 1
         await queue.put(invocation)

@@ -23,6 +23,16 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": {"code": code, "message": message}})
 
 
+# SageMaker passes InvokeEndpointAsync's CustomAttributes to the container in this header, unchanged.
+CUSTOM_ATTRIBUTES = "x-amzn-sagemaker-custom-attributes"
+
+
+def _is_bulk(request: Request) -> bool:
+    """Job chunks are sent with `priority=bulk`: they yield to interactive batches between slices."""
+    attributes = request.headers.get(CUSTOM_ATTRIBUTES, "")
+    return "priority=bulk" in {part.strip() for part in attributes.split(",")}
+
+
 def create_app(config: ServerConfig | None = None, embedder: Embedder | None = None) -> FastAPI:
     settings = config or ServerConfig.from_env()
     state: dict[str, Any] = {}
@@ -75,7 +85,7 @@ def create_app(config: ServerConfig | None = None, embedder: Embedder | None = N
             for _ in entry.inputs
         ]
         try:
-            result = await batcher.embed(texts, normalize) if texts else None
+            result = await batcher.embed(texts, normalize, bulk=_is_bulk(request)) if texts else None
         except Exception as exc:  # out of memory, a broken model: the whole invocation fails
             log.exception("model failure")
             return _error(500, "model_failure", f"{type(exc).__name__}: {exc}")

@@ -8,7 +8,11 @@ from local_stack.template import load_template, resources_of_type
 def test_queues_outlast_their_consumers_six_times_over() -> None:
     template = load_template()
     resources = template["Resources"]
-    for function, queue in [("DispatcherFunction", "RequestQueue"), ("CompletionFunction", "CompletionQueue")]:
+    for function, queue in [
+        ("DispatcherFunction", "RequestQueue"),
+        ("CompletionFunction", "CompletionQueue"),
+        ("JobsFunction", "JobIntakeQueue"),
+    ]:
         timeout = resources[function]["Properties"].get("Timeout", template["Globals"]["Function"]["Timeout"])
         assert resources[queue]["Properties"]["VisibilityTimeout"] >= 6 * timeout
 
@@ -21,7 +25,7 @@ def test_every_consumed_queue_has_a_dead_letter_queue_with_an_alarm() -> None:
         for a in alarms
         if a["Properties"].get("Namespace") == "AWS/SQS"
     }
-    for queue in ("RequestQueue", "CompletionQueue"):
+    for queue in ("RequestQueue", "CompletionQueue", "JobIntakeQueue"):
         dlq = template["Resources"][queue]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
         assert dlq in watched
 
@@ -57,3 +61,25 @@ def test_the_dispatch_timeout_setting_is_the_dispatchers_timeout() -> None:
     timeout = template["Resources"]["DispatcherFunction"]["Properties"]["Timeout"]
 
     assert template["Globals"]["Function"]["Environment"]["Variables"]["DISPATCH_TIMEOUT_SECONDS"] == timeout
+
+
+def test_bulk_chunks_leave_the_endpoint_a_slot_for_interactive_batches() -> None:
+    parameters = load_template()["Parameters"]
+
+    assert parameters["JobMaxInFlightChunks"]["Default"] < parameters["MaxConcurrentInvocationsPerInstance"]["Default"]
+
+
+def test_uploads_and_inbox_files_reach_the_jobs_function_through_a_queue() -> None:
+    template = load_template()
+    bucket = template["Resources"]["DataBucket"]
+    rules = [
+        {r["Name"]: r["Value"] for r in c["Filter"]["S3Key"]["Rules"]}
+        for c in bucket["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+    ]
+    prefixes = {rule["prefix"]["Fn::FindInMap"][2] for rule in rules}
+
+    assert prefixes == {"JobUploadPrefix", "InboxPrefix"}
+    assert all(rule["suffix"] == ".jsonl" for rule in rules)
+    assert bucket["DependsOn"] == "JobIntakeQueuePolicy"
+    events = template["Resources"]["JobsFunction"]["Properties"]["Events"]
+    assert [e["Properties"]["Queue"]["Fn::GetAtt"][0] for e in events.values()] == ["JobIntakeQueue"]

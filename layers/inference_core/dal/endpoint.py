@@ -16,8 +16,10 @@ class AsyncEndpoint:
         self.request_ttl_seconds = request_ttl_seconds
         self.invocation_timeout_seconds = invocation_timeout_seconds
 
-    def invoke(self, input_location: str, inference_id: str) -> str:
-        """Queue one asynchronous invocation; returns the output location SageMaker will write."""
+    def invoke(self, input_location: str, inference_id: str, bulk: bool = False) -> str:
+        """Queue one asynchronous invocation; returns the output location SageMaker will write. `bulk` marks a job
+        chunk, which the model container runs after any interactive batch, slice by slice."""
+        extra = {"CustomAttributes": "priority=bulk"} if bulk else {}
         try:
             response = sagemaker_runtime().invoke_endpoint_async(
                 EndpointName=self.endpoint_name,
@@ -29,6 +31,7 @@ class AsyncEndpoint:
                 Accept="application/jsonlines",
                 RequestTTLSeconds=self.request_ttl_seconds,
                 InvocationTimeoutSeconds=self.invocation_timeout_seconds,
+                **extra,
             )
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, "the endpoint did not take the batch") from exc

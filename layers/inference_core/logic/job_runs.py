@@ -1,9 +1,14 @@
 """Running bulk jobs: launch chunks under the gate, finish them from notifications, assemble the result files.
 
-Interactive traffic comes first because bulk chunks never flood the endpoint: at most `job_max_in_flight_chunks`
-are queued at SageMaker at once (its own queue is first come, first served), and the rest wait in S3. Jobs share
-those places fairly: the job with the fewest chunks in flight goes first, then the one served least recently, so a
-small job that arrives behind a large one gets the next free place rather than waiting for the large one to end.
+Interactive traffic comes first, twice over. Bulk chunks never flood the endpoint: at most
+`job_max_in_flight_chunks` are at SageMaker at once (its own queue is first come, first served) and the rest wait in
+S3, so an interactive batch always finds a free invocation slot (the bound is below the endpoint's concurrent
+invocations per instance). And chunks are sent with `priority=bulk`, so the model container runs any waiting
+interactive batch before each next slice of a chunk.
+
+Jobs share those places fairly: one job holds at most all places but one (so a job that arrives finds one free at
+the next chunk boundary), and free places go to the job with the fewest chunks in flight, then to the one served
+least recently.
 """
 
 from __future__ import annotations
@@ -68,7 +73,10 @@ def launch(now: datetime | None = None) -> int:
     settings = get_settings()
     store = job_store()
     now = now or utc_now()
-    runnable = [job for job in store.active() if job.status.runs_chunks and job.chunks_left]
+    per_job = max(1, settings.job_max_in_flight_chunks - 1)
+    runnable = [
+        job for job in store.active() if job.status.runs_chunks and job.chunks_left and len(job.running) < per_job
+    ]
     order = itertools.count()
     # Fewest chunks in flight first; among equals, the order `active()` gives (least recently served first).
     waiting = [(len(job.running), next(order), job) for job in runnable]
@@ -84,14 +92,14 @@ def launch(now: datetime | None = None) -> int:
             # Another scheduler took this chunk, or the job stopped: look again, a few times at most.
             refusals += 1
             fresh = store.get(job.id) if refusals <= 8 else None
-            if fresh is not None and fresh.status.runs_chunks and fresh.chunks_left:
+            if fresh is not None and fresh.status.runs_chunks and fresh.chunks_left and len(fresh.running) < per_job:
                 heapq.heappush(waiting, (len(fresh.running), next(order), fresh))
             continue
         _invoke_chunk(job, claim.chunk, now)
         launched += 1
         job.next_chunk += 1
         job.running[claim.chunk] = now
-        if job.chunks_left:
+        if job.chunks_left and len(job.running) < per_job:
             heapq.heappush(waiting, (len(job.running), next(order), job))
     if launched:
         metrics.add_metric(name="JobChunksLaunched", unit=MetricUnit.Count, value=launched)
@@ -101,7 +109,9 @@ def launch(now: datetime | None = None) -> int:
 def _invoke_chunk(job: Job, chunk: int, now: datetime) -> None:
     objects = object_store()
     try:
-        async_endpoint().invoke(objects.uri(job_files.chunk_key(job.id, chunk)), chunk_inference_id(job.id, chunk))
+        async_endpoint().invoke(
+            objects.uri(job_files.chunk_key(job.id, chunk)), chunk_inference_id(job.id, chunk), bulk=True
+        )
     except DependencyError as exc:
         # The endpoint refused the chunk (after the SDK's own retries): its lines fail with the reason and can
         # be run again with POST /v1/jobs/{id}/retry; the place under the gate is given back.

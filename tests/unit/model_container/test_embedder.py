@@ -140,3 +140,54 @@ def test_invocations_with_different_normalize_flags_still_share_model_calls(embe
         assert np.allclose(result.vectors, expected, atol=1e-5)
         norms = np.linalg.norm(result.vectors, axis=1)
         assert np.allclose(norms, 1.0, atol=1e-5) == (normalize is not False)
+
+
+def test_interactive_work_runs_before_the_rest_of_a_bulk_invocation(embedder: Embedder) -> None:
+    bulk_texts = [f"bulk text {i}" for i in range(40)]
+    order: list[str] = []
+
+    async def run() -> tuple[np.ndarray, np.ndarray]:
+        batcher = MicroBatcher(
+            embedder, max_tokens=8192, max_batch=128, merge_window_ms=0, max_texts=8192, bulk_slice=8
+        )
+
+        async def bulk() -> np.ndarray:
+            result = await batcher.embed(bulk_texts, bulk=True)
+            order.append("bulk")
+            return result.vectors
+
+        async def interactive() -> np.ndarray:
+            await asyncio.sleep(0)  # arrives after the bulk invocation is queued
+            result = await batcher.embed(["an interactive request"])
+            order.append("interactive")
+            return result.vectors
+
+        bulk_vectors, interactive_vectors = await asyncio.gather(bulk(), interactive())
+        await batcher.stop()
+        return bulk_vectors, interactive_vectors
+
+    bulk_vectors, interactive_vectors = asyncio.run(run())
+
+    assert order == ["interactive", "bulk"]
+    assert np.allclose(bulk_vectors, embedder.embed(bulk_texts).vectors, atol=1e-5)  # slices reassembled in order
+    assert np.allclose(interactive_vectors, embedder.embed(["an interactive request"]).vectors, atol=1e-5)
+
+
+def test_bulk_invocations_take_turns_slice_by_slice(embedder: Embedder) -> None:
+    finished: list[str] = []
+
+    async def run() -> None:
+        batcher = MicroBatcher(
+            embedder, max_tokens=8192, max_batch=128, merge_window_ms=0, max_texts=8192, bulk_slice=4
+        )
+
+        async def job(name: str, count: int) -> None:
+            await batcher.embed([f"{name} {i}" for i in range(count)], bulk=True)
+            finished.append(name)
+
+        await asyncio.gather(job("large", 64), job("small", 4))
+        await batcher.stop()
+
+    asyncio.run(run())
+
+    assert finished == ["small", "large"]  # the small one did not wait for all 16 slices of the large one
