@@ -34,6 +34,9 @@ class ServerConfig:
     # How long the merger waits for other invocations to join a GPU batch once one is ready.
     merge_window_ms: int
     max_texts_per_merge: int
+    # Bulk invocations (job chunks) run in slices of this many texts, interactive batches between them: the most
+    # an interactive request waits for bulk work is one slice's forward pass.
+    bulk_slice_texts: int
     device: str
     num_threads: int
     port: int
@@ -48,6 +51,7 @@ class ServerConfig:
             max_input_chars=_int("MAX_INPUT_CHARS", 100_000),
             merge_window_ms=_int("MERGE_WINDOW_MS", 2),
             max_texts_per_merge=_int("MAX_TEXTS_PER_MERGE", 8192),
+            bulk_slice_texts=_int("BULK_SLICE_TEXTS", 32),
             device=os.environ.get("DEVICE", "auto"),
             num_threads=_int("NUM_THREADS", os.cpu_count() or 1),
             port=_int("SAGEMAKER_BIND_TO_PORT", 8080),

@@ -221,3 +221,15 @@ def test_bad_parameters_fail_their_line_alone(server: TestClient) -> None:
     assert "'parameters'" in answers[4]["error"]["message"]
     assert len(answers[0]["output"]["embeddings"]) == 1
     assert len(answers[5]["output"]["embeddings"]) == 1
+
+
+def test_a_bulk_invocation_answers_exactly_as_an_interactive_one(server: TestClient) -> None:
+    body = jsonl(*({"id": str(i), "inputs": [f"text {i}", f"another {i}"]} for i in range(40)))
+    bulk_headers = {**JSONL, "X-Amzn-SageMaker-Custom-Attributes": "priority=bulk"}
+
+    bulk = lines(server.post("/invocations", content=body, headers=bulk_headers))
+    interactive = lines(server.post("/invocations", content=body, headers=JSONL))
+
+    assert [a["id"] for a in bulk] == [str(i) for i in range(40)]
+    for b, i in zip(bulk, interactive, strict=True):
+        assert np.allclose(b["output"]["embeddings"], i["output"]["embeddings"], atol=1e-5)
