@@ -420,3 +420,32 @@ def test_the_upload_link_is_signed_for_the_jobs_key_and_content_type(pipeline: P
     assert "content-type" in unquote(query["X-Amz-SignedHeaders"]).split(";")
     assert int(query["X-Amz-Expires"]) == 3600
     assert job["upload"]["headers"] == {"Content-Type": "application/jsonl"}
+
+
+def test_a_retried_create_with_the_same_idempotency_key_is_the_same_job(pipeline: Pipeline) -> None:
+    headers = pipeline.headers("acme", **{"Idempotency-Key": "nightly-2026-11-23"})
+    first = pipeline.api.post("/v1/jobs", json={"metadata": {"run": "1"}}, headers=headers)
+    again = pipeline.api.post("/v1/jobs", json={"metadata": {"run": "1"}}, headers=headers)
+    other = pipeline.api.post("/v1/jobs", json={"metadata": {"run": "2"}}, headers=headers)
+
+    assert first.status_code == 201
+    assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    assert again.json()["upload"]["url"]
+    assert other.status_code == 409
+    assert len(pipeline.api.get("/v1/jobs", headers=headers).json()["data"]) == 1
+    bad = pipeline.api.post("/v1/jobs", headers={**headers, "Idempotency-Key": "has space"})
+    assert bad.status_code == 400
+
+
+def test_a_retried_retry_with_the_same_key_is_one_child(pipeline: Pipeline, driver: JobDriver) -> None:
+    headers = pipeline.headers()
+    job = create_job(pipeline, headers)
+    upload(job, jsonl(good_lines(2)))
+    driver.intake()
+    driver.answer(fail="ModelError: boom")
+    driver.complete()
+    keyed = {**headers, "Idempotency-Key": "retry-1"}
+    first = pipeline.api.post(f"/v1/jobs/{job['id']}/retry", headers=keyed).json()
+    second = pipeline.api.post(f"/v1/jobs/{job['id']}/retry", headers=keyed).json()
+    assert first["id"] == second["id"]

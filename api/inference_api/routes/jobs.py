@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Header, Query, Response
 
 from inference_api.auth import Tenant
+from inference_api.routes.predictions import IDEMPOTENCY_KEY
 from inference_api.schemas import (
     ErrorBody,
     ErrorResponse,
@@ -23,7 +24,7 @@ from inference_api.schemas import (
 from inference_api.strict_json import StrictJsonRoute
 from inference_core.dal.objects import object_store
 from inference_core.domain.jobs import Job, JobSource
-from inference_core.errors import NotFoundError
+from inference_core.errors import NotFoundError, ValidationFailedError
 from inference_core.logic import jobs
 from inference_core.observability import MetricUnit, logger, metrics
 
@@ -81,12 +82,43 @@ def present(job: Job, upload: jobs.UploadLink | None = None) -> JobOut:
     )
 
 
-@router.post("", status_code=201, response_model=JobOut, responses={413: {"model": ErrorResponse}})
-def create_job(tenant: Tenant, body: Annotated[JobCreate | None, Body()] = None) -> JobOut:
-    """Create a job and get a presigned PUT for its JSONL file; the upload starts the job."""
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="1-255 printable ASCII characters. The same key and request return the same job.",
+        json_schema_extra={"pattern": IDEMPOTENCY_KEY.pattern, "minLength": 1, "maxLength": 255},
+    ),
+]
+
+
+def _checked_key(idempotency_key: str | None) -> str | None:
+    if idempotency_key is not None and not IDEMPOTENCY_KEY.match(idempotency_key):
+        raise ValidationFailedError("Idempotency-Key must be 1-255 printable ASCII characters")
+    return idempotency_key
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=JobOut,
+    responses={200: {"model": JobOut}, 409: {"model": ErrorResponse}, 413: {"model": ErrorResponse}},
+)
+def create_job(
+    tenant: Tenant,
+    response: Response,
+    body: Annotated[JobCreate | None, Body()] = None,
+    idempotency_key: IdempotencyKey = None,
+) -> JobOut:
+    """Create a job and get a presigned PUT for its JSONL file; the upload starts the job. A retry with the same
+    Idempotency-Key answers the same job (200, `Idempotent-Replayed: true`) with a fresh upload link."""
     request = body or JobCreate()
-    job, upload = jobs.create(tenant, request.metadata or {}, request.webhook, request.dry_run)
+    key = _checked_key(idempotency_key)
+    job, upload, created = jobs.create(tenant, request.metadata or {}, request.webhook, request.dry_run, key)
     logger.set_correlation_id(job.id)
+    if not created:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
     return present(job, upload)
 
 
@@ -123,6 +155,7 @@ def cancel_job(job_id: str, tenant: Tenant) -> JobOut:
 
 
 @router.post("/{job_id}/retry", status_code=201, response_model=JobOut, responses={409: {"model": ErrorResponse}})
-def retry_job(job_id: str, tenant: Tenant) -> JobOut:
-    """A new job of only the failed lines (`parent_id` set), once this one has finished."""
-    return present(jobs.retry(tenant, _checked_id(job_id)))
+def retry_job(job_id: str, tenant: Tenant, idempotency_key: IdempotencyKey = None) -> JobOut:
+    """A new job of only the failed lines (`parent_id` set), once this one has finished. The same
+    Idempotency-Key returns the same child job."""
+    return present(jobs.retry(tenant, _checked_id(job_id), _checked_key(idempotency_key)))

@@ -35,7 +35,7 @@ router = APIRouter(
     },
 )
 _PREDICTION_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*([0-9]+)", re.IGNORECASE)
 
 
@@ -80,7 +80,7 @@ async def create_prediction(
         Header(
             alias="Idempotency-Key",
             description="1-255 printable ASCII characters. The same key and body return the same prediction.",
-            json_schema_extra={"pattern": _IDEMPOTENCY_KEY.pattern, "minLength": 1, "maxLength": 255},
+            json_schema_extra={"pattern": IDEMPOTENCY_KEY.pattern, "minLength": 1, "maxLength": 255},
         ),
     ] = None,
     prefer: Annotated[str | None, Header(description="`wait=N` (N <= 20): hold the reply until it finishes.")] = None,
@@ -89,7 +89,7 @@ async def create_prediction(
     # Every header and the body are checked before anything is written.
     if len(await request.body()) > MAX_BODY_BYTES:
         raise PayloadTooLargeError(f"the body is larger than {MAX_BODY_BYTES} bytes")
-    if idempotency_key is not None and not _IDEMPOTENCY_KEY.match(idempotency_key):
+    if idempotency_key is not None and not IDEMPOTENCY_KEY.match(idempotency_key):
         raise ValidationFailedError("Idempotency-Key must be 1-255 printable ASCII characters")
     wait = _wait_seconds(prefer)
     prediction, created = await asyncio.to_thread(predictions.submit, tenant, body.to_domain(), idempotency_key)

@@ -22,6 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from inference_core.dal.aws_errors import AwsFailure, classify, error_code, translate
 from inference_core.dal.clients import cached_factory
+from inference_core.dal.idempotency import IdempotencyClaim, IdempotencyKeyTaken, idempotency_store
 from inference_core.dal.table import (
     CURSOR_KEYS,
     Table,
@@ -222,17 +223,26 @@ class JobStore:
 
     # -- transitions ---------------------------------------------------------------------------------------------
 
-    def create(self, job: Job) -> bool:
-        """False when a job with this id exists (a duplicate S3 event for the same object version)."""
+    def create(self, job: Job, claim: IdempotencyClaim | None = None) -> bool:
+        """False when a job with this id exists (a duplicate S3 event for the same object version). With an
+        idempotency claim, the key is claimed in the same transaction (IdempotencyKeyTaken when it was)."""
+        put: Any = {
+            "TableName": self.table.name,
+            "Item": to_attrs(_to_item(job, self.retention)),
+            "ConditionExpression": "attribute_not_exists(pk)",
+        }
         try:
-            self.table.client.put_item(
-                TableName=self.table.name,
-                Item=to_attrs(_to_item(job, self.retention)),
-                ConditionExpression="attribute_not_exists(pk)",
-            )
+            if claim is None:
+                self.table.client.put_item(**put)
+            else:
+                claim_put: Any = idempotency_store().claim_put(claim, job.id, job.created_at)
+                self.table.client.transact_write_items(TransactItems=[{"Put": put}, {"Put": claim_put}])
         except ClientError as exc:
             if classify(exc) is AwsFailure.CONDITION_FAILED:
                 return False
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            if claim is not None and reasons[1:2] == ["ConditionalCheckFailed"]:
+                raise IdempotencyKeyTaken(claim.key) from exc
             raise translate(exc, "could not create the job") from exc
         except BotoCoreError as exc:
             raise translate(exc, "could not create the job") from exc

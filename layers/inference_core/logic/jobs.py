@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from inference_core.dal import job_files
+from inference_core.dal.idempotency import IdempotencyClaim, IdempotencyKeyTaken, idempotency_store
 from inference_core.dal.jobs import job_store
 from inference_core.dal.objects import object_store
 from inference_core.dal.queue import job_commands
 from inference_core.dal.table import InvalidCursor
 from inference_core.domain.clock import utc_now
 from inference_core.domain.jobs import Job, JobSource, JobStatus
-from inference_core.errors import InvalidStateError, NotFoundError, ValidationFailedError
+from inference_core.errors import IdempotencyConflictError, InvalidStateError, NotFoundError, ValidationFailedError
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
 
@@ -41,11 +44,21 @@ class JobPage:
 
 
 def create(
-    tenant_id: str, metadata: dict[str, str], webhook: str | None, dry_run: bool, now: datetime | None = None
-) -> tuple[Job, UploadLink]:
-    """A job waiting for its file, and a presigned PUT for exactly that file's key."""
-    settings = get_settings()
+    tenant_id: str,
+    metadata: dict[str, str],
+    webhook: str | None,
+    dry_run: bool,
+    idempotency_key: str | None = None,
+    now: datetime | None = None,
+) -> tuple[Job, UploadLink, bool]:
+    """A job waiting for its file, and a presigned PUT for exactly that file's key. With an Idempotency-Key, a
+    retried request answers the job the first one made (with a fresh link); `created` says which."""
     now = now or utc_now()
+    fingerprint = _fingerprint("create", metadata, webhook, dry_run)
+    if idempotency_key:
+        replay = _replay(tenant_id, idempotency_key, fingerprint)
+        if replay is not None:
+            return replay, _upload_link(replay, now), False
     job_id = f"job_{uuid.uuid4().hex}"
     job = Job(
         id=job_id,
@@ -59,14 +72,49 @@ def create(
         metadata=metadata,
         webhook=webhook,
     )
-    job_store().create(job)
-    url = object_store().presigned_put(job.input_key, UPLOAD_CONTENT_TYPE, settings.job_upload_url_seconds)
-    link = UploadLink(
-        url, {"Content-Type": UPLOAD_CONTENT_TYPE}, now + timedelta(seconds=settings.job_upload_url_seconds)
-    )
+    replay = _create(job, tenant_id, idempotency_key, fingerprint)
+    if replay is not None:
+        return replay, _upload_link(replay, now), False
     logger.info("job created", job_id=job_id, dry_run=dry_run)
     metrics.add_metric(name="JobsCreated", unit=MetricUnit.Count, value=1)
-    return job, link
+    return job, _upload_link(job, now), True
+
+
+def _upload_link(job: Job, now: datetime) -> UploadLink:
+    seconds = get_settings().job_upload_url_seconds
+    url = object_store().presigned_put(job.input_key, UPLOAD_CONTENT_TYPE, seconds)
+    return UploadLink(url, {"Content-Type": UPLOAD_CONTENT_TYPE}, now + timedelta(seconds=seconds))
+
+
+def _idempotency_scope(key: str) -> str:
+    # Client keys are printable ASCII without spaces, so this scope never meets a prediction's key.
+    return f"jobs {key}"
+
+
+def _fingerprint(operation: str, *parts: object) -> str:
+    canonical = json.dumps([operation, *parts], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _replay(tenant_id: str, key: str, fingerprint: str) -> Job | None:
+    claimed = idempotency_store().find(tenant_id, _idempotency_scope(key))
+    if claimed is None:
+        return None
+    if claimed.body_hash != fingerprint:
+        raise IdempotencyConflictError(
+            "this Idempotency-Key was already used with a different request", {"job_id": claimed.prediction_id}
+        )
+    return job_store().get(claimed.prediction_id)
+
+
+def _create(job: Job, tenant_id: str, key: str | None, fingerprint: str) -> Job | None:
+    """Write the job (claiming the key with it); the job of an earlier request when that one won the key."""
+    claim = IdempotencyClaim(tenant_id, _idempotency_scope(key), fingerprint) if key else None
+    try:
+        job_store().create(job, claim)
+    except IdempotencyKeyTaken:
+        return _replay(tenant_id, key or "", fingerprint)
+    return None
 
 
 def get(tenant_id: str, job_id: str) -> Job:
@@ -110,9 +158,14 @@ def cancel(tenant_id: str, job_id: str, now: datetime | None = None) -> Job:
 _RETRYABLE = (JobStatus.COMPLETED, JobStatus.CANCELLED, JobStatus.EXPIRED)
 
 
-def retry(tenant_id: str, job_id: str, now: datetime | None = None) -> Job:
+def retry(tenant_id: str, job_id: str, idempotency_key: str | None = None, now: datetime | None = None) -> Job:
     """A child job of only the lines that failed (or never ran). Its input file is built from the parent's input
     and error file by the jobs function; the child keeps the parent's custom_ids."""
+    fingerprint = _fingerprint("retry", job_id)
+    if idempotency_key:
+        replay = _replay(tenant_id, idempotency_key, fingerprint)
+        if replay is not None:
+            return replay
     parent = get(tenant_id, job_id)
     if parent.status not in _RETRYABLE or parent.error_key is None:
         raise InvalidStateError(
@@ -133,7 +186,9 @@ def retry(tenant_id: str, job_id: str, now: datetime | None = None) -> Job:
         webhook=parent.webhook,
         parent_id=parent.id,
     )
-    job_store().create(child)
+    replay = _create(child, tenant_id, idempotency_key, fingerprint)
+    if replay is not None:
+        return replay
     job_commands().send("build_retry", child_id)
     logger.info("job retry created", job_id=child_id, parent_id=parent.id, lines=parent.failed)
     return child
