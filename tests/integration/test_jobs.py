@@ -14,7 +14,7 @@ import pytest
 
 from functions.jobs import handler as jobs_handler
 from functions.sweeper import handler as sweeper_handler
-from inference_core.dal.jobs import job_store
+from inference_core.dal.jobs import WAITING_JOBS, job_store
 from inference_core.domain.clock import utc_now
 from inference_core.logic.auth import create_api_key
 from inference_core.settings import get_settings
@@ -449,3 +449,14 @@ def test_a_retried_retry_with_the_same_key_is_one_child(pipeline: Pipeline, driv
     first = pipeline.api.post(f"/v1/jobs/{job['id']}/retry", headers=keyed).json()
     second = pipeline.api.post(f"/v1/jobs/{job['id']}/retry", headers=keyed).json()
     assert first["id"] == second["id"]
+
+
+def test_jobs_waiting_for_their_file_stay_out_of_the_schedulers_read(pipeline: Pipeline) -> None:
+    headers = pipeline.headers()
+    waiting = [create_job(pipeline, headers)["id"] for _ in range(3)]
+    started = create_job(pipeline, headers)
+    upload(started, jsonl(good_lines(1)))
+    JobDriver(pipeline).intake()
+
+    assert [job.id for job in job_store().active()] == [started["id"]]
+    assert sorted(job.id for job in job_store().active(partition=WAITING_JOBS)) == sorted(waiting)

@@ -40,6 +40,8 @@ from inference_core.errors import TransientError
 from inference_core.settings import get_settings
 
 ACTIVE_JOBS = "JOBS"
+# Jobs still waiting for their file sit apart, so that many unused upload links never crowd the scheduler's read.
+WAITING_JOBS = "JOBS#WAITING"
 _GATE = "GATE#bulk-chunks"
 _BATCH_GET_LIMIT = 100
 
@@ -87,7 +89,7 @@ def _to_item(job: Job, retention: timedelta) -> dict[str, Any]:
         "gsi1sk": f"{created}#{job.id}",
         "expires_at": int((job.created_at + retention).timestamp()),
         # Every job is open from birth: the sweeper expires one that never gets its file.
-        "open_pk": ACTIVE_JOBS,
+        "open_pk": WAITING_JOBS if job.status is JobStatus.AWAITING_UPLOAD else ACTIVE_JOBS,
         "open_due": _served(job.created_at, job.id),
     }
     return item
@@ -198,19 +200,27 @@ class JobStore:
         next_cursor = encode_cursor({k: last[k] for k in CURSOR_KEYS}) if last else None
         return [records[i] for i in ids if i in records], next_cursor
 
-    def active(self, limit: int = 100) -> list[Job]:
-        """Jobs that may still need work, least recently served first."""
+    def active(self, limit: int = 100, partition: str = ACTIVE_JOBS) -> list[Job]:
+        """Jobs that may still need work (or, with WAITING_JOBS, that wait for their file), least recently served
+        first, at most `limit`."""
+        ids: list[str] = []
+        query: dict[str, Any] = {
+            "TableName": self.table.name,
+            "IndexName": self.open_index,
+            "KeyConditionExpression": "open_pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": partition}},
+            "Limit": limit,
+        }
         try:
-            response = self.table.client.query(
-                TableName=self.table.name,
-                IndexName=self.open_index,
-                KeyConditionExpression="open_pk = :pk",
-                ExpressionAttributeValues={":pk": {"S": ACTIVE_JOBS}},
-                Limit=limit,
-            )
+            while len(ids) < limit:
+                response = self.table.client.query(**query)
+                ids += [item["pk"]["S"].removeprefix("JOB#") for item in response.get("Items", [])]
+                if "LastEvaluatedKey" not in response:
+                    break
+                query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+                query["Limit"] = limit - len(ids)
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, "could not list active jobs") from exc
-        ids = [item["pk"]["S"].removeprefix("JOB#") for item in response.get("Items", [])]
         records = self.get_many(ids)
         return [records[i] for i in ids if i in records]
 
@@ -252,7 +262,7 @@ class JobStore:
         """awaiting_upload -> validating, or take over a validation that stopped (its function died)."""
         return self._update(
             job_id,
-            "SET #status = :validating, validation_started = :at",
+            "SET #status = :validating, validation_started = :at, open_pk = :active",
             "#status = :awaiting OR (#status = :validating AND "
             "(attribute_not_exists(validation_started) OR validation_started < :stale))",
             {
@@ -260,6 +270,7 @@ class JobStore:
                 ":awaiting": JobStatus.AWAITING_UPLOAD.value,
                 ":at": iso(at),
                 ":stale": iso(stale_before),
+                ":active": ACTIVE_JOBS,
             },
         )
 

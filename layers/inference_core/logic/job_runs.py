@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from inference_core.dal import job_files
 from inference_core.dal.endpoint import async_endpoint
-from inference_core.dal.jobs import Claim, job_store
+from inference_core.dal.jobs import WAITING_JOBS, Claim, job_store
 from inference_core.dal.objects import batch_failure_prefix, batch_output_key, object_store, parse_s3_uri
 from inference_core.domain.batches import AsyncInferenceNotification, BatchLine, InvocationStatus, ResultLine
 from inference_core.domain.clock import utc_now
@@ -344,7 +344,7 @@ def sweep_jobs(now: datetime | None = None) -> JobSweep:
     overdue = timedelta(seconds=settings.invocation_timeout_seconds + settings.sweep_margin_seconds)
     lost_after = overdue + timedelta(seconds=settings.request_ttl_seconds)
     store = job_store()
-    for job in store.active():
+    for job in [*store.active(limit=1000), *store.active(limit=1000, partition=WAITING_JOBS)]:
         try:
             if job.created_at + window < now and job.status in _EXPIRABLE:
                 stopped = store.stop(
