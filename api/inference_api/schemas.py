@@ -234,8 +234,12 @@ class JobOut(BaseModel):
     input_location: str | None = Field(default=None, description="For inbox jobs: the file that started the job.")
     parent_id: str | None = None
     dry_run: bool
-    estimate: EstimateOut | None = None
-    upload: UploadOut | None = Field(default=None, description="Only in the reply that creates the job.")
+    estimate: EstimateOut | None = Field(
+        default=None, description="What the run costs at the configured endpoint throughput and price (dry runs too)."
+    )
+    upload: UploadOut | None = Field(
+        default=None, description="While the job waits for its file: where to PUT it (a fresh link on every read)."
+    )
 
 
 class JobList(BaseModel):

@@ -189,3 +189,203 @@ def test_help_documents_the_exit_codes(capsys) -> None:
         cli.main(["--help"])
     assert exited.value.code == 0
     assert "exit codes:" in capsys.readouterr().out
+
+
+# -- jobs --------------------------------------------------------------------------------------------------------
+
+
+def write_jsonl(path: Path, lines: list[Any]) -> Path:
+    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
+    return path
+
+
+JOB_LINES = [
+    {"custom_id": "a", "inputs": "A cat sleeps on the sofa."},
+    "not json",
+    {"custom_id": "b", "inputs": "A kitten naps on the couch."},
+]
+
+
+def test_jobs_submit_waits_and_downloads_both_files(run, api, tmp_path) -> None:
+    source = write_jsonl(tmp_path / "texts.jsonl", JOB_LINES)
+    out, err = tmp_path / "out.jsonl", tmp_path / "err.jsonl"
+    code, stdout, stderr = run(
+        "jobs", "submit", str(source), "--output", str(out), "--errors", str(err), "--metadata", "run=nightly"
+    )
+    assert code == 0, stderr
+    assert [(r["custom_id"], r["line"]) for r in records(out)] == [("a", 1), ("b", 3)]
+    assert [r["error"]["code"] for r in records(err)] == ["invalid_json"]
+    (job,) = api.jobs.values()
+    assert job["status"] == "completed"
+    digest = __import__("hashlib").sha256(source.read_bytes()).hexdigest()
+    assert job["metadata"] == {"run": "nightly", "file_name": "texts.jsonl", "file_sha256": digest}
+    assert f"uploaded texts.jsonl ({source.stat().st_size} bytes) as job {job['id']}\n" == stderr
+    assert "status       completed\n" in stdout
+    assert f"output       {out} (2 lines)\n" in stdout
+    assert f"errors       {err} (1 lines)\n" in stdout
+
+
+def test_jobs_submit_again_reuses_the_job_of_the_same_file(run, api, tmp_path) -> None:
+    source = write_jsonl(tmp_path / "texts.jsonl", JOB_LINES)
+    code, stdout, _ = run("jobs", "submit", str(source), "--json")  # no --wait: the job is running
+    assert code == 0
+    first = json.loads(stdout)
+    assert first["reused"] is False
+    assert first["files"] == {"output": None, "errors": None}
+    job_id = first["job"]["id"]
+
+    # Rerun with --wait: the running job is picked up, not uploaded again; files go beside FILE by default.
+    code, stdout, stderr = run("jobs", "submit", str(source), "--wait")
+    assert code == 0, stderr
+    assert stderr.startswith(f"reusing job {job_id} (in_progress, created ")
+    assert len(api.api_requests("POST", "/v1/jobs")) == 1
+    assert len(api.link_requests("PUT")) == 1
+    assert [r["custom_id"] for r in records(tmp_path / "texts.output.jsonl")] == ["a", "b"]
+    assert len(records(tmp_path / "texts.errors.jsonl")) == 1
+
+    code, stdout, _ = run("jobs", "submit", str(source), "--json")  # finished: still the same job
+    assert (json.loads(stdout)["reused"], json.loads(stdout)["job"]["id"]) == (True, job_id)
+
+    # Not the same file: another name, other bytes, a dry run, or --new.
+    write_jsonl(tmp_path / "texts.jsonl", JOB_LINES[:1])
+    code, stdout, _ = run("jobs", "submit", str(source), "--json")
+    assert json.loads(stdout)["reused"] is False
+    code, stdout, _ = run("jobs", "submit", str(source), "--json", "--dry-run")
+    assert json.loads(stdout)["reused"] is False
+    code, stdout, _ = run("jobs", "submit", str(source), "--json", "--new")
+    assert json.loads(stdout)["reused"] is False
+    assert len(api.jobs) == 4
+
+
+def test_jobs_submit_does_not_reuse_a_job_that_cannot_give_results(run, api, tmp_path) -> None:
+    source = write_jsonl(tmp_path / "texts.jsonl", JOB_LINES)
+    digest = __import__("hashlib").sha256(source.read_bytes()).hexdigest()
+    same = {"file_name": "texts.jsonl", "file_sha256": digest}
+    for status in ("awaiting_upload", "failed", "cancelling", "cancelled", "expired"):
+        api.add_job(status=status, metadata=same)
+    api.add_job(status="completed", metadata=same, source="retry")  # only the failed lines of another job
+    code, stdout, _ = run("jobs", "submit", str(source), "--json")
+    assert code == 0
+    assert json.loads(stdout)["reused"] is False
+    assert len(api.link_requests("PUT")) == 1
+
+
+def test_a_job_that_ends_cancelled_keeps_its_files_and_exits_7(run, api, tmp_path) -> None:
+    source = write_jsonl(tmp_path / "texts.jsonl", JOB_LINES)
+    api.job_polls = 1000
+
+    def cancel_during_the_wait(request: httpx.Request) -> None:
+        for job in api.jobs.values():
+            job["status"] = "cancelling"
+
+    api.script = [lambda _r: None] * 4 + [cancel_during_the_wait]  # list, POST, PUT, GET, then the first poll
+    code, stdout, stderr = run("jobs", "submit", str(source), "--wait", "--json")
+    assert code == cli.EXIT_PREDICTION_FAILED
+    summary = json.loads(stdout)
+    assert summary["job"]["status"] == "cancelled"
+    assert summary["files"]["output"].endswith("texts.output.jsonl")
+    body = json.loads(stderr)
+    assert body["error"]["code"] == "job_failed"
+    assert body["exit_code"] == cli.EXIT_PREDICTION_FAILED
+    assert body["error"]["details"]["job"]["id"] == summary["job"]["id"]
+
+
+def test_a_job_whose_file_is_unusable_is_one_error_line(run, api, tmp_path) -> None:
+    failed = api.add_job(
+        status="failed", completed_at="2026-11-23T11:31:00.000Z", error={"code": "empty_file", "message": "no lines"}
+    )
+    code, stdout, stderr = run("jobs", "download", failed["id"])
+    assert code == cli.EXIT_PREDICTION_FAILED
+    assert "error        empty_file: no lines\n" in stdout
+    assert stderr == f"error: job {failed['id']} ended failed: empty_file: no lines\n"
+
+
+def test_jobs_get_list_cancel_retry_download(run, api, tmp_path, monkeypatch) -> None:
+    source = write_jsonl(tmp_path / "texts.jsonl", JOB_LINES)
+    api.job_polls = 2
+    code, stdout, _ = run("jobs", "submit", str(source), "--json")
+    job_id = json.loads(stdout)["job"]["id"]
+
+    code, stdout, stderr = run("jobs", "download", job_id, "--json")  # still running
+    assert code == cli.EXIT_PREDICTION_FAILED
+    assert json.loads(stderr)["error"]["code"] == "job_not_finished"
+
+    code, stdout, _ = run("jobs", "get", job_id, "--wait")
+    assert code == 0
+    assert "lines        3 total: 2 completed, 1 failed\n" in stdout
+    assert "invalid      line 2: invalid_json: the line is not a JSON document\n" in stdout
+
+    monkeypatch.chdir(tmp_path)
+    code, stdout, _ = run("jobs", "download", job_id)
+    assert code == 0
+    assert len(records(tmp_path / f"{job_id}.output.jsonl")) == 2
+    assert len(records(tmp_path / f"{job_id}.errors.jsonl")) == 1
+    code, stdout, _ = run("jobs", "download", job_id, "--errors", "only-errors.jsonl", "--json")
+    assert json.loads(stdout)["files"] == {"output": None, "errors": "only-errors.jsonl"}
+
+    code, stdout, _ = run("jobs", "retry", job_id)
+    assert code == 0
+    assert stdout.endswith(f"validating (retry of {job_id})\n")
+    child_id = stdout.split()[0]
+
+    code, stdout, _ = run("jobs", "list")
+    assert [line.split()[0] for line in stdout.splitlines()] == [child_id, job_id]
+    assert "texts.jsonl" in stdout.splitlines()[1]
+    code, stdout, stderr = run("jobs", "list", "--limit", "1", "--json")
+    assert [j["id"] for j in json.loads(stdout)["data"]] == [child_id]
+    assert json.loads(stdout)["next_cursor"] is not None
+
+    code, stdout, _ = run("jobs", "cancel", child_id)
+    assert (code, stdout) == (0, f"{child_id} cancelling\n")
+    code, _, stderr = run("jobs", "cancel", job_id)
+    assert code == cli.EXIT_ERROR
+    assert stderr.startswith("error: a completed job cannot be cancelled")
+    code, _, stderr = run("jobs", "get", "job_" + "0" * 32)
+    assert (code, stderr) == (cli.EXIT_NOT_FOUND, "error: job not found (HTTP 404, not_found)\n")
+
+
+def test_jobs_submit_wait_timeout_and_interrupt_messages(run, api, tmp_path) -> None:
+    source = write_jsonl(tmp_path / "texts.jsonl", JOB_LINES)
+    api.job_polls = 1000
+    code, _, stderr = run("jobs", "submit", str(source), "--wait", "--wait-timeout", "2")
+    assert code == cli.EXIT_PREDICTION_FAILED
+    assert stderr.splitlines()[-1].startswith("error: job job_")
+    assert stderr.splitlines()[-1].endswith(" still in_progress after 2s")
+
+    def interrupt(_request: httpx.Request) -> None:
+        raise KeyboardInterrupt
+
+    api.script = [lambda _r: None, interrupt]  # the search for an earlier job, then the first read of it
+    code, _, stderr = run("jobs", "submit", str(source), "--wait")
+    (job_id,) = api.jobs
+    assert code == cli.EXIT_INTERRUPTED
+    assert stderr.splitlines()[-1] == f"interrupted; job {job_id} goes on: rerun the same command to pick it up"
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--metadata", "no-equals-sign"], "--metadata takes KEY=VALUE"),
+        (["--metadata", "file_name=x"], "is set by jobs submit"),
+        (["--output", "missing-dir/out.jsonl"], "no such directory"),
+    ],
+)
+def test_jobs_submit_usage_errors_send_nothing(run, api, tmp_path, args, needle) -> None:
+    source = write_jsonl(tmp_path / "texts.jsonl", JOB_LINES)
+    code, stdout, stderr = run("jobs", "submit", str(source), *args)
+    assert code == cli.EXIT_USAGE
+    assert (stdout, stderr.count("\n")) == ("", 1)
+    assert needle in stderr
+    assert api.requests == []
+
+
+def test_jobs_submit_refuses_an_unreadable_or_empty_file_or_writing_over_it(run, api, tmp_path) -> None:
+    code, _, stderr = run("jobs", "submit", str(tmp_path / "missing.jsonl"))
+    assert (code, "cannot read" in stderr) == (cli.EXIT_USAGE, True)
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    code, _, stderr = run("jobs", "submit", str(tmp_path / "empty.jsonl"))
+    assert (code, "is empty" in stderr) == (cli.EXIT_USAGE, True)
+    source = write_jsonl(tmp_path / "texts.jsonl", JOB_LINES)
+    code, _, stderr = run("jobs", "submit", str(source), "--output", str(source))
+    assert (code, "is the input file" in stderr) == (cli.EXIT_USAGE, True)
+    assert api.requests == []

@@ -96,3 +96,45 @@ def test_a_bad_key_is_one_line_and_exit_code_4(stack: RunningStack) -> None:
     assert refused.stderr.startswith("error: ")
     assert refused.stderr.count("\n") == 1
     assert "Traceback" not in refused.stderr
+
+
+def test_jobs_submit_waits_and_downloads_then_a_rerun_reuses_the_job(
+    stack: RunningStack, key: str, tmp_path: Path
+) -> None:
+    lines = [json.dumps({"custom_id": f"t{n}", "inputs": text}) if text else "" for n, text in enumerate(TEXTS, 1)]
+    source = tmp_path / "texts.jsonl"
+    source.write_text("\n".join([*lines, "this is not json"]) + "\n")  # a blank line (skipped), an invalid one
+    out, err = tmp_path / "out.jsonl", tmp_path / "err.jsonl"
+
+    done = inference(
+        stack, key, "jobs", "submit", str(source), "--wait", "--output", str(out), "--errors", str(err), "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    job = summary["job"]
+    assert summary["reused"] is False
+    assert job["status"] == "completed", job
+    assert job["request_counts"] == {"total": 6, "completed": 5, "failed": 1}
+    assert job["metadata"]["file_name"] == "texts.jsonl"
+    assert summary["files"] == {"output": str(out), "errors": str(err)}
+    outputs = [json.loads(line) for line in out.read_text().splitlines()]
+    valid = [(f"t{n}", n) for n, text in enumerate(TEXTS, 1) if text]
+    assert [(o["custom_id"], o["line"]) for o in outputs] == valid  # one line per valid input line, in order
+    assert all(len(o["output"]["embeddings"]) == 1 for o in outputs)
+    assert all(len(o["output"]["embeddings"][0]) == 384 for o in outputs)
+    assert cosine(outputs[0]["output"]["embeddings"][0], outputs[2]["output"]["embeddings"][0]) > 0.5  # cat, kitten
+    assert [(e["line"], e["error"]["code"]) for e in map(json.loads, err.read_text().splitlines())] == [
+        (len(TEXTS) + 1, "invalid_json")
+    ]
+
+    # The same file again: the finished job is found by its name and SHA-256 and downloaded, nothing is uploaded.
+    again_out = tmp_path / "again.jsonl"
+    again = inference(stack, key, "jobs", "submit", str(source), "--wait", "--output", str(again_out))
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.startswith(f"reusing job {job['id']} (completed, ")
+    assert f"output       {again_out} (5 lines)\n" in again.stdout
+    assert again_out.read_bytes() == out.read_bytes()
+
+    listed = inference(stack, key, "jobs", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [j["id"] for j in json.loads(listed.stdout)["data"]] == [job["id"]]  # one job for two submits

@@ -429,7 +429,8 @@ def test_a_retried_create_with_the_same_idempotency_key_is_the_same_job(pipeline
     other = pipeline.api.post("/v1/jobs", json={"metadata": {"run": "2"}}, headers=headers)
 
     assert first.status_code == 201
-    assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.status_code == 200
+    assert again.headers["Idempotent-Replayed"] == "true"
     assert again.json()["id"] == first.json()["id"]
     assert again.json()["upload"]["url"]
     assert other.status_code == 409
@@ -447,7 +448,9 @@ def test_a_retried_retry_with_the_same_key_is_one_child(pipeline: Pipeline, driv
     driver.complete()
     keyed = {**headers, "Idempotency-Key": "retry-1"}
     first = pipeline.api.post(f"/v1/jobs/{job['id']}/retry", headers=keyed).json()
-    second = pipeline.api.post(f"/v1/jobs/{job['id']}/retry", headers=keyed).json()
+    replayed = pipeline.api.post(f"/v1/jobs/{job['id']}/retry", headers=keyed)
+    assert replayed.status_code == 200
+    second = replayed.json()
     assert first["id"] == second["id"]
 
 
@@ -460,3 +463,24 @@ def test_jobs_waiting_for_their_file_stay_out_of_the_schedulers_read(pipeline: P
 
     assert [job.id for job in job_store().active()] == [started["id"]]
     assert sorted(job.id for job in job_store().active(partition=WAITING_JOBS)) == sorted(waiting)
+
+
+def test_a_job_waiting_for_its_file_offers_a_fresh_upload_link(pipeline: Pipeline, driver: JobDriver) -> None:
+    headers = pipeline.headers()
+    job = create_job(pipeline, headers)
+    again = get_job(pipeline, headers, job["id"])
+    assert key_of(again["upload"]["url"]) == key_of(job["upload"]["url"])
+    upload(job, jsonl(good_lines(1)))
+    driver.run()
+    assert get_job(pipeline, headers, job["id"])["upload"] is None
+
+
+def test_the_rate_counts_only_lines_that_ran(pipeline: Pipeline, driver: JobDriver) -> None:
+    headers = pipeline.headers()
+    job = create_job(pipeline, headers)
+    upload(job, jsonl([b"bad", *good_lines(2)]))
+    driver.intake()  # planned and launched, nothing finished yet
+    planned = get_job(pipeline, headers, job["id"])
+    assert planned["request_counts"]["failed"] == 1
+    assert planned["progress"]["items_per_second"] is None
+    assert planned["progress"]["eta_seconds"] is None

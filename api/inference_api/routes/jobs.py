@@ -143,7 +143,9 @@ def list_jobs(
 
 @router.get("/{job_id}", response_model=JobOut)
 def get_job(job_id: str, tenant: Tenant) -> JobOut:
-    return present(jobs.get(tenant, _checked_id(job_id)))
+    """The job; while it waits for its file, with a fresh `upload` link."""
+    job = jobs.get(tenant, _checked_id(job_id))
+    return present(job, jobs.upload_link(job))
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, responses={409: {"model": ErrorResponse}})
@@ -154,8 +156,17 @@ def cancel_job(job_id: str, tenant: Tenant) -> JobOut:
     return present(job)
 
 
-@router.post("/{job_id}/retry", status_code=201, response_model=JobOut, responses={409: {"model": ErrorResponse}})
-def retry_job(job_id: str, tenant: Tenant, idempotency_key: IdempotencyKey = None) -> JobOut:
+@router.post(
+    "/{job_id}/retry",
+    status_code=201,
+    response_model=JobOut,
+    responses={200: {"model": JobOut}, 409: {"model": ErrorResponse}},
+)
+def retry_job(job_id: str, tenant: Tenant, response: Response, idempotency_key: IdempotencyKey = None) -> JobOut:
     """A new job of only the failed lines (`parent_id` set), once this one has finished. The same
-    Idempotency-Key returns the same child job."""
-    return present(jobs.retry(tenant, _checked_id(job_id), _checked_key(idempotency_key)))
+    Idempotency-Key returns the same child job (200, `Idempotent-Replayed: true`)."""
+    child, created = jobs.retry(tenant, _checked_id(job_id), _checked_key(idempotency_key))
+    if not created:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    return present(child)

@@ -4,14 +4,23 @@ from inference_client import Client
 
 with Client() as client:  # INFERENCE_API_URL and INFERENCE_API_KEY, or Client(api_url, api_key)
     vectors = client.embed(["A cat sleeps on the sofa.", "A kitten naps on the couch."])
+    job = client.jobs.wait(client.jobs.create("texts.jsonl"))  # a bulk job over a JSONL file
+    client.jobs.download(job, output="texts.output.jsonl", errors="texts.errors.jsonl")
 """
 
 from __future__ import annotations
 
 from inference_client._version import __version__
-from inference_client.async_client import AsyncClient, AsyncPredictions
+from inference_client.async_client import AsyncClient, AsyncJobs, AsyncPredictions
 from inference_client.breaker import CircuitBreaker
-from inference_client.client import Client, Predictions, ProgressCallback
+from inference_client.client import (
+    Client,
+    JobProgressCallback,
+    Jobs,
+    Predictions,
+    ProgressCallback,
+    UploadProgressCallback,
+)
 from inference_client.errors import (
     APIConnectionError,
     APIError,
@@ -24,6 +33,7 @@ from inference_client.errors import (
     IdempotencyConflictError,
     InferenceError,
     InvalidInputError,
+    JobError,
     NotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
@@ -37,6 +47,16 @@ from inference_client.errors import (
 from inference_client.models import (
     EmbeddingBatch,
     EmbeddingOutput,
+    Job,
+    JobDownload,
+    JobEstimate,
+    JobLineError,
+    JobPage,
+    JobProgress,
+    JobRequestCounts,
+    JobSource,
+    JobStatus,
+    JobUpload,
     Prediction,
     PredictionErrorInfo,
     PredictionMetrics,
@@ -60,6 +80,7 @@ __all__ = [
     "APIError",
     "APITimeoutError",
     "AsyncClient",
+    "AsyncJobs",
     "AsyncPredictions",
     "AsyncRateLimiter",
     "AuthenticationError",
@@ -77,6 +98,19 @@ __all__ = [
     "IdempotencyConflictError",
     "InferenceError",
     "InvalidInputError",
+    "Job",
+    "JobDownload",
+    "JobError",
+    "JobEstimate",
+    "JobLineError",
+    "JobPage",
+    "JobProgress",
+    "JobProgressCallback",
+    "JobRequestCounts",
+    "JobSource",
+    "JobStatus",
+    "JobUpload",
+    "Jobs",
     "NotFoundError",
     "Observer",
     "PayloadTooLargeError",
@@ -98,6 +132,7 @@ __all__ = [
     "RetryPolicy",
     "ServerError",
     "UnprocessableEntityError",
+    "UploadProgressCallback",
     "WaitTimeoutError",
     "__version__",
 ]

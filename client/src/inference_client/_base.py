@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,9 +22,10 @@ from inference_client.errors import (
     CircuitOpenError,
     ConfigurationError,
     InvalidInputError,
+    JobError,
     ResponseFormatError,
 )
-from inference_client.models import EmbeddingOutput
+from inference_client.models import EmbeddingOutput, Job
 from inference_client.observability import (
     BreakerEvent,
     BreakerState,
@@ -40,7 +42,10 @@ from inference_client.retry import Failure, RetryPolicy
 API_URL_ENV = "INFERENCE_API_URL"
 API_KEY_ENV = "INFERENCE_API_KEY"
 MAX_WAIT_SECONDS = 20
-OUTPUT_URL_LABEL = "<output_url>"  # what logs and events say instead of a presigned link (it holds a signature)
+# What logs, events and errors say instead of a presigned link (it holds a signature).
+OUTPUT_URL_LABEL = "<output_url>"
+UPLOAD_URL_LABEL = "<upload_url>"
+ERROR_URL_LABEL = "<error_url>"
 POLL_INITIAL_DELAY = 0.5
 POLL_MAX_DELAY = 5.0
 DEFAULT_TIMEOUT = 30.0
@@ -84,6 +89,74 @@ def create_body(
         raise InvalidInputError("an input is not valid Unicode (lone surrogate)") from exc
 
 
+def job_body(metadata: Mapping[str, str] | None, webhook: str | None, dry_run: bool) -> bytes:
+    body: dict[str, Any] = {}
+    if metadata is not None:
+        body["metadata"] = dict(metadata)
+    if webhook is not None:
+        body["webhook"] = webhook
+    if dry_run:
+        body["dry_run"] = True
+    return encode_json(body)
+
+
+UPLOAD_BLOCK_BYTES = 1024 * 1024
+"""Files are read for upload, and written on download, in blocks of this size: memory stays bounded for any size,
+and a block of local disk I/O takes far less time than sending it (the async client does it inline)."""
+
+
+def upload_size(path: Path) -> int:
+    """The size of a job file to upload; OSError if it cannot be read. An empty file is refused before anything is
+    sent (the API would create a job only to fail it)."""
+    with path.open("rb"):  # readable, and not a directory
+        pass
+    size = path.stat().st_size
+    if size == 0:
+        raise InvalidInputError(f"{path} is empty: a job file needs at least one line")
+    return size
+
+
+def read_blocks(path: Path, size: int, progress: Callable[[int, int], None] | None) -> Generator[bytes, None, None]:
+    """The first `size` bytes of the file, block by block, reporting `progress(bytes_sent, size)` as each block is
+    taken by the transport. Each attempt of an upload reads the file again from the start."""
+    sent = 0
+    if progress is not None:
+        progress(0, size)
+    with path.open("rb") as handle:
+        while sent < size:
+            block = handle.read(min(UPLOAD_BLOCK_BYTES, size - sent))
+            if not block:
+                return  # the file shrank: the transport sees fewer bytes than Content-Length and fails the attempt
+            sent += len(block)
+            yield block
+            if progress is not None:
+                progress(sent, size)
+
+
+EXPIRED_LINK_STATUSES = (400, 403)
+"""What S3 answers for a presigned link past its expiry (403 AccessDenied; 400 for some signature errors)."""
+
+
+def partial_path(path: Path) -> Path:
+    """Where a download is written until it is complete: an interrupted one never looks like a finished file."""
+    return path.with_name(f"{path.name}.part")
+
+
+def job_id_of(job: str | Job) -> str:
+    return job if isinstance(job, str) else job.id
+
+
+def job_file_url(job: Job, kind: str) -> tuple[str | None, str]:
+    """The presigned link of the job's `output` or `errors` file, and its label for logs and errors."""
+    if kind == "output":
+        return job.output_url, OUTPUT_URL_LABEL
+    return job.error_url, ERROR_URL_LABEL
+
+
+def not_finished(job: Job) -> JobError:
+    return JobError(job, f"job {job.id} is {job.status.value}: its result files are not written yet (wait for it)")
+
+
 def wait_header(wait: float | None) -> int | None:
     if wait is None or wait <= 0:
         return None
@@ -105,6 +178,11 @@ def check_output(output: EmbeddingOutput | None, expected: int, prediction_id: s
             f"prediction {prediction_id} returned {len(output.embeddings)} embeddings for {expected} inputs"
         )
     return output
+
+
+def link_name(label: str) -> str:
+    """`<upload_url>` -> "the upload link": how an error names a presigned link without showing it."""
+    return f"the {label.strip('<>').removesuffix('_url')} link"
 
 
 class BaseClient:
@@ -159,9 +237,10 @@ class BaseClient:
         return httpx.Timeout(self.timeout + (wait or 0), connect=min(self.timeout, 10.0))
 
     @staticmethod
-    def _external_headers() -> dict[str, str]:
-        """For a presigned output link: no Authorization (the link carries its own signature)."""
-        return {"User-Agent": f"inference-client/{__version__} httpx/{httpx.__version__}"}
+    def _external_headers(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """For a presigned link: no Authorization (the link carries its own signature), plus the headers the link
+        was signed with (an upload's Content-Type)."""
+        return {"User-Agent": f"inference-client/{__version__} httpx/{httpx.__version__}", **(extra or {})}
 
     # -- bookkeeping around attempts ------------------------------------------------------------------------------
 
@@ -236,7 +315,7 @@ class BaseClient:
         """The exception for a call whose last attempt failed (retries run out, or the breaker opened meanwhile)."""
         if response is not None:
             return APIError.from_response(response, attempts=attempts)
-        where = "the output link" if label == OUTPUT_URL_LABEL else urlsplit(self.api_url).netloc
+        where = link_name(label) if label.startswith("<") else urlsplit(self.api_url).netloc
         notes = [f"after {attempts} attempts"] if attempts > 1 else []
         if breaker_open:
             notes.append("the circuit breaker is now open")

@@ -2,19 +2,21 @@
 
 `APIError` and its subclasses carry the API's own `{"error": {"code", "message", "details"}}`; the others say that
 the API could not be reached (`APIConnectionError`), that the client is failing fast (`CircuitOpenError`), that the
-input cannot be sent as it is (`InvalidInputError`), or that a prediction ended without a result (`PredictionError`).
+input cannot be sent as it is (`InvalidInputError`), that a prediction ended without a result (`PredictionError`),
+or that a job has no results to give (`JobError`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import httpx
 
-    from inference_client.models import Prediction
+    from inference_client.models import Job, Prediction
 
 
 class InferenceError(Exception):
@@ -110,6 +112,11 @@ class APIError(InferenceError):
             details = error.get("details")
         elif isinstance(body, dict) and isinstance(body.get("message"), str):
             message = body["message"]  # e.g. an API gateway's own {"message": "..."}
+        elif body is None and (s3_code := _S3_CODE.search(response.content)) is not None:
+            # A presigned S3 link's own refusal: <Error><Code>AccessDenied</Code><Message>Request has expired...
+            code = s3_code.group(1).decode(errors="replace")
+            s3_message = _S3_MESSAGE.search(response.content)
+            message = s3_message.group(1).decode(errors="replace") if s3_message else message
         error_class = _class_for(status, code)
         return error_class(
             message,
@@ -138,7 +145,8 @@ class NotFoundError(APIError):
 
 
 class ConflictError(APIError):
-    """409: an Idempotency-Key reused with another body, or cancelling a finished prediction."""
+    """409: an Idempotency-Key reused with another body, cancelling a finished prediction or job, or retrying a job
+    that has not finished or has no failed lines."""
 
 
 class IdempotencyConflictError(ConflictError):
@@ -170,16 +178,30 @@ class PredictionError(InferenceError):
         self.prediction = prediction
 
 
-class WaitTimeoutError(InferenceError):
-    """A prediction was not finished within the time given to wait for it."""
+class JobError(InferenceError):
+    """A job ended `failed`, `cancelled` or `expired` where its results were needed, or has not finished yet."""
 
-    def __init__(self, prediction_id: str, status: str, timeout: float) -> None:
-        super().__init__(f"prediction {prediction_id} still {status} after {timeout:g}s")
-        self.prediction_id = prediction_id
+    def __init__(self, job: Job, message: str | None = None) -> None:
+        if message is None:
+            reason = f": {job.error.code}: {job.error.message}" if job.error else ""
+            message = f"job {job.id} ended {job.status.value}{reason}"
+        super().__init__(message)
+        self.job = job
+
+
+class WaitTimeoutError(InferenceError):
+    """A prediction (or a job: `kind`) was not finished within the time given to wait for it."""
+
+    def __init__(self, prediction_id: str, status: str, timeout: float, *, kind: str = "prediction") -> None:
+        super().__init__(f"{kind} {prediction_id} still {status} after {timeout:g}s")
+        self.prediction_id = prediction_id  # the job's id for a job (the name predates jobs)
         self.status = status
         self.timeout = timeout
+        self.kind = kind
 
 
+_S3_CODE = re.compile(rb"<Error>.*?<Code>([^<]{1,200})</Code>", re.DOTALL)
+_S3_MESSAGE = re.compile(rb"<Error>.*?<Message>([^<]{1,1000})</Message>", re.DOTALL)
 _KEPT_HEADERS = {"retry-after", "www-authenticate", "location", "x-request-id", "apigw-requestid"}
 _BY_STATUS: dict[int, type[APIError]] = {
     400: BadRequestError,

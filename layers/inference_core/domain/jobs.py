@@ -96,6 +96,7 @@ class Job:
     total: int = 0
     completed: int = 0
     failed: int = 0
+    invalid: int = 0  # of `failed`: lines refused by validation, before anything ran
     input_count: int = 0
     # Set once the file is validated and cut into chunks; until then counts and chunks mean nothing.
     planned: bool = False

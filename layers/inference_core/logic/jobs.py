@@ -80,6 +80,11 @@ def create(
     return job, _upload_link(job, now), True
 
 
+def upload_link(job: Job) -> UploadLink | None:
+    """A fresh upload link while the job waits for its file (the first may have expired, or the upload died)."""
+    return _upload_link(job, utc_now()) if job.status is JobStatus.AWAITING_UPLOAD else None
+
+
 def _upload_link(job: Job, now: datetime) -> UploadLink:
     seconds = get_settings().job_upload_url_seconds
     url = object_store().presigned_put(job.input_key, UPLOAD_CONTENT_TYPE, seconds)
@@ -158,14 +163,16 @@ def cancel(tenant_id: str, job_id: str, now: datetime | None = None) -> Job:
 _RETRYABLE = (JobStatus.COMPLETED, JobStatus.CANCELLED, JobStatus.EXPIRED)
 
 
-def retry(tenant_id: str, job_id: str, idempotency_key: str | None = None, now: datetime | None = None) -> Job:
+def retry(
+    tenant_id: str, job_id: str, idempotency_key: str | None = None, now: datetime | None = None
+) -> tuple[Job, bool]:
     """A child job of only the lines that failed (or never ran). Its input file is built from the parent's input
     and error file by the jobs function; the child keeps the parent's custom_ids."""
     fingerprint = _fingerprint("retry", job_id)
     if idempotency_key:
         replay = _replay(tenant_id, idempotency_key, fingerprint)
         if replay is not None:
-            return replay
+            return replay, False
     parent = get(tenant_id, job_id)
     if parent.status not in _RETRYABLE or parent.error_key is None:
         raise InvalidStateError(
@@ -188,10 +195,10 @@ def retry(tenant_id: str, job_id: str, idempotency_key: str | None = None, now: 
     )
     replay = _create(child, tenant_id, idempotency_key, fingerprint)
     if replay is not None:
-        return replay
+        return replay, False
     job_commands().send("build_retry", child_id)
     logger.info("job retry created", job_id=child_id, parent_id=parent.id, lines=parent.failed)
-    return child
+    return child, True
 
 
 def progress(job: Job, now: datetime | None = None) -> Progress:
@@ -200,11 +207,13 @@ def progress(job: Job, now: datetime | None = None) -> Progress:
         fraction = 1.0
     else:
         fraction = job.processed / job.total if job.total else 0.0
-    if job.started_at is None or not job.processed:
-        return Progress(round(fraction, 4), None, None)
+    # The rate counts only lines that went through the model: invalid lines are refused all at once at the start.
+    ran = job.processed - job.invalid
+    if job.started_at is None or ran <= 0:
+        return Progress(round(fraction, 4), None, 0.0 if job.status.is_terminal else None)
     end = job.completed_at or now or utc_now()
     elapsed = max((end - job.started_at).total_seconds(), 1e-3)
-    rate = job.processed / elapsed
+    rate = ran / elapsed
     remaining = max(job.total - job.processed, 0)
     eta = 0.0 if job.status.is_terminal else round(remaining / rate, 1)
     return Progress(round(fraction, 4), round(rate, 2), eta)
