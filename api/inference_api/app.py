@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
 from inference_api import errors
-from inference_api.routes import health, jobs, predictions
+from inference_api.routes import health, jobs, predictions, webhooks
 from inference_api.schemas import MAX_BODY_BYTES
 from inference_core.observability import MetricUnit, metrics
 
@@ -61,6 +61,7 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.include_router(predictions.router)
     app.include_router(jobs.router)
+    app.include_router(webhooks.router)
 
     @app.middleware("http")
     async def reject_large_bodies(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -40,6 +40,8 @@ OPERATIONS = {
     "GET /v1/jobs/{job_id}",
     "POST /v1/jobs/{job_id}/cancel",
     "POST /v1/jobs/{job_id}/retry",
+    "GET /v1/webhooks/secret",
+    "POST /v1/webhooks/secret/rotate",
 }
 CHECKS = [
     not_a_server_error,
