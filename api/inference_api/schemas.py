@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StrictBool, WithJsonSchema, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema, field_validator
 
-from inference_core.domain.clock import format_timestamp
 from inference_core.domain.inputs import MAX_INPUT_CHARS, MAX_INPUTS, EmbeddingParameters, checked_texts
-from inference_core.domain.jobs import JobSource, JobStatus
-from inference_core.domain.predictions import NewPrediction, Prediction, PredictionStatus
+from inference_core.domain.predictions import NewPrediction
+from inference_core.logic.views import JobOut, PredictionOut, Timestamp
+
+# The response shapes are defined with the views in the layer (webhooks deliver the same); re-exported here.
+__all__ = ["JobOut", "PredictionOut", "Timestamp"]
 
 # Keeps a whole request inside one SQS message (256 KiB) with room for the envelope.
 MAX_BODY_BYTES = 200 * 1024
@@ -20,14 +21,6 @@ MAX_METADATA_KEY_CHARS = 64
 MAX_METADATA_VALUE_CHARS = 512
 MAX_WEBHOOK_CHARS = 2_048
 MAX_WAIT_SECONDS = 20
-
-
-# RFC 3339, UTC, milliseconds (2026-11-23T11:23:24.760Z) on every timestamp the API returns.
-Timestamp = Annotated[
-    datetime,
-    PlainSerializer(format_timestamp, return_type=str),
-    WithJsonSchema({"type": "string", "format": "date-time", "example": "2026-11-23T11:23:24.760Z"}),
-]
 
 
 class _Labelled(BaseModel):
@@ -112,48 +105,6 @@ class PredictionCreate(_Labelled):
         return NewPrediction(inputs=inputs, parameters=parameters, metadata=self.metadata or {}, webhook=self.webhook)
 
 
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-
-
-class MetricsOut(BaseModel):
-    queue_ms: int | None
-    inference_ms: int | None
-
-
-class PredictionOut(BaseModel):
-    id: str
-    status: PredictionStatus
-    created_at: Timestamp
-    started_at: Timestamp | None = None
-    completed_at: Timestamp | None = None
-    input_count: int
-    metadata: dict[str, str]
-    output: dict[str, Any] | None = None
-    output_url: str | None = Field(default=None, description="Presigned link to an output too large to inline.")
-    error: ErrorBody | None = None
-    metrics: MetricsOut
-
-    @classmethod
-    def from_domain(
-        cls, prediction: Prediction, output: dict[str, Any] | None = None, output_url: str | None = None
-    ) -> PredictionOut:
-        return cls(
-            id=prediction.id,
-            status=prediction.status,
-            created_at=prediction.created_at,
-            started_at=prediction.started_at,
-            completed_at=prediction.completed_at,
-            input_count=prediction.input_count,
-            metadata=prediction.metadata,
-            output=output,
-            output_url=output_url,
-            error=ErrorBody(code=prediction.error.code, message=prediction.error.message) if prediction.error else None,
-            metrics=MetricsOut(queue_ms=prediction.metrics.queue_ms, inference_ms=prediction.metrics.inference_ms),
-        )
-
-
 class PredictionList(BaseModel):
     data: list[PredictionOut]
     next_cursor: str | None
@@ -181,64 +132,6 @@ class JobCreate(_Labelled):
         default=False,
         description="Validate the file and estimate the run (inputs, tokens, endpoint time and cost, ETA) without "
         "running anything: the job ends `validated`.",
-    )
-
-
-class RequestCounts(BaseModel):
-    total: int = Field(description="Lines of work in the file (blank lines are not counted).")
-    completed: int
-    failed: int = Field(description="Invalid lines, lines the model failed, and lines that never ran.")
-
-
-class ProgressOut(BaseModel):
-    fraction: float
-    items_per_second: float | None = Field(description="Lines finished per second since the job started.")
-    eta_seconds: float | None
-
-
-class LineErrorOut(BaseModel):
-    custom_id: str | None
-    line: int
-    error: ErrorBody
-
-
-class EstimateOut(BaseModel):
-    inputs: int
-    tokens: int = Field(description="Approximate (word pieces counted without the model's tokenizer).")
-    endpoint_seconds: float = Field(description="At the configured endpoint throughput (items/s per instance).")
-    cost_usd: float = Field(description="Endpoint instance time at the configured hourly price.")
-    eta_seconds: float
-
-
-class UploadOut(BaseModel):
-    url: str
-    method: Literal["PUT"] = "PUT"
-    headers: dict[str, str] = Field(description="Send these headers with the PUT (the URL is signed with them).")
-    expires_at: Timestamp
-
-
-class JobOut(BaseModel):
-    id: str
-    status: JobStatus
-    created_at: Timestamp
-    started_at: Timestamp | None = None
-    completed_at: Timestamp | None = None
-    request_counts: RequestCounts
-    progress: ProgressOut
-    output_url: str | None = Field(default=None, description="Presigned link to the output file, once written.")
-    error_url: str | None = Field(default=None, description="Presigned link to the error file, once written.")
-    errors: list[LineErrorOut] = Field(description="The first few invalid lines; the error file holds them all.")
-    error: ErrorBody | None = Field(default=None, description="Why the whole job failed (an unusable file).")
-    metadata: dict[str, str]
-    source: JobSource
-    input_location: str | None = Field(default=None, description="For inbox jobs: the file that started the job.")
-    parent_id: str | None = None
-    dry_run: bool
-    estimate: EstimateOut | None = Field(
-        default=None, description="What the run costs at the configured endpoint throughput and price (dry runs too)."
-    )
-    upload: UploadOut | None = Field(
-        default=None, description="While the job waits for its file: where to PUT it (a fresh link on every read)."
     )
 
 

@@ -10,22 +10,16 @@ from fastapi import APIRouter, Body, Header, Query, Response
 from inference_api.auth import Tenant
 from inference_api.routes.predictions import IDEMPOTENCY_KEY
 from inference_api.schemas import (
-    ErrorBody,
     ErrorResponse,
-    EstimateOut,
     JobCreate,
     JobList,
     JobOut,
-    LineErrorOut,
-    ProgressOut,
-    RequestCounts,
-    UploadOut,
 )
 from inference_api.strict_json import StrictJsonRoute
-from inference_core.dal.objects import object_store
-from inference_core.domain.jobs import Job, JobSource
+from inference_core.domain.jobs import Job
 from inference_core.errors import NotFoundError, ValidationFailedError
 from inference_core.logic import jobs
+from inference_core.logic.views import job_view
 from inference_core.observability import MetricUnit, logger, metrics
 
 router = APIRouter(
@@ -50,36 +44,7 @@ def _checked_id(job_id: str) -> str:
 
 
 def present(job: Job, upload: jobs.UploadLink | None = None) -> JobOut:
-    progress = jobs.progress(job)
-    output_url, error_url = jobs.result_urls(job)
-    estimate = job.estimate
-    return JobOut(
-        id=job.id,
-        status=job.status,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        completed_at=job.completed_at,
-        request_counts=RequestCounts(total=job.total, completed=job.completed, failed=job.failed),
-        progress=ProgressOut(
-            fraction=progress.fraction, items_per_second=progress.items_per_second, eta_seconds=progress.eta_seconds
-        ),
-        output_url=output_url,
-        error_url=error_url,
-        errors=[
-            LineErrorOut(
-                custom_id=e.custom_id, line=e.line, error=ErrorBody(code=e.error.code, message=e.error.message)
-            )
-            for e in job.errors
-        ],
-        error=ErrorBody(code=job.error.code, message=job.error.message) if job.error else None,
-        metadata=job.metadata,
-        source=job.source,
-        input_location=object_store().uri(job.input_key) if job.source is JobSource.INBOX else None,
-        parent_id=job.parent_id,
-        dry_run=job.dry_run,
-        estimate=EstimateOut(**estimate.__dict__) if estimate else None,
-        upload=UploadOut(url=upload.url, headers=upload.headers, expires_at=upload.expires_at) if upload else None,
-    )
+    return job_view(job, upload)
 
 
 IdempotencyKey = Annotated[

@@ -21,6 +21,7 @@ from inference_api.strict_json import StrictJsonRoute
 from inference_core.domain.predictions import Prediction, PredictionStatus
 from inference_core.errors import NotFoundError, PayloadTooLargeError, ValidationFailedError
 from inference_core.logic import predictions
+from inference_core.logic.views import prediction_view
 from inference_core.observability import MetricUnit, logger, metrics
 
 router = APIRouter(
@@ -40,7 +41,7 @@ _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*([0-9]+)", re.IGNORECASE)
 
 
 def _present(prediction: Prediction) -> PredictionOut:
-    return PredictionOut.from_domain(prediction, predictions.output_for(prediction), predictions.output_url(prediction))
+    return prediction_view(prediction)
 
 
 def _summary(prediction: Prediction) -> PredictionOut:
