@@ -6,6 +6,10 @@ with Client() as client:  # INFERENCE_API_URL and INFERENCE_API_KEY, or Client(a
     vectors = client.embed(["A cat sleeps on the sofa.", "A kitten naps on the couch."])
     job = client.jobs.wait(client.jobs.create("texts.jsonl"))  # a bulk job over a JSONL file
     client.jobs.download(job, output="texts.output.jsonl", errors="texts.errors.jsonl")
+
+payload = verify_webhook(request_headers, request_body, "whsec_...")  # a Standard Webhooks receiver
+
+Prometheus metrics: `inference_client.prometheus.PrometheusObserver` (the `prometheus` extra).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from inference_client.errors import (
     ServerError,
     UnprocessableEntityError,
     WaitTimeoutError,
+    WebhookVerificationError,
 )
 from inference_client.models import (
     EmbeddingBatch,
@@ -74,6 +79,7 @@ from inference_client.observability import (
 )
 from inference_client.ratelimit import AsyncRateLimiter, RateLimiter
 from inference_client.retry import RetryPolicy
+from inference_client.webhooks import sign_webhook, verify_webhook
 
 __all__ = [
     "APIConnectionError",
@@ -134,5 +140,8 @@ __all__ = [
     "UnprocessableEntityError",
     "UploadProgressCallback",
     "WaitTimeoutError",
+    "WebhookVerificationError",
     "__version__",
+    "sign_webhook",
+    "verify_webhook",
 ]

@@ -3,7 +3,8 @@
 `APIError` and its subclasses carry the API's own `{"error": {"code", "message", "details"}}`; the others say that
 the API could not be reached (`APIConnectionError`), that the client is failing fast (`CircuitOpenError`), that the
 input cannot be sent as it is (`InvalidInputError`), that a prediction ended without a result (`PredictionError`),
-or that a job has no results to give (`JobError`).
+that a job has no results to give (`JobError`), or that a received webhook is not authentic
+(`WebhookVerificationError`).
 """
 
 from __future__ import annotations
@@ -198,6 +199,16 @@ class WaitTimeoutError(InferenceError):
         self.status = status
         self.timeout = timeout
         self.kind = kind
+
+
+class WebhookVerificationError(InferenceError):
+    """A received webhook failed verification (`verify_webhook`): do not act on it. `reason` says why, as one of
+    `missing_header`, `invalid_timestamp`, `timestamp_too_old`, `timestamp_too_new`, `invalid_signature_header`,
+    `no_matching_signature` or `invalid_payload` (signed, but not a JSON object)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"webhook verification failed: {message} ({reason})")
+        self.reason = reason
 
 
 _S3_CODE = re.compile(rb"<Error>.*?<Code>([^<]{1,200})</Code>", re.DOTALL)
