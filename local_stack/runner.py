@@ -122,6 +122,8 @@ class LocalStack:
         os.environ.update(self.stack.env)
         os.environ["AWS_ENDPOINT_URL"] = self.urls["aws"]
         os.environ["SAGEMAKER_RUNTIME_ENDPOINT_URL"] = self.urls["sagemaker"]
+        # Local only (the template cannot set it): webhooks may go to plain-http receivers on loopback.
+        os.environ["ALLOW_LOOPBACK_WEBHOOKS"] = "true"
         if not self.options.verbose:
             os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
             os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
-from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema, field_validator
 
+from inference_core.dal.http import BlockedUrl
 from inference_core.domain.inputs import MAX_INPUT_CHARS, MAX_INPUTS, EmbeddingParameters, checked_texts
 from inference_core.domain.predictions import NewPrediction
 from inference_core.logic.views import JobOut, PredictionOut, Timestamp
+from inference_core.logic.webhooks import check_url
 
 # The response shapes are defined with the views in the layer (webhooks deliver the same); re-exported here.
 __all__ = ["JobOut", "PredictionOut", "Timestamp"]
@@ -42,7 +43,8 @@ class _Labelled(BaseModel):
     webhook: str | None = Field(
         default=None,
         max_length=MAX_WEBHOOK_CHARS,
-        description="An https:// URL called when it finishes.",
+        description="An https:// URL (port 443 unless the deployment allows others, no credentials) called with a "
+        "signed event when it finishes; internal addresses are refused.",
         json_schema_extra={"format": "uri", "pattern": "^https://[^/?#\\s]+"},
     )
 
@@ -63,11 +65,12 @@ class _Labelled(BaseModel):
     @field_validator("webhook")
     @classmethod
     def _webhook(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        parsed = urlparse(value)
-        if len(value) > MAX_WEBHOOK_CHARS or parsed.scheme != "https" or not parsed.hostname:
-            raise ValueError("webhook must be an https:// URL")
+        # The same rules as at send time, less DNS (checked again, with the resolved addresses, on every delivery).
+        if value is not None:
+            try:
+                check_url(value)
+            except BlockedUrl as exc:
+                raise ValueError(f"webhook: {exc}") from exc
         return value
 
 

@@ -35,6 +35,9 @@ class Settings:
     request_queue_url: str
     request_dlq_url: str
     job_intake_queue_url: str
+    webhook_queue_url: str
+    # Ports webhook URLs may use besides 443 (comma-separated), from the template's allow list.
+    webhook_allowed_ports: str
     endpoint_name: str
     aws_region: str
 
@@ -73,6 +76,9 @@ class Settings:
     job_max_lines: int = 1_000_000
     job_max_file_bytes: int = 1024**3
     job_upload_url_seconds: int = 3600
+    # Only the local stack sets this: plain-http webhook receivers on loopback (the template never does; a test
+    # checks).
+    allow_loopback_webhooks: bool = False
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -90,7 +96,9 @@ class Settings:
             kind = types[field.name]
             try:
                 values[field.name] = (
-                    int(source[variable])
+                    _boolean(source[variable])
+                    if kind is bool
+                    else int(source[variable])
                     if kind is int
                     else float(source[variable])
                     if kind is float
@@ -105,6 +113,14 @@ class Settings:
         if invalid:
             raise ConfigurationError(f"invalid environment variable(s) {', '.join(invalid)}")
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _boolean(value: str) -> bool:
+    if value.strip().lower() in ("1", "true", "yes"):
+        return True
+    if value.strip().lower() in ("0", "false", "no", ""):
+        return False
+    raise ValueError(value)
 
 
 @cache

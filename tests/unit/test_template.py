@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from local_stack.template import load_template, resources_of_type
 
 
@@ -12,6 +14,7 @@ def test_queues_outlast_their_consumers_six_times_over() -> None:
         ("DispatcherFunction", "RequestQueue"),
         ("CompletionFunction", "CompletionQueue"),
         ("JobsFunction", "JobIntakeQueue"),
+        ("WebhookFunction", "WebhookQueue"),
     ]:
         timeout = resources[function]["Properties"].get("Timeout", template["Globals"]["Function"]["Timeout"])
         assert resources[queue]["Properties"]["VisibilityTimeout"] >= 6 * timeout
@@ -25,7 +28,7 @@ def test_every_consumed_queue_has_a_dead_letter_queue_with_an_alarm() -> None:
         for a in alarms
         if a["Properties"].get("Namespace") == "AWS/SQS"
     }
-    for queue in ("RequestQueue", "CompletionQueue", "JobIntakeQueue"):
+    for queue in ("RequestQueue", "CompletionQueue", "JobIntakeQueue", "WebhookQueue"):
         dlq = template["Resources"][queue]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
         assert dlq in watched
 
@@ -83,3 +86,17 @@ def test_uploads_and_inbox_files_reach_the_jobs_function_through_a_queue() -> No
     assert bucket["DependsOn"] == "JobIntakeQueuePolicy"
     events = template["Resources"]["JobsFunction"]["Properties"]["Events"]
     assert [e["Properties"]["Queue"]["Fn::GetAtt"][0] for e in events.values()] == ["JobIntakeQueue"]
+
+
+def test_the_template_never_lets_webhooks_reach_loopback() -> None:
+    # Only the local stack sets ALLOW_LOOPBACK_WEBHOOKS (for `make run`); no deployed function may.
+    text = (Path(__file__).resolve().parents[2] / "template.yaml").read_text()
+    assert "ALLOW_LOOPBACK_WEBHOOKS" not in text
+    assert "allow_loopback" not in text.lower()
+
+
+def test_webhook_retries_end_in_the_dead_letter_queue_after_the_attempts_the_sender_counts() -> None:
+    resources = load_template()["Resources"]
+    redrive = resources["WebhookQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"]
+    sender = resources["WebhookFunction"]["Properties"]["Environment"]["Variables"]["WEBHOOK_MAX_ATTEMPTS"]
+    assert redrive == sender == {"Ref": "WebhookMaxAttempts"}

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Header, Query, Response
 
 from inference_api.auth import Tenant
 from inference_api.routes.predictions import IDEMPOTENCY_KEY
+from inference_api.routes.webhooks import Redelivery, WebhookDeliveryList, delivery_list, redelivery
 from inference_api.schemas import (
     ErrorResponse,
     JobCreate,
@@ -135,3 +136,22 @@ def retry_job(job_id: str, tenant: Tenant, response: Response, idempotency_key: 
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
     return present(child)
+
+
+@router.get("/{job_id}/webhook_deliveries", response_model=WebhookDeliveryList, response_model_exclude_none=True)
+def list_webhook_deliveries(job_id: str, tenant: Tenant) -> WebhookDeliveryList:
+    """Every delivery attempt of this object's webhook events, oldest first."""
+    found = jobs.get(tenant, _checked_id(job_id))
+    return delivery_list(found.id)
+
+
+@router.post(
+    "/{job_id}/webhook_deliveries/redeliver",
+    status_code=202,
+    response_model=Redelivery,
+    responses={409: {"model": ErrorResponse}},
+)
+def redeliver_webhook(job_id: str, tenant: Tenant) -> Redelivery:
+    """Send the last event again (same `webhook-id`: receivers that already have it can drop it)."""
+    found = jobs.get(tenant, _checked_id(job_id))
+    return redelivery(found.id)

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from inference_api.auth import Tenant
+from inference_api.routes.webhooks import Redelivery, WebhookDeliveryList, delivery_list, redelivery
 from inference_api.schemas import (
     MAX_BODY_BYTES,
     MAX_WAIT_SECONDS,
@@ -139,3 +140,22 @@ def cancel_prediction(prediction_id: str, tenant: Tenant) -> PredictionOut:
     prediction = predictions.cancel(tenant, _checked_id(prediction_id))
     metrics.add_metric(name="PredictionsCancelled", unit=MetricUnit.Count, value=1)
     return _present(prediction)
+
+
+@router.get("/{prediction_id}/webhook_deliveries", response_model=WebhookDeliveryList, response_model_exclude_none=True)
+def list_webhook_deliveries(prediction_id: str, tenant: Tenant) -> WebhookDeliveryList:
+    """Every delivery attempt of this object's webhook events, oldest first."""
+    found = predictions.get(tenant, _checked_id(prediction_id))
+    return delivery_list(found.id)
+
+
+@router.post(
+    "/{prediction_id}/webhook_deliveries/redeliver",
+    status_code=202,
+    response_model=Redelivery,
+    responses={409: {"model": ErrorResponse}},
+)
+def redeliver_webhook(prediction_id: str, tenant: Tenant) -> Redelivery:
+    """Send the last event again (same `webhook-id`: receivers that already have it can drop it)."""
+    found = predictions.get(tenant, _checked_id(prediction_id))
+    return redelivery(found.id)

@@ -10,7 +10,9 @@ from pydantic import BaseModel, Field
 from inference_api.auth import Tenant
 from inference_api.schemas import ErrorResponse, Timestamp
 from inference_api.strict_json import StrictJsonRoute
+from inference_core.errors import InvalidStateError
 from inference_core.logic import webhook_secrets
+from inference_core.logic import webhooks as webhook_logic
 
 router = APIRouter(
     prefix="/v1/webhooks",
@@ -44,3 +46,36 @@ def rotate_secret(tenant: Tenant) -> WebhookSecret:
 
 def _overlap(secrets: webhook_secrets.SigningSecrets) -> datetime | None:
     return secrets.previous_until if secrets.previous else None
+
+
+class WebhookDeliveryOut(BaseModel):
+    webhook_id: str
+    event: str
+    attempt: int
+    at: str
+    status_code: int | None = Field(default=None, description="The receiver's answer (absent when none came).")
+    error: str | None = Field(default=None, description="Why the attempt failed (absent when it was delivered).")
+    duration_ms: int
+
+
+class WebhookDeliveryList(BaseModel):
+    data: list[WebhookDeliveryOut]
+
+
+class Redelivery(BaseModel):
+    webhook_id: str
+    event: str
+
+
+def delivery_list(subject_id: str) -> WebhookDeliveryList:
+    """Attempts, oldest first."""
+    return WebhookDeliveryList(
+        data=[WebhookDeliveryOut(**attempt.__dict__) for attempt in webhook_logic.deliveries(subject_id)]
+    )
+
+
+def redelivery(subject_id: str) -> Redelivery:
+    event = webhook_logic.redeliver(subject_id)
+    if event is None:
+        raise InvalidStateError("no webhook event was sent for this object yet", {"id": subject_id})
+    return Redelivery(webhook_id=event.webhook_id, event=event.event)

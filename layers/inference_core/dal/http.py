@@ -55,9 +55,23 @@ def system_resolver(host: str, port: int) -> list[str]:
     return sorted({str(info[4][0]) for info in infos})
 
 
+class _Unresolved(OSError):
+    """The name did not resolve now (maybe later): a failed attempt, not a refusal."""
+
+
 def check_syntax(url: str, policy: UrlPolicy) -> None:
-    """What can be checked without DNS (used at submit time too, so users hear early)."""
-    _split(url, policy)
+    """What can be checked without DNS (used at submit time too, so users hear early), including an address
+    written literally in the URL."""
+    scheme, host, _, _ = _split(url, policy)
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        return
+    reason = (
+        None if policy.allow_loopback_http and scheme == "http" and literal.is_loopback else blocked_reason(literal)
+    )
+    if reason:
+        raise BlockedUrl(f"a blocked address: {reason}")
 
 
 def _split(url: str, policy: UrlPolicy) -> tuple[str, str, int, str]:
@@ -108,9 +122,9 @@ def resolve_target(url: str, policy: UrlPolicy, resolver: Resolver = system_reso
     try:
         addresses = resolver(host, port)
     except OSError as exc:
-        raise BlockedUrl(f"{host} does not resolve") from exc
+        raise _Unresolved(f"{host} does not resolve") from exc
     if not addresses:
-        raise BlockedUrl(f"{host} does not resolve")
+        raise _Unresolved(f"{host} does not resolve")
     loopback_http = policy.allow_loopback_http and scheme == "http"
     for text in addresses:
         address = ipaddress.ip_address(text.split("%", 1)[0])
@@ -152,8 +166,11 @@ def post(
 ) -> SendResult:
     """One POST, checked at send time; a refusal or network failure is a result with `error`, never an exception
     (BlockedUrl aside, which callers must treat as final)."""
-    target = resolve_target(url, policy, resolver)
     started = time.monotonic()
+    try:
+        target = resolve_target(url, policy, resolver)
+    except _Unresolved:
+        return SendResult(None, "dns_failure", int((time.monotonic() - started) * 1000))
     connection: http.client.HTTPConnection = (
         _PinnedHTTPSConnection(target, timeout, ssl.create_default_context())
         if target.scheme == "https"

@@ -34,8 +34,10 @@ from inference_core.dal.table import (
     parse_dt,
     to_attrs,
 )
+from inference_core.dal.webhook_events import webhook_events
 from inference_core.domain.jobs import Estimate, Job, JobSource, JobStatus, LineError
 from inference_core.domain.predictions import ErrorInfo
+from inference_core.domain.webhooks import WebhookEvent
 from inference_core.errors import TransientError
 from inference_core.settings import get_settings
 
@@ -327,7 +329,9 @@ class JobStore:
         if status.is_terminal:
             values[":done"] = iso(at)
             update += ", completed_at = :done REMOVE open_pk, open_due"
-        return self._update(job_id, update, "#status = :from AND attribute_not_exists(chunk_count)", values)
+        return self._update(
+            job_id, update, "#status = :from AND attribute_not_exists(chunk_count)", values, status.is_terminal
+        )
 
     def claim_chunk(self, job: Job, max_in_flight: int, at: datetime) -> ClaimResult:
         """Take the job's next chunk and a place under the gate, both or neither."""
@@ -427,7 +431,7 @@ class JobStore:
         update = "SET #status = :to, stopped_at = :at"
         if close:
             update += ", completed_at = :at REMOVE open_pk, open_due"
-        return self._move(job_id, update, condition, values)
+        return self._move(job_id, update, condition, values, finishes=close)
 
     def claim_assembly(self, job_id: str, status: JobStatus, to: JobStatus, at: datetime, stale: datetime) -> bool:
         """One assembler per job: every chunk launched has finished, and nobody else is assembling (or they
@@ -474,16 +478,18 @@ class JobStore:
                 ":err": error_key,
                 ":extra": extra_failed,
             },
+            finishes=True,
         )
 
-    def touch(self, job_id: str, at: datetime) -> None:
-        """Move a job to the back of the scheduler's order (it was looked at and had nothing to launch)."""
-        self._update(job_id, "SET open_due = :served", "attribute_exists(open_pk)", {":served": _served(at, job_id)})
+    def _update(
+        self, job_id: str, update: str, condition: str, values: Mapping[str, Any], finishes: bool = False
+    ) -> bool:
+        return self._move(job_id, update, condition, values, finishes) is not None
 
-    def _update(self, job_id: str, update: str, condition: str, values: Mapping[str, Any]) -> bool:
-        return self._move(job_id, update, condition, values) is not None
-
-    def _move(self, job_id: str, update: str, condition: str, values: Mapping[str, Any]) -> Job | None:
+    def _move(
+        self, job_id: str, update: str, condition: str, values: Mapping[str, Any], finishes: bool = False
+    ) -> Job | None:
+        """One conditional UpdateItem. `finishes`: this write ends the job (its webhook event follows it)."""
         names = {"#status": "status"} if "#status" in update + condition else {}
         try:
             response = self.table.client.update_item(
@@ -501,7 +507,11 @@ class JobStore:
             raise translate(exc, "could not update the job") from exc
         except BotoCoreError as exc:
             raise translate(exc, "could not update the job") from exc
-        return _to_job(from_attrs(response["Attributes"]))
+        job = _to_job(from_attrs(response["Attributes"]))
+        if finishes and job.webhook:
+            # After the write that finished it (assembly, an unusable file, a dry run, a close): emitted once.
+            webhook_events().emit(WebhookEvent.JOB_COMPLETED, "job", job.id, job.tenant_id, job.webhook)
+        return job
 
 
 @cached_factory

@@ -27,6 +27,7 @@ from inference_core.dal.table import (
     parse_dt,
     to_attrs,
 )
+from inference_core.dal.webhook_events import webhook_events
 from inference_core.domain.predictions import (
     ALLOWED_SOURCES,
     REQUEUE_SOURCE,
@@ -35,6 +36,7 @@ from inference_core.domain.predictions import (
     PredictionStatus,
     Transition,
 )
+from inference_core.domain.webhooks import WebhookEvent
 from inference_core.errors import DependencyError, TransientError
 from inference_core.settings import get_settings
 
@@ -429,7 +431,13 @@ class PredictionStore:
             raise translate(exc, "could not update the prediction") from exc
         except BotoCoreError as exc:
             raise translate(exc, "could not update the prediction") from exc
-        return Transition(updated=_to_prediction(from_attrs(response["Attributes"])))
+        updated = _to_prediction(from_attrs(response["Attributes"]))
+        if to_status.is_terminal and updated.webhook:
+            # After the write that finished it: a duplicate completion fails the condition and never gets here.
+            webhook_events().emit(
+                WebhookEvent.PREDICTION_COMPLETED, "prediction", updated.id, updated.tenant_id, updated.webhook
+            )
+        return Transition(updated=updated)
 
 
 @cached_factory
