@@ -95,6 +95,12 @@ class PredictionCreate(_Labelled):
         "non-whitespace character. The whole body stays under 200 KiB."
     )
     parameters: EmbeddingParameters | None = Field(default=None, description="Model parameters.")
+    webhook_events_filter: list[Literal["completed", "started"]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2,
+        description='Events sent to `webhook`: "completed" (default: every terminal status) and optionally "started".',
+    )
 
     @field_validator("inputs")
     @classmethod
@@ -105,7 +111,13 @@ class PredictionCreate(_Labelled):
         inputs = self.inputs if isinstance(self.inputs, list) else [self.inputs]
         # Only what the client set: the model keeps its own defaults for the rest.
         parameters = self.parameters.model_dump(exclude_unset=True) if self.parameters else {}
-        return NewPrediction(inputs=inputs, parameters=parameters, metadata=self.metadata or {}, webhook=self.webhook)
+        return NewPrediction(
+            inputs=inputs,
+            parameters=parameters,
+            metadata=self.metadata or {},
+            webhook=self.webhook,
+            webhook_events=sorted(set(self.webhook_events_filter or ["completed"])),
+        )
 
 
 class PredictionList(BaseModel):
@@ -131,6 +143,13 @@ class Health(BaseModel):
 
 
 class JobCreate(_Labelled):
+    webhook_events_filter: list[Literal["completed", "progress"]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2,
+        description='Events sent to `webhook`: "completed" (default) and optionally "progress" (at most one every '
+        "30 s per job).",
+    )
     dry_run: StrictBool = Field(
         default=False,
         description="Validate the file and estimate the run (inputs, tokens, endpoint time and cost, ETA) without "

@@ -188,3 +188,41 @@ def test_nothing_to_redeliver_is_a_conflict(pipeline: Pipeline) -> None:
     created = pipeline.submit(headers, "hello")
     response = pipeline.api.post(f"/v1/predictions/{created['id']}/webhook_deliveries/redeliver", headers=headers)
     assert response.status_code == 409
+
+
+def test_started_is_sent_only_when_asked_for(pipeline: Pipeline, receiver: str) -> None:
+    headers = pipeline.headers()
+    pipeline.submit(headers, "plain", webhook=receiver)
+    pipeline.submit(headers, "with start", webhook=receiver, webhook_events_filter=["started", "completed"])
+    pipeline.dispatch()
+    send_webhooks(pipeline)
+    assert [json.loads(body)["type"] for _, body in Receiver.seen] == ["prediction.started"]
+    pipeline.endpoint_succeeds(pipeline.invocations[-1])
+    pipeline.complete()
+    send_webhooks(pipeline)
+    assert sorted(json.loads(body)["type"] for _, body in Receiver.seen[1:]) == ["prediction.completed"] * 2
+
+
+def test_job_progress_events_are_sent_at_most_every_30_seconds(
+    pipeline: Pipeline, receiver: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOB_CHUNK_MAX_INPUTS", "1")
+    get_settings.cache_clear()
+    headers = pipeline.headers()
+    job = create_job(pipeline, headers, webhook=receiver, webhook_events_filter=["progress", "completed"])
+    upload(job, jsonl(good_lines(4)))
+    JobDriver(pipeline).run()  # four chunks finish within a second
+
+    send_webhooks(pipeline)
+
+    types = sorted(json.loads(body)["type"] for _, body in Receiver.seen)
+    assert types == ["job.completed", "job.progress"]
+
+
+def test_an_unknown_event_name_is_refused(pipeline: Pipeline) -> None:
+    headers = pipeline.headers()
+    body = {"inputs": "x", "webhook": "https://example.com/h", "webhook_events_filter": ["progress"]}
+    assert pipeline.api.post("/v1/predictions", json=body, headers=headers).status_code == 422
+    assert (
+        pipeline.api.post("/v1/jobs", json={"webhook_events_filter": ["started"]}, headers=headers).status_code == 422
+    )

@@ -80,7 +80,14 @@ def create_job(
     Idempotency-Key answers the same job (200, `Idempotent-Replayed: true`) with a fresh upload link."""
     request = body or JobCreate()
     key = _checked_key(idempotency_key)
-    job, upload, created = jobs.create(tenant, request.metadata or {}, request.webhook, request.dry_run, key)
+    job, upload, created = jobs.create(
+        tenant,
+        request.metadata or {},
+        request.webhook,
+        request.dry_run,
+        key,
+        webhook_events=list(request.webhook_events_filter or ["completed"]),
+    )
     logger.set_correlation_id(job.id)
     if not created:
         response.status_code = 200

@@ -83,6 +83,7 @@ def _to_item(job: Job, retention: timedelta) -> dict[str, Any]:
         "dry_run": job.dry_run,
         "metadata": job.metadata or None,
         "webhook": job.webhook,
+        "webhook_events": job.webhook_events if job.webhook else None,
         "parent_id": job.parent_id,
         "line_total": 0,
         "lines_completed": 0,
@@ -117,6 +118,7 @@ def _to_job(item: Mapping[str, Any]) -> Job:
         dry_run=bool(item.get("dry_run")),
         metadata=dict(item.get("metadata") or {}),
         webhook=item.get("webhook"),
+        webhook_events=list(item.get("webhook_events") or ["completed"]),
         parent_id=item.get("parent_id"),
         started_at=parse_dt(item.get("started_at")),
         completed_at=parse_dt(item.get("completed_at")),
@@ -481,6 +483,16 @@ class JobStore:
             finishes=True,
         )
 
+    def progress_due(self, job_id: str, at: datetime, every: timedelta) -> Job | None:
+        """Claim the job's next progress event: at most one per `every`, only for webhooks that asked for them."""
+        return self._move(
+            job_id,
+            "SET last_progress_event = :at",
+            "contains(webhook_events, :progress) AND "
+            "(attribute_not_exists(last_progress_event) OR last_progress_event < :cutoff)",
+            {":at": iso(at), ":cutoff": iso(at - every), ":progress": "progress"},
+        )
+
     def _update(
         self, job_id: str, update: str, condition: str, values: Mapping[str, Any], finishes: bool = False
     ) -> bool:
@@ -508,7 +520,7 @@ class JobStore:
         except BotoCoreError as exc:
             raise translate(exc, "could not update the job") from exc
         job = _to_job(from_attrs(response["Attributes"]))
-        if finishes and job.webhook:
+        if finishes and job.webhook and "completed" in job.webhook_events:
             # After the write that finished it (assembly, an unusable file, a dry run, a close): emitted once.
             webhook_events().emit(WebhookEvent.JOB_COMPLETED, "job", job.id, job.tenant_id, job.webhook)
         return job

@@ -82,6 +82,7 @@ def _to_item(prediction: Prediction, retention: timedelta) -> dict[str, Any]:
         "parameters": json.dumps(prediction.parameters, separators=(",", ":")),
         "metadata": prediction.metadata or None,
         "webhook": prediction.webhook,
+        "webhook_events": prediction.webhook_events if prediction.webhook else None,
         "gsi1pk": f"TENANT#{prediction.tenant_id}",
         "gsi1sk": f"{created}#{prediction.id}",
         "expires_at": int((prediction.created_at + retention).timestamp()),
@@ -101,6 +102,7 @@ def _to_prediction(item: Mapping[str, Any]) -> Prediction:
         parameters=json.loads(item.get("parameters") or "{}"),
         metadata=dict(item.get("metadata") or {}),
         webhook=item.get("webhook"),
+        webhook_events=list(item.get("webhook_events") or ["completed"]),
         started_at=parse_dt(item.get("started_at")),
         completed_at=parse_dt(item.get("completed_at")),
         batch_id=item.get("batch_id"),
@@ -432,12 +434,17 @@ class PredictionStore:
         except BotoCoreError as exc:
             raise translate(exc, "could not update the prediction") from exc
         updated = _to_prediction(from_attrs(response["Attributes"]))
-        if to_status.is_terminal and updated.webhook:
-            # After the write that finished it: a duplicate completion fails the condition and never gets here.
-            webhook_events().emit(
-                WebhookEvent.PREDICTION_COMPLETED, "prediction", updated.id, updated.tenant_id, updated.webhook
-            )
+        # After the write that moved it: a duplicate completion (or start) fails the condition and never gets here.
+        event = _event_for(to_status)
+        if event is not None and updated.webhook and event.value.split(".")[1] in updated.webhook_events:
+            webhook_events().emit(event, "prediction", updated.id, updated.tenant_id, updated.webhook)
         return Transition(updated=updated)
+
+
+def _event_for(status: PredictionStatus) -> WebhookEvent | None:
+    if status.is_terminal:
+        return WebhookEvent.PREDICTION_COMPLETED
+    return WebhookEvent.PREDICTION_STARTED if status is PredictionStatus.RUNNING else None
 
 
 @cached_factory

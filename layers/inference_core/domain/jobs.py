@@ -90,6 +90,7 @@ class Job:
     dry_run: bool = False
     metadata: dict[str, str] = field(default_factory=dict)
     webhook: str | None = None
+    webhook_events: list[str] = field(default_factory=lambda: ["completed"])
     parent_id: str | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None

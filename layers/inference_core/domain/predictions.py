@@ -75,6 +75,8 @@ class Prediction(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=dict)
     metadata: dict[str, str] = Field(default_factory=dict)
     webhook: str | None = None
+    # Which events the webhook gets: "completed" (every terminal status) and optionally "started".
+    webhook_events: list[str] = Field(default_factory=lambda: ["completed"])
     started_at: datetime | None = None
     completed_at: datetime | None = None
     batch_id: str | None = None
@@ -111,6 +113,7 @@ class NewPrediction(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=dict)
     metadata: dict[str, str] = Field(default_factory=dict)
     webhook: str | None = None
+    webhook_events: list[str] = Field(default_factory=lambda: ["completed"])
 
 
 class Page(BaseModel):

@@ -26,16 +26,19 @@ from inference_core.dal import job_files
 from inference_core.dal.endpoint import async_endpoint
 from inference_core.dal.jobs import WAITING_JOBS, Claim, job_store
 from inference_core.dal.objects import batch_failure_prefix, batch_output_key, object_store, parse_s3_uri
+from inference_core.dal.webhook_events import EventMessage, webhook_events
 from inference_core.domain.batches import AsyncInferenceNotification, BatchLine, InvocationStatus, ResultLine
 from inference_core.domain.clock import utc_now
 from inference_core.domain.jobs import Job, JobStatus, split_chunk_line_id
 from inference_core.domain.predictions import ErrorInfo
+from inference_core.domain.webhooks import WebhookEvent, webhook_id
 from inference_core.errors import DependencyError
 from inference_core.logic.predictions import encode_output
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
 
 JOB_PREFIX = "job_"
+PROGRESS_EVERY = timedelta(seconds=30)
 # A chunk object or output is at most a chunk's worth of lines (a few MB); a line is at most this long.
 _MAX_LINE_BYTES = 64 * 1024 * 1024
 _MAX_CHUNK_BYTES = 512 * 1024 * 1024
@@ -185,8 +188,27 @@ def finish_chunk(
         logger.info(
             "job chunk finished", job_id=job.id, chunk=chunk, completed=outcome.completed, failed=outcome.failed
         )
+        _progress_event(job, now)
         settle(job.id, now)
     return outcome
+
+
+def _progress_event(job: Job, now: datetime) -> None:
+    """`job.progress` for webhooks that asked for it, at most one every 30 s per job."""
+    if not job.webhook or "progress" not in job.webhook_events:
+        return
+    claimed = job_store().progress_due(job.id, now, PROGRESS_EVERY)
+    if claimed is not None and claimed.webhook:
+        sequence = int(now.timestamp())  # one id per progress event, the same on its retries
+        message = EventMessage(
+            WebhookEvent.JOB_PROGRESS.value,
+            "job",
+            job.id,
+            job.tenant_id,
+            claimed.webhook,
+            webhook_id(job.id, WebhookEvent.JOB_PROGRESS, sequence),
+        )
+        webhook_events().send(message)
 
 
 def _read_results(location: str) -> dict[str, ResultLine]:

@@ -50,11 +50,13 @@ def create(
     dry_run: bool,
     idempotency_key: str | None = None,
     now: datetime | None = None,
+    webhook_events: list[str] | None = None,
 ) -> tuple[Job, UploadLink, bool]:
     """A job waiting for its file, and a presigned PUT for exactly that file's key. With an Idempotency-Key, a
     retried request answers the job the first one made (with a fresh link); `created` says which."""
     now = now or utc_now()
-    fingerprint = _fingerprint("create", metadata, webhook, dry_run)
+    events = sorted(set(webhook_events or ["completed"]))
+    fingerprint = _fingerprint("create", metadata, webhook, dry_run, events)
     if idempotency_key:
         replay = _replay(tenant_id, idempotency_key, fingerprint)
         if replay is not None:
@@ -71,6 +73,7 @@ def create(
         dry_run=dry_run,
         metadata=metadata,
         webhook=webhook,
+        webhook_events=events,
     )
     replay = _create(job, tenant_id, idempotency_key, fingerprint)
     if replay is not None:
@@ -191,6 +194,7 @@ def retry(
         results_base=job_files.api_results_base(child_id),
         metadata=parent.metadata,
         webhook=parent.webhook,
+        webhook_events=parent.webhook_events,
         parent_id=parent.id,
     )
     replay = _create(child, tenant_id, idempotency_key, fingerprint)

@@ -65,6 +65,7 @@ def submit(
         parameters=request.parameters,
         metadata=request.metadata,
         webhook=request.webhook,
+        webhook_events=request.webhook_events,
     )
     work = WorkItem(
         prediction_id=prediction.id,
