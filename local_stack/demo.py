@@ -1,9 +1,13 @@
-"""`make demo`: a few predictions against a running `make run`, with embeddings, similarities and timings."""
+"""`make demo`: a few predictions against a running `make run`, with embeddings, similarities and timings, and a
+webhook delivered to a loopback receiver and verified."""
 
 from __future__ import annotations
 
 import argparse
+import http.server
+import json
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,6 +20,8 @@ from inference_client import (
     Client,
     InferenceError,
     PredictionStatus,
+    WebhookVerificationError,
+    verify_webhook,
 )
 
 from local_stack.runner import REPO, read_env_file
@@ -104,6 +110,48 @@ def run_demo(client: Client) -> int:
         f"\n20 single-text predictions submitted back to back finished in "
         f"{time.perf_counter() - burst_started:.2f}s ({len(pending)} unfinished)"
     )
+    return webhook_demo(client)
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    deliveries: list[tuple[dict[str, str], bytes]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        _Receiver.deliveries.append((dict(self.headers.items()), body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def webhook_demo(client: Client) -> int:
+    """A receiver on loopback (the local stack allows plain http there), a prediction that names it, and the
+    delivery checked with the tenant's secret as any receiver would."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hooks"
+        secret = client.webhooks.secret()
+        prediction = client.predictions.create("Ring me when you are done.", webhook=url)
+        deadline = time.monotonic() + 30
+        while not _Receiver.deliveries and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        server.shutdown()
+    if not _Receiver.deliveries:
+        print(f"\nno webhook delivery for {prediction.id} within 30 s", file=sys.stderr)
+        return 1
+    headers, body = _Receiver.deliveries[0]
+    try:
+        event = verify_webhook(headers, body, secret)
+    except WebhookVerificationError as exc:
+        print(f"\nthe webhook delivery did not verify: {exc}", file=sys.stderr)
+        return 1
+    print(f"\nwebhook {headers.get('webhook-id')} -> {url}: {event['type']} for {event['data']['id']}, signature ok")
+    print(f"  webhook-signature: {headers.get('webhook-signature', '')[:40]}...")
+    print(f"  body: {json.dumps(event)[:160]}...")
     return 0
 
 

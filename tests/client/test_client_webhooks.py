@@ -270,3 +270,18 @@ def test_readme_fastapi_receiver(monkeypatch: pytest.MonkeyPatch) -> None:
         assert refused_response.status_code == 400
         assert refused_response.json() == {"detail": "no_matching_signature"}
     assert received == [PAYLOAD]
+
+
+def test_the_client_reads_and_rotates_the_signing_secret() -> None:
+    import httpx
+    from inference_client import Client
+
+    answers = iter(["whsec_" + "A" * 43 + "=", "whsec_" + "B" * 43 + "="])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path in ("/v1/webhooks/secret", "/v1/webhooks/secret/rotate")
+        return httpx.Response(200, json={"secret": next(answers), "previous_valid_until": None})
+
+    with Client("https://api.example.com", "ik_x.y", transport=httpx.MockTransport(handler)) as client:
+        assert client.webhooks.secret().startswith("whsec_A")
+        assert client.webhooks.rotate_secret().startswith("whsec_B")

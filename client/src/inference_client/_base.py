@@ -335,3 +335,11 @@ class BaseClient:
             extra={"breaker_state": event.state.value, "consecutive_failures": event.consecutive_failures},
         )
         self._events.breaker_change(event)
+
+
+def webhook_secret_of(document: Any) -> str:
+    """The `secret` of a /v1/webhooks/secret answer, checked to be in the whsec_ format."""
+    secret = document.get("secret") if isinstance(document, dict) else None
+    if not isinstance(secret, str) or not secret.startswith("whsec_"):
+        raise ResponseFormatError("the webhook secret is not in the whsec_ format")
+    return secret

@@ -36,6 +36,7 @@ from inference_client._base import (
     read_blocks,
     upload_size,
     wait_header,
+    webhook_secret_of,
 )
 from inference_client.breaker import CircuitBreaker
 from inference_client.chunking import Chunk, check_text, iter_chunks
@@ -92,6 +93,7 @@ class AsyncClient(BaseClient):
         self._http = httpx.AsyncClient(transport=transport, follow_redirects=False)
         self.predictions = AsyncPredictions(self)
         self.jobs = AsyncJobs(self)
+        self.webhooks = AsyncWebhooks(self)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -530,3 +532,19 @@ class AsyncJobs:
                 return job, None
             await self._client._download(url, label, path)
         return job, path
+
+
+class AsyncWebhooks:
+    """`client.webhooks`: the tenant's signing secret, for `verify_webhook` on the receiving side."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def secret(self) -> str:
+        """The `whsec_...` secret that signs this tenant's deliveries (made on first read)."""
+        return webhook_secret_of(parse_json(await self._client._send("GET", "/v1/webhooks/secret")))
+
+    async def rotate_secret(self) -> str:
+        """A new secret; deliveries are signed with the old one too for 24 hours."""
+        response = await self._client._send("POST", "/v1/webhooks/secret/rotate", idempotency_key=new_idempotency_key())
+        return webhook_secret_of(parse_json(response))

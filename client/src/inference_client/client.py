@@ -37,6 +37,7 @@ from inference_client._base import (
     read_blocks,
     upload_size,
     wait_header,
+    webhook_secret_of,
 )
 from inference_client.breaker import CircuitBreaker
 from inference_client.chunking import Chunk, check_text, iter_chunks
@@ -107,6 +108,7 @@ class Client(BaseClient):
         self._http = httpx.Client(transport=transport, follow_redirects=False)
         self.predictions = Predictions(self)
         self.jobs = Jobs(self)
+        self.webhooks = Webhooks(self)
 
     def close(self) -> None:
         self._http.close()
@@ -584,3 +586,19 @@ class Jobs:
                 return job, None
             self._client._download(url, label, path)
         return job, path
+
+
+class Webhooks:
+    """`client.webhooks`: the tenant's signing secret, for `verify_webhook` on the receiving side."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def secret(self) -> str:
+        """The `whsec_...` secret that signs this tenant's deliveries (made on first read)."""
+        return webhook_secret_of(parse_json(self._client._send("GET", "/v1/webhooks/secret")))
+
+    def rotate_secret(self) -> str:
+        """A new secret; deliveries are signed with the old one too for 24 hours."""
+        response = self._client._send("POST", "/v1/webhooks/secret/rotate", idempotency_key=new_idempotency_key())
+        return webhook_secret_of(parse_json(response))
