@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     with Client(url, (state / "api-key").read_text().strip(), timeout=30) as client:
         try:
-            return run_demo(client)
+            return run_demo(client) or webhook_demo(client)
         except InferenceError as exc:
             print(failure_message(exc, url, state), file=sys.stderr)
             return 1
@@ -110,7 +110,7 @@ def run_demo(client: Client) -> int:
         f"\n20 single-text predictions submitted back to back finished in "
         f"{time.perf_counter() - burst_started:.2f}s ({len(pending)} unfinished)"
     )
-    return webhook_demo(client)
+    return 0
 
 
 class _Receiver(http.server.BaseHTTPRequestHandler):

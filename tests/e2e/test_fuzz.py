@@ -42,6 +42,10 @@ OPERATIONS = {
     "POST /v1/jobs/{job_id}/retry",
     "GET /v1/webhooks/secret",
     "POST /v1/webhooks/secret/rotate",
+    "GET /v1/predictions/{prediction_id}/webhook_deliveries",
+    "POST /v1/predictions/{prediction_id}/webhook_deliveries/redeliver",
+    "GET /v1/jobs/{job_id}/webhook_deliveries",
+    "POST /v1/jobs/{job_id}/webhook_deliveries/redeliver",
 }
 CHECKS = [
     not_a_server_error,

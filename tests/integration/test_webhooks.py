@@ -226,3 +226,20 @@ def test_an_unknown_event_name_is_refused(pipeline: Pipeline) -> None:
     assert (
         pipeline.api.post("/v1/jobs", json={"webhook_events_filter": ["started"]}, headers=headers).status_code == 422
     )
+
+
+def test_after_a_rotation_deliveries_carry_both_signatures(pipeline: Pipeline, receiver: str) -> None:
+    headers = pipeline.headers()
+    old = pipeline.api.get("/v1/webhooks/secret", headers=headers).json()["secret"]
+    new = pipeline.api.post("/v1/webhooks/secret/rotate", headers=headers).json()["secret"]
+    pipeline.submit(headers, "hello", webhook=receiver)
+    pipeline.dispatch()
+    pipeline.endpoint_succeeds(pipeline.invocations[-1])
+    pipeline.complete()
+
+    send_webhooks(pipeline)
+
+    delivery_headers, body = Receiver.seen[0]
+    assert len(delivery_headers["webhook-signature"].split(" ")) == 2
+    assert Webhook(old).verify(body, delivery_headers)["type"] == "prediction.completed"  # receivers not switched yet
+    assert Webhook(new).verify(body, delivery_headers)["type"] == "prediction.completed"
