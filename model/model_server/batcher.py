@@ -83,17 +83,24 @@ class MicroBatcher:
             await self._queue.put(_Job(texts, flags, future))
             self._work.set()
             return await future
+        # Sliced in length order, as one big call would batch them: similar lengths pad little.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         slices: deque[_Job] = deque()
-        for start in range(0, len(texts), self.bulk_slice):
-            end = start + self.bulk_slice
-            slices.append(_Job(texts[start:end], flags[start:end], loop.create_future()))
+        for start in range(0, len(order), self.bulk_slice):
+            picked = order[start : start + self.bulk_slice]
+            slices.append(_Job([texts[i] for i in picked], [flags[i] for i in picked], loop.create_future()))
         futures = [job.future for job in slices]
         self._bulk.append(slices)
         self._work.set()
         parts = await asyncio.gather(*futures)
-        return EmbeddingResult(
-            np.concatenate([part.vectors for part in parts]), [flag for part in parts for flag in part.truncated]
-        )
+        vectors = np.concatenate([part.vectors for part in parts])
+        truncated = [flag for part in parts for flag in part.truncated]
+        restored = np.empty_like(vectors)
+        restored[order] = vectors
+        back = [False] * len(texts)
+        for position, index in enumerate(order):
+            back[index] = truncated[position]
+        return EmbeddingResult(restored, back)
 
     async def _next(self) -> list[_Job]:
         """Interactive jobs waiting (merged), else one bulk slice of the next bulk invocation in turn."""

@@ -36,7 +36,7 @@ class ServerConfig:
     max_texts_per_merge: int
     # Bulk invocations (job chunks) run in slices of this many texts, interactive batches between them: the most
     # an interactive request waits for bulk work is one slice's forward pass. 0 = by device (a GPU pass of 128
-    # short texts takes milliseconds; on a CPU 32 keep the wait near a tenth of a second).
+    # short texts takes milliseconds; on a CPU 64 keep the wait near a tenth of a second).
     bulk_slice_texts: int
     device: str
     num_threads: int
