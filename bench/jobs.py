@@ -5,7 +5,7 @@ interactive latency while the job runs, and a second tenant's small job behind i
                          [--chunk-size N] [--in-flight N] [--texts short|mixed]
 
 Job lines are short texts by default (bench/corpus.py's texts of at most 12 words), which keeps the run under 10
-minutes on 2 CPU cores; `--texts mixed` takes the corpus's mixed lengths (much slower there).
+minutes on 2 CPU cores; `--texts mixed` takes the corpus's mixed lengths (several times slower per text there).
 
 One local stack (moto, the real model server, the local SageMaker endpoint, the event pumps, the API), one run:
 
@@ -548,8 +548,8 @@ def render(results: dict[str, Any], args: argparse.Namespace, wall: float, revis
         "bench/corpus.py's mixed-length texts (mostly short, some paragraphs, a few cut at 256 tokens)"
         if args.texts == "mixed"
         else "**short texts only** (bench/corpus.py texts of 3 to 12 words), so that the run stays under 10 minutes "
-        "on this machine (`--texts mixed` uses the corpus's mixed lengths; the run then takes well over 10 minutes "
-        "here)"
+        "on this machine (`--texts mixed` uses the corpus's mixed lengths, several times slower per text on 2 CPU "
+        "cores)"
     )
     out = [
         "# Bulk jobs on the local stack",
