@@ -243,3 +243,34 @@ def test_after_a_rotation_deliveries_carry_both_signatures(pipeline: Pipeline, r
     assert len(delivery_headers["webhook-signature"].split(" ")) == 2
     assert Webhook(old).verify(body, delivery_headers)["type"] == "prediction.completed"  # receivers not switched yet
     assert Webhook(new).verify(body, delivery_headers)["type"] == "prediction.completed"
+
+
+def test_an_event_that_could_not_be_queued_is_queued_by_the_sweeper(
+    pipeline: Pipeline, receiver: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from functions.sweeper import handler as sweeper_handler
+    from inference_core.dal.webhook_events import WebhookEventQueue
+    from inference_core.errors import TransientError
+
+    real_send = WebhookEventQueue.send
+    failures = iter([True])
+
+    def flaky_send(self: WebhookEventQueue, message: Any) -> None:
+        if next(failures, False):
+            raise TransientError("SQS is throttling", reason="throttled")
+        real_send(self, message)
+
+    monkeypatch.setattr(WebhookEventQueue, "send", flaky_send)
+    headers = pipeline.headers()
+    created = pipeline.submit(headers, "hello", webhook=receiver)
+    pipeline.dispatch()
+    pipeline.endpoint_succeeds(pipeline.invocations[-1])
+    pipeline.complete()
+    assert pipeline.get(headers, created["id"])["status"] == "succeeded"
+    assert pipeline.receive("WebhookQueue") == []  # the send failed after the write
+
+    sweeper_handler.lambda_handler({}, pipeline.context)
+    send_webhooks(pipeline)
+
+    assert len(Receiver.seen) == 1
+    assert json.loads(Receiver.seen[0][1])["data"]["id"] == created["id"]

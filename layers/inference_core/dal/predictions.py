@@ -28,6 +28,7 @@ from inference_core.dal.table import (
     to_attrs,
 )
 from inference_core.dal.webhook_events import webhook_events
+from inference_core.domain.clock import utc_now
 from inference_core.domain.predictions import (
     ALLOWED_SOURCES,
     REQUEUE_SOURCE,
@@ -103,6 +104,7 @@ def _to_prediction(item: Mapping[str, Any]) -> Prediction:
         metadata=dict(item.get("metadata") or {}),
         webhook=item.get("webhook"),
         webhook_events=list(item.get("webhook_events") or ["completed"]),
+        webhook_pending=item.get("webhook_pending"),
         started_at=parse_dt(item.get("started_at")),
         completed_at=parse_dt(item.get("completed_at")),
         batch_id=item.get("batch_id"),
@@ -350,13 +352,17 @@ class PredictionStore:
         except BotoCoreError as exc:
             raise translate(exc, "could not reschedule the prediction") from exc
 
-    def close(self, prediction_id: str) -> None:
-        """Take a finished prediction out of the sweeper's index (a record written before terminal writes did so)."""
+    def close(self, prediction: Prediction) -> None:
+        """Take a finished prediction out of the sweeper's index (a record written before terminal writes did so),
+        queueing first the webhook event that could not be queued when it finished."""
+        if prediction.webhook_pending and prediction.webhook:
+            event = WebhookEvent(prediction.webhook_pending)
+            webhook_events().emit(event, "prediction", prediction.id, prediction.tenant_id, prediction.webhook)
         try:
             self.table.client.update_item(
                 TableName=self.table.name,
-                Key=key(_pk(prediction_id)),
-                UpdateExpression="REMOVE open_pk, open_due",
+                Key=key(_pk(prediction.id)),
+                UpdateExpression="REMOVE open_pk, open_due, webhook_pending",
                 ConditionExpression="attribute_exists(pk)",
             )
         except ClientError as exc:
@@ -364,6 +370,21 @@ class PredictionStore:
                 raise translate(exc, "could not close the prediction") from exc
         except BotoCoreError as exc:
             raise translate(exc, "could not close the prediction") from exc
+
+    def _emit_later(self, prediction_id: str, event: WebhookEvent) -> None:
+        """The write finished the record but its event could not be queued: mark it and put it back in the
+        sweeper's index, due now, so the next sweep queues the event (the same webhook-id: receivers dedupe)."""
+        try:
+            self.table.client.update_item(
+                TableName=self.table.name,
+                Key=key(_pk(prediction_id)),
+                UpdateExpression="SET webhook_pending = :event, open_pk = :shard, open_due = :due",
+                ExpressionAttributeValues=to_attrs(
+                    {":event": event.value, ":shard": _open_pk(prediction_id), ":due": iso(utc_now())}
+                ),
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, "could not keep the webhook event for the sweeper") from exc
 
     def _for_each(self, prediction_ids: Sequence[str], move: Any) -> MarkResult:
         def attempt(prediction_id: str) -> tuple[str, bool | None]:
@@ -437,7 +458,10 @@ class PredictionStore:
         # After the write that moved it: a duplicate completion (or start) fails the condition and never gets here.
         event = _event_for(to_status)
         if event is not None and updated.webhook and event.value.split(".")[1] in updated.webhook_events:
-            webhook_events().emit(event, "prediction", updated.id, updated.tenant_id, updated.webhook)
+            try:
+                webhook_events().emit(event, "prediction", updated.id, updated.tenant_id, updated.webhook)
+            except DependencyError:
+                self._emit_later(updated.id, event)
         return Transition(updated=updated)
 
 

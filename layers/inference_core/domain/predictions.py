@@ -77,6 +77,8 @@ class Prediction(BaseModel):
     webhook: str | None = None
     # Which events the webhook gets: "completed" (every terminal status) and optionally "started".
     webhook_events: list[str] = Field(default_factory=lambda: ["completed"])
+    # An event whose queueing failed after the write that finished the record: the sweeper queues it.
+    webhook_pending: str | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None
     batch_id: str | None = None

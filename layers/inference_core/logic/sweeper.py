@@ -104,8 +104,9 @@ def sweep(now: datetime | None = None) -> SweepOutcome:
         outcome.expired += _isolated("expire", record.id, partial(store.expire, record.id, EXPIRED, now))
     for prediction_id, at in plan.later.items():
         outcome.rescheduled += _isolated("reschedule", prediction_id, partial(store.sweep_later, prediction_id, at))
+    by_id = {record.id: record for record in records}
     for prediction_id in plan.close:
-        outcome.closed += _isolated("close", prediction_id, partial(store.close, prediction_id))
+        outcome.closed += _isolated("close", prediction_id, partial(store.close, by_id[prediction_id]))
     for batch_id, stuck in plan.stuck_batches.items():
         _isolated("finish batch", batch_id, partial(_finish_batch, batch_id, stuck, now, lost_after, outcome))
     outcome.dead_lettered = _isolated("dead letters", "request DLQ", partial(_fail_dead_lettered, now))
