@@ -38,14 +38,12 @@ from inference_core.dal.webhook_events import webhook_events
 from inference_core.domain.jobs import Estimate, Job, JobSource, JobStatus, LineError
 from inference_core.domain.predictions import ErrorInfo
 from inference_core.domain.webhooks import WebhookEvent
-from inference_core.errors import TransientError
 from inference_core.settings import get_settings
 
 ACTIVE_JOBS = "JOBS"
 # Jobs still waiting for their file sit apart, so that many unused upload links never crowd the scheduler's read.
 WAITING_JOBS = "JOBS#WAITING"
 _GATE = "GATE#bulk-chunks"
-_BATCH_GET_LIMIT = 100
 
 
 def _pk(job_id: str) -> str:
@@ -160,26 +158,7 @@ class JobStore:
         return _to_job(from_attrs(item)) if item and item.get("kind", {}).get("S") == "job" else None
 
     def get_many(self, job_ids: Iterable[str]) -> dict[str, Job]:
-        ids = list(dict.fromkeys(job_ids))
-        found: dict[str, Job] = {}
-        for start in range(0, len(ids), _BATCH_GET_LIMIT):
-            request: Mapping[str, Any] = {
-                self.table.name: {"Keys": [key(_pk(i)) for i in ids[start : start + _BATCH_GET_LIMIT]]}
-            }
-            for _ in range(5):
-                try:
-                    response = self.table.client.batch_get_item(RequestItems=request)
-                except (ClientError, BotoCoreError) as exc:
-                    raise translate(exc, "could not read jobs") from exc
-                for attrs in response.get("Responses", {}).get(self.table.name, []):
-                    job = _to_job(from_attrs(attrs))
-                    found[job.id] = job
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-            if request:
-                raise TransientError("DynamoDB left keys unprocessed", reason="unprocessed keys")
-        return found
+        return {job.id: job for job in map(_to_job, self.table.batch_get((_pk(i) for i in job_ids), "jobs"))}
 
     def list_for_tenant(self, tenant_id: str, limit: int, cursor: str | None) -> tuple[list[Job], str | None]:
         """Newest first: one index page of ids, then one batch read of the records (the index projects only

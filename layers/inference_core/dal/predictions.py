@@ -38,7 +38,7 @@ from inference_core.domain.predictions import (
     Transition,
 )
 from inference_core.domain.webhooks import WebhookEvent
-from inference_core.errors import DependencyError, TransientError
+from inference_core.errors import DependencyError
 from inference_core.settings import get_settings
 
 _PARALLEL_WRITES = 16
@@ -52,9 +52,6 @@ _OPEN_ATTRIBUTES = ("open_pk", "open_due")
 
 def _open_pk(prediction_id: str) -> str:
     return f"OPEN#{zlib.crc32(prediction_id.encode()) % _OPEN_SHARDS}"
-
-
-_BATCH_GET_LIMIT = 100
 
 
 @dataclass
@@ -178,28 +175,8 @@ class PredictionStore:
         return _to_prediction(from_attrs(response["Item"])) if "Item" in response else None
 
     def get_many(self, prediction_ids: Iterable[str]) -> dict[str, Prediction]:
-        """BatchGetItem in chunks of 100, retrying unprocessed keys (a handful of rounds at most)."""
-        ids = list(dict.fromkeys(prediction_ids))
-        found: dict[str, Prediction] = {}
-        for start in range(0, len(ids), _BATCH_GET_LIMIT):
-            chunk = ids[start : start + _BATCH_GET_LIMIT]
-            request: Mapping[str, Any] = {
-                self.table.name: {"Keys": [key(_pk(i)) for i in chunk], "ConsistentRead": True}
-            }
-            for _ in range(5):
-                try:
-                    response = self.table.client.batch_get_item(RequestItems=request)
-                except (ClientError, BotoCoreError) as exc:
-                    raise translate(exc, "could not read predictions") from exc
-                for attrs in response.get("Responses", {}).get(self.table.name, []):
-                    prediction = _to_prediction(from_attrs(attrs))
-                    found[prediction.id] = prediction
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-            if request:
-                raise TransientError("DynamoDB left keys unprocessed", reason="unprocessed keys")
-        return found
+        items = self.table.batch_get((_pk(i) for i in prediction_ids), "predictions")
+        return {prediction.id: prediction for prediction in map(_to_prediction, items)}
 
     def list_for_tenant(
         self, tenant_id: str, limit: int, status: PredictionStatus | None, cursor: str | None

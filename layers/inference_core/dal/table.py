@@ -5,13 +5,16 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import BotoCoreError, ClientError
 
+from inference_core.dal.aws_errors import translate
 from inference_core.dal.clients import dynamodb
+from inference_core.errors import TransientError
 
 if TYPE_CHECKING:
     from types_boto3_dynamodb import DynamoDBClient
@@ -41,6 +44,9 @@ def key(pk: str) -> dict[str, Any]:
     return {"pk": {"S": pk}}
 
 
+_BATCH_GET_LIMIT = 100
+
+
 class Table:
     def __init__(self, name: str) -> None:
         self.name = name
@@ -48,6 +54,31 @@ class Table:
     @property
     def client(self) -> DynamoDBClient:
         return dynamodb()
+
+    def batch_get(self, pks: Iterable[str], what: str, consistent: bool = True) -> list[dict[str, Any]]:
+        """The items of these keys (missing ones left out): BatchGetItem in chunks of 100, retrying unprocessed keys
+        a handful of rounds. `what` names them in errors ("predictions")."""
+        keys = list(dict.fromkeys(pks))
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(keys), _BATCH_GET_LIMIT):
+            request: Mapping[str, Any] = {
+                self.name: {
+                    "Keys": [key(pk) for pk in keys[start : start + _BATCH_GET_LIMIT]],
+                    "ConsistentRead": consistent,
+                }
+            }
+            for _ in range(5):
+                try:
+                    response = self.client.batch_get_item(RequestItems=request)
+                except (ClientError, BotoCoreError) as exc:
+                    raise translate(exc, f"could not read {what}") from exc
+                found += [from_attrs(attrs) for attrs in response.get("Responses", {}).get(self.name, [])]
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+            if request:
+                raise TransientError("DynamoDB left keys unprocessed", reason="unprocessed keys")
+        return found
 
 
 # List cursors are the index's LastEvaluatedKey, opaque to clients and checked to belong to the listing they name.
