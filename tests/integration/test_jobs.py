@@ -484,3 +484,47 @@ def test_the_rate_counts_only_lines_that_ran(pipeline: Pipeline, driver: JobDriv
     assert planned["request_counts"]["failed"] == 1
     assert planned["progress"]["items_per_second"] is None
     assert planned["progress"]["eta_seconds"] is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not json",
+        "[1, 2]",
+        '{"Records": "nope"}',
+        '{"Records": [{"eventSource": "aws:s3"}]}',
+        '{"command": "settle", "job_id": "job_00000000000000000000000000000000"}',
+        '{"command": "explode", "job_id": "x"}',
+        '{"something": "else"}',
+    ],
+)
+def test_a_malformed_intake_message_fails_alone_and_writes_nothing(pipeline: Pipeline, body: str) -> None:
+    good = {"messageId": "good", "body": '{"Service": "Amazon S3", "Event": "s3:TestEvent"}'}
+    event = {"Records": [{"messageId": "bad", "body": body}, good]}
+
+    result = jobs_handler.lambda_handler(event, pipeline.context)
+
+    assert result == {"batchItemFailures": [{"itemIdentifier": "bad"}]}
+    assert job_store().active() == []
+    assert job_store().active(partition=WAITING_JOBS) == []
+
+
+def test_events_for_other_keys_and_buckets_are_ignored(pipeline: Pipeline, driver: JobDriver) -> None:
+    pipeline.headers("acme")
+    bucket = get_settings().bucket_name
+    record = {
+        "eventSource": "aws:s3",
+        "eventName": "ObjectCreated:Put",
+        "eventTime": "2026-11-23T00:00:00.000Z",
+        "s3": {"bucket": {"name": bucket}, "object": {"key": "", "size": 1, "eTag": "e"}},
+    }
+    for name, key in [
+        (bucket, "uploads/acme/job_00000000000000000000000000000000.jsonl"),  # a job that does not exist
+        (bucket, "inbox/acme.jsonl"),  # no tenant folder
+        ("someone-elses-bucket", "inbox/acme/x.jsonl"),
+    ]:
+        body = json.dumps({"Records": [{**record, "s3": {"bucket": {"name": name}, "object": {"key": key}}}]})
+        result = jobs_handler.lambda_handler({"Records": [{"messageId": "m", "body": body}]}, pipeline.context)
+        assert result == {"batchItemFailures": []}
+    assert job_store().active() == []
+    assert pipeline.invocations == []

@@ -274,3 +274,31 @@ def test_an_event_that_could_not_be_queued_is_queued_by_the_sweeper(
 
     assert len(Receiver.seen) == 1
     assert json.loads(Receiver.seen[0][1])["data"]["id"] == created["id"]
+
+
+@pytest.mark.parametrize("body", ["not json", "{}", '{"event": "prediction.completed"}', "[]"])
+def test_a_malformed_webhook_event_fails_alone(pipeline: Pipeline, body: str) -> None:
+    event = {"Records": [{"messageId": "bad", "receiptHandle": "r", "body": body, "attributes": {}}]}
+    assert webhook_handler.lambda_handler(event, pipeline.context) == {"batchItemFailures": [{"itemIdentifier": "bad"}]}
+
+
+def test_an_event_for_a_url_that_became_internal_is_refused_at_send(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The URL passed the submit-time check (a name), but at send time it resolves to the metadata address.
+    from inference_core.dal import http as guarded
+
+    headers = pipeline.headers()
+    created = pipeline.submit(headers, "hello", webhook="https://hooks.example.com/x")
+    pipeline.dispatch()
+    pipeline.endpoint_succeeds(pipeline.invocations[-1])
+    pipeline.complete()
+    monkeypatch.setattr(guarded, "system_resolver", lambda host, port: ["169.254.169.254"])
+    monkeypatch.setattr(guarded.post, "__defaults__", (10.0, guarded.system_resolver))
+
+    result = send_webhooks(pipeline)
+
+    assert result["batchItemFailures"] == []  # refused for good, not retried
+    log = pipeline.api.get(f"/v1/predictions/{created['id']}/webhook_deliveries", headers=headers).json()["data"]
+    assert log[0]["error"].startswith("blocked:")
+    assert "169.254.169.254" in log[0]["error"]

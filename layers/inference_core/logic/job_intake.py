@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -259,12 +258,9 @@ class _ChunkCutter:
 def _validate_and_plan(job: Job, outcome: IntakeOutcome) -> None:
     store = job_store()
     now = utc_now()
-    if job.status is JobStatus.AWAITING_UPLOAD or job.status is JobStatus.VALIDATING:
-        if not store.begin_validation(job.id, now, now - VALIDATION_STALE):
-            outcome.ignored.append(job.id)  # another delivery of this event is validating it
-            return
-    else:
-        outcome.ignored.append(job.id)
+    started = job.status in (JobStatus.AWAITING_UPLOAD, JobStatus.VALIDATING)
+    if not started or not store.begin_validation(job.id, now, now - VALIDATION_STALE):
+        outcome.ignored.append(job.id)  # planned already, or another delivery of this event is validating it
         return
     plan = _validate(job)
     status = JobStatus.IN_PROGRESS
@@ -322,7 +318,7 @@ def _validate(job: Job) -> _Plan:
     cutter = _ChunkCutter(job.id, settings.job_chunk_max_inputs, settings.job_chunk_max_bytes, write=not job.dry_run)
     seen: set[bytes] = set()
     with objects.writer(job_files.validation_errors_key(job.id), "application/jsonl") as errors:
-        for number, raw in _numbered(objects.lines(job.input_key, MAX_LINE_BYTES)):
+        for number, raw in enumerate(objects.lines(job.input_key, MAX_LINE_BYTES), start=1):
             if not raw.strip():
                 continue  # blank lines (a trailing one, say) are not lines of work; numbering still counts them
             plan.total += 1
@@ -363,10 +359,6 @@ def _validate(job: Job) -> _Plan:
     elif plan.objects_seen == 0:
         plan.file_error = ErrorInfo.of("not_jsonl", "no line of the file is a JSON object: it is not JSON Lines")
     return plan
-
-
-def _numbered(lines: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:
-    return enumerate(lines, start=1)
 
 
 def _refuse(plan: _Plan, errors: StreamingWriter, error: LineError) -> None:
