@@ -62,6 +62,12 @@ class Settings:
     endpoint_items_per_second: float
     instance_price_per_hour: float
 
+    # Result cache: who shares entries (tenant | shared | off), how long they live, and the model identity every
+    # key includes (a new model, image or revision never serves an old vector).
+    result_cache_scope: str
+    result_cache_ttl_hours: int
+    model_revision: str
+
     # The one place that knows about local endpoints (moto server, local SageMaker); unset in AWS.
     aws_endpoint_url: str | None = None
     sagemaker_runtime_endpoint_url: str | None = None

@@ -33,7 +33,9 @@ class Invocation:
 def fake_model_output(line: dict[str, Any]) -> dict[str, Any]:
     """A stand-in for the model container's per-line answer (the real model is tested in tests/unit/model)."""
     embeddings = [[float(len(text)), 1.0, 0.0] for text in line["inputs"]]
-    return {"id": line["id"], "output": {"model": "test-model", "dimensions": 3, "embeddings": embeddings}}
+    truncated = [len(text) > 100 for text in line["inputs"]]
+    output = {"model": "test-model", "dimensions": 3, "embeddings": embeddings, "truncated": truncated}
+    return {"id": line["id"], "output": output}
 
 
 @dataclass

@@ -20,6 +20,7 @@ from inference_api.schemas import (
 )
 from inference_api.strict_json import StrictJsonRoute
 from inference_core.domain.predictions import Prediction, PredictionStatus
+from inference_core.domain.result_cache import CACHE_PARAMETER
 from inference_core.errors import NotFoundError, PayloadTooLargeError, ValidationFailedError
 from inference_core.logic import predictions
 from inference_core.logic.views import prediction_view
@@ -39,6 +40,7 @@ router = APIRouter(
 _PREDICTION_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*([0-9]+)", re.IGNORECASE)
+_CACHE_BYPASS = re.compile(r"(?:^|[,\s])no-(?:store|cache)(?:$|[,\s=])", re.IGNORECASE)
 
 
 def _present(prediction: Prediction) -> PredictionOut:
@@ -86,6 +88,13 @@ async def create_prediction(
         ),
     ] = None,
     prefer: Annotated[str | None, Header(description="`wait=N` (N <= 20): hold the reply until it finishes.")] = None,
+    cache_control: Annotated[
+        str | None,
+        Header(
+            alias="Cache-Control",
+            description="`no-store` (or `no-cache`): bypass the result cache, like `parameters.cache: false`.",
+        ),
+    ] = None,
 ) -> PredictionOut:
     """Queue a prediction. `Prefer: wait=N` (N <= 20) holds the reply until it finishes or N seconds pass."""
     # Every header and the body are checked before anything is written.
@@ -94,7 +103,12 @@ async def create_prediction(
     if idempotency_key is not None and not IDEMPOTENCY_KEY.match(idempotency_key):
         raise ValidationFailedError("Idempotency-Key must be 1-255 printable ASCII characters")
     wait = _wait_seconds(prefer)
-    prediction, created = await asyncio.to_thread(predictions.submit, tenant, body.to_domain(), idempotency_key)
+    request_body = body.to_domain()
+    if _CACHE_BYPASS.search(cache_control or ""):
+        request_body.parameters[CACHE_PARAMETER] = False
+    prediction, created = await asyncio.to_thread(
+        predictions.submit, tenant, request_body, idempotency_key, None, bool(wait)
+    )
     logger.set_correlation_id(prediction.id)
     if not created:
         response.headers["Idempotent-Replayed"] = "true"

@@ -29,6 +29,10 @@ class BatchStore:
             "input_location": batch.input_location,
             "created_at": iso(batch.created_at),
             "expires_at": int((batch.created_at + self.retention).timestamp()),
+            "hits_location": batch.hits_location,
+            # 32 bytes a key instead of 64 hex characters: a big batch's keys must fit in one item.
+            "fill_keys": {pid: b"".join(bytes.fromhex(k) for k in keys) for pid, keys in batch.fill_keys.items()}
+            or None,
         }
         try:
             self.table.client.put_item(TableName=self.table.name, Item=to_attrs(item))
@@ -72,7 +76,13 @@ class BatchStore:
             prediction_ids=list(item["prediction_ids"]),
             input_location=item["input_location"],
             created_at=datetime.fromisoformat(item["created_at"]),
+            hits_location=item.get("hits_location"),
+            fill_keys={pid: _hex_keys(bytes(blob)) for pid, blob in (item.get("fill_keys") or {}).items()},
         )
+
+
+def _hex_keys(blob: bytes) -> list[str]:
+    return [blob[i : i + 32].hex() for i in range(0, len(blob), 32)]
 
 
 @cached_factory

@@ -46,6 +46,16 @@ def chunk_key(job_id: str, chunk: int) -> str:
     return f"{work_prefix(job_id)}chunks/{chunk:06d}{JSONL}"
 
 
+def chunk_hits_key(job_id: str, chunk: int) -> str:
+    """The chunk's lines the result cache answered, whole or in part (gaps left for the model)."""
+    return f"{work_prefix(job_id)}chunks/{chunk:06d}.hits{JSONL}"
+
+
+def chunk_sent_key(job_id: str, chunk: int) -> str:
+    """What the endpoint gets of a chunk: the texts the cache did not answer, with the model's parameters only."""
+    return f"{work_prefix(job_id)}chunks/{chunk:06d}.sent{JSONL}"
+
+
 def part_key(job_id: str, chunk: int, kind: str) -> str:
     return f"{work_prefix(job_id)}parts/{chunk:06d}.{kind}{JSONL}"
 

@@ -39,6 +39,16 @@ def batch_output_key(batch_id: str) -> str:
     return f"{get_settings().batch_output_prefix}{batch_id}.out"
 
 
+def batch_hits_key(batch_id: str) -> str:
+    """The outputs the dispatcher took from the result cache for a batch (finished, or with gaps for the model)."""
+    return f"{get_settings().batch_output_prefix}{batch_id}.hits.jsonl"
+
+
+def batch_merged_key(batch_id: str) -> str:
+    """Completion's outputs of predictions that were part cached, part computed: the gaps filled in."""
+    return f"{get_settings().batch_output_prefix}{batch_id}.merged.jsonl"
+
+
 def batch_failure_prefix(batch_id: str) -> str:
     """The endpoint's failure object for a batch starts with this (the name after it is SageMaker's)."""
     return f"{get_settings().batch_failure_prefix}{batch_id}"

@@ -16,6 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from inference_core.dal.aws_errors import AwsFailure, classify, translate
 from inference_core.dal.clients import cached_factory
 from inference_core.dal.idempotency import IdempotencyClaim, IdempotencyKeyTaken, IdempotencyStore, idempotency_store
+from inference_core.dal.result_cache import CACHE_PK_PREFIX, cache_pk, live_entry
 from inference_core.dal.table import (
     CURSOR_KEYS,
     Table,
@@ -37,6 +38,7 @@ from inference_core.domain.predictions import (
     PredictionStatus,
     Transition,
 )
+from inference_core.domain.result_cache import CachedEmbedding
 from inference_core.domain.webhooks import WebhookEvent
 from inference_core.errors import DependencyError
 from inference_core.settings import get_settings
@@ -84,6 +86,13 @@ def _to_item(prediction: Prediction, retention: timedelta) -> dict[str, Any]:
         "gsi1pk": f"TENANT#{prediction.tenant_id}",
         "gsi1sk": f"{created}#{prediction.id}",
         "expires_at": int((prediction.created_at + retention).timestamp()),
+        # Set only for a record created finished (answered from the result cache at submit).
+        "started_at": iso(prediction.started_at),
+        "completed_at": iso(prediction.completed_at),
+        "output_location": prediction.output_location,
+        "output_range": f"{prediction.output_range[0]}-{prediction.output_range[1]}"
+        if prediction.output_range
+        else None,
     }
 
 
@@ -141,9 +150,11 @@ class PredictionStore:
     # -- create and read ---------------------------------------------------------------------------------------
 
     def create(self, prediction: Prediction, sweep_at: datetime, claim: IdempotencyClaim | None = None) -> None:
-        """Write a new record, due for the sweeper at `sweep_at` unless it finishes first; with an idempotency
-        claim, claim the key in the same transaction."""
-        item = _to_item(prediction, self.retention) | {"open_pk": _open_pk(prediction.id), "open_due": iso(sweep_at)}
+        """Write a new record, due for the sweeper at `sweep_at` unless it finishes first (or is created finished);
+        with an idempotency claim, claim the key in the same transaction."""
+        item = _to_item(prediction, self.retention)
+        if not prediction.status.is_terminal:
+            item |= {"open_pk": _open_pk(prediction.id), "open_due": iso(sweep_at)}
         put: Any = {
             "TableName": self.table.name,
             "Item": to_attrs(item),
@@ -153,9 +164,9 @@ class PredictionStore:
         try:
             if claim is None:
                 ddb.put_item(**put)
-                return
-            claim_put: Any = self.idempotency.claim_put(claim, prediction.id, prediction.created_at)
-            ddb.transact_write_items(TransactItems=[{"Put": put}, {"Put": claim_put}])
+            else:
+                claim_put: Any = self.idempotency.claim_put(claim, prediction.id, prediction.created_at)
+                ddb.transact_write_items(TransactItems=[{"Put": put}, {"Put": claim_put}])
         except ClientError as exc:
             response: Any = exc.response
             reasons = response.get("CancellationReasons") or []
@@ -164,6 +175,8 @@ class PredictionStore:
             raise translate(exc, "could not store the prediction") from exc
         except BotoCoreError as exc:
             raise translate(exc, "could not store the prediction") from exc
+        if prediction.status.is_terminal:
+            self._emitted(prediction)
 
     def get(self, prediction_id: str, consistent: bool = False) -> Prediction | None:
         try:
@@ -177,6 +190,23 @@ class PredictionStore:
     def get_many(self, prediction_ids: Iterable[str]) -> dict[str, Prediction]:
         items = self.table.batch_get((_pk(i) for i in prediction_ids), "predictions")
         return {prediction.id: prediction for prediction in map(_to_prediction, items)}
+
+    def get_many_with_cached(
+        self, prediction_ids: Iterable[str], cache_keys: Iterable[str], now: datetime
+    ) -> tuple[dict[str, Prediction], dict[str, CachedEmbedding]]:
+        """The records and the live cache entries of a batch in one BatchGetItem (while they fit in 100 keys):
+        the cache lookup adds no request to a dispatcher batch."""
+        pks = [*(_pk(i) for i in prediction_ids), *(cache_pk(k) for k in cache_keys)]
+        predictions: dict[str, Prediction] = {}
+        cached: dict[str, CachedEmbedding] = {}
+        for item in self.table.batch_get(pks, "predictions"):
+            if str(item["pk"]).startswith(CACHE_PK_PREFIX):
+                if (entry := live_entry(item, now)) is not None:
+                    cached[entry[0]] = entry[1]
+            else:
+                prediction = _to_prediction(item)
+                predictions[prediction.id] = prediction
+        return predictions, cached
 
     def list_for_tenant(
         self, tenant_id: str, limit: int, status: PredictionStatus | None, cursor: str | None
@@ -433,13 +463,17 @@ class PredictionStore:
             raise translate(exc, "could not update the prediction") from exc
         updated = _to_prediction(from_attrs(response["Attributes"]))
         # After the write that moved it: a duplicate completion (or start) fails the condition and never gets here.
-        event = _event_for(to_status)
-        if event is not None and updated.webhook and event.value.split(".")[1] in updated.webhook_events:
-            try:
-                webhook_events().emit(event, "prediction", updated.id, updated.tenant_id, updated.webhook)
-            except DependencyError:
-                self._emit_later(updated.id, event)
+        self._emitted(updated)
         return Transition(updated=updated)
+
+    def _emitted(self, prediction: Prediction) -> None:
+        """Queue the webhook event of the status a write just gave the record, if its webhook wants it."""
+        event = _event_for(prediction.status)
+        if event is not None and prediction.webhook and event.value.split(".")[1] in prediction.webhook_events:
+            try:
+                webhook_events().emit(event, "prediction", prediction.id, prediction.tenant_id, prediction.webhook)
+            except DependencyError:
+                self._emit_later(prediction.id, event)
 
 
 def _event_for(status: PredictionStatus) -> WebhookEvent | None:

@@ -27,6 +27,11 @@ class ResultStore:
         body = json.dumps(output, separators=(",", ":")).encode()
         return self.objects.put(f"{self.result_prefix}{prediction_id}.json", body, "application/json")
 
+    def put_line(self, prediction_id: str, output: dict[str, Any]) -> tuple[str, int]:
+        """An output as a result line of its own (read like a line of a batch output); returns (location, size)."""
+        body = json.dumps({"id": prediction_id, "output": output}, separators=(",", ":")).encode()
+        return self.objects.put(f"{self.result_prefix}{prediction_id}.jsonl", body, "application/jsonlines"), len(body)
+
     def read_line(self, location: str, start: int, end: int) -> ResultLine:
         """The result line at bytes [start, end] of a batch output."""
         bucket, key = parse_s3_uri(location)

@@ -34,6 +34,10 @@ class BatchRecord(BaseModel):
     prediction_ids: list[str]
     input_location: str
     created_at: datetime
+    # The cached part of predictions the cache answered only in part (completion fills the gaps), if any.
+    hits_location: str | None = None
+    # prediction id -> the cache keys of the texts sent to the model, in order: what completion writes back.
+    fill_keys: dict[str, list[str]] = Field(default_factory=dict)
 
 
 class ResultLine(BaseModel):
@@ -45,11 +49,13 @@ class ResultLine(BaseModel):
 
 
 class LocatedResult(BaseModel):
-    """A result line and where it sits in the batch output object (bytes [start, end], inclusive)."""
+    """A result line and where it sits in the batch output object (bytes [start, end], inclusive), or in the
+    object at `location` when that is set."""
 
     line: ResultLine
     start: int
     end: int
+    location: str | None = None
 
     @property
     def size(self) -> int:

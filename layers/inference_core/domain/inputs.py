@@ -23,6 +23,11 @@ class EmbeddingParameters(BaseModel):
         description="`float`: arrays of numbers. `base64`: each embedding as base64 of little-endian float32 "
         "(about 3x smaller responses).",
     )
+    cache: StrictBool = Field(
+        default=True,
+        description="false: neither served from nor stored in the result cache (the same as the header "
+        "`Cache-Control: no-store`). Cached results equal fresh ones bit for bit.",
+    )
 
 
 def checked_texts(value: str | list[str]) -> list[str]:

@@ -14,7 +14,7 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from inference_core.dal.batches import batch_store
-from inference_core.dal.objects import batch_input_key, object_store
+from inference_core.dal.objects import batch_hits_key, batch_input_key, batch_merged_key, object_store
 from inference_core.dal.predictions import prediction_store
 from inference_core.dal.results import result_store
 from inference_core.domain.batches import (
@@ -26,6 +26,8 @@ from inference_core.domain.batches import (
 )
 from inference_core.domain.clock import utc_now
 from inference_core.domain.predictions import ErrorInfo, Prediction, PredictionStatus
+from inference_core.domain.result_cache import CachedEmbedding, fresh_entries, merge
+from inference_core.logic.result_cache import write_back
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
 
@@ -84,8 +86,8 @@ def complete(
     for the batch record when that was never written."""
     batch_id = notification.inference_id
     outcome = CompletionOutcome(batch_id=batch_id)
+    batch = batch_store().get(batch_id) if prediction_ids is None else None
     if prediction_ids is None:
-        batch = batch_store().get(batch_id)
         if batch is not None:
             prediction_ids = batch.prediction_ids
         elif notification.request_parameters.input_location == object_store().uri(batch_input_key(batch_id)):
@@ -112,9 +114,65 @@ def complete(
     output_location = notification.response_parameters.output_location or ""
     if completed:
         results = parse_results(object_store().read(output_location, MAX_OUTPUT_BYTES))
+        # Keys of the texts the model saw, in its order: the batch record has them (none without a record).
+        fill_keys = batch.fill_keys if batch else {}
+        write_back(_fresh_entries(ready, results, fill_keys), now)
+        hits_location = batch.hits_location if batch else _unrecorded_hits(batch_id)
+        if hits_location:
+            results = _merge_hits(batch_id, ready, results, hits_location)
     for prediction in ready:
         _settle(prediction, notification, output_location, results, now, outcome)
     return outcome
+
+
+def _fresh_entries(
+    ready: list[Prediction], results: dict[str, LocatedResult], fill_keys: dict[str, list[str]]
+) -> dict[str, CachedEmbedding]:
+    entries: dict[str, CachedEmbedding] = {}
+    for prediction in ready:
+        keys, located = fill_keys.get(prediction.id), results.get(prediction.id)
+        if keys and located is not None and located.output is not None and located.error is None:
+            entries.update(fresh_entries(keys, located.output))
+    return entries
+
+
+def _unrecorded_hits(batch_id: str) -> str | None:
+    """A batch without a record may still have had cached parts: its hits object says so."""
+    key = batch_hits_key(batch_id)
+    return object_store().uri(key) if object_store().size(key) is not None else None
+
+
+def _merge_hits(
+    batch_id: str, ready: list[Prediction], results: dict[str, LocatedResult], hits_location: str
+) -> dict[str, LocatedResult]:
+    """Predictions the cache answered in part: fill the cached outputs' gaps with the model's results, in input
+    order, into one object of merged lines that their records point at."""
+    hits = parse_results(object_store().read(hits_location, MAX_OUTPUT_BYTES))
+    merged: dict[str, bytes] = {}
+    results = dict(results)
+    for prediction in ready:
+        hit, located = hits.get(prediction.id), results.get(prediction.id)
+        if hit is None or hit.output is None or located is None or located.output is None:
+            continue  # answered whole from the cache (finished by the dispatcher), or the model failed it
+        try:
+            output = merge(hit.output, located.output)
+        except ValueError as exc:
+            error = ErrorInfo.of("malformed_output", f"the model's output does not fit the request: {exc}")
+            results[prediction.id] = LocatedResult(line=ResultLine(id=prediction.id, error=error), start=0, end=0)
+            continue
+        merged[prediction.id] = json.dumps({"id": prediction.id, "output": output}, separators=(",", ":")).encode()
+    if not merged:
+        return results
+    body = bytearray()
+    ranges: dict[str, tuple[int, int]] = {}
+    for prediction_id, line in merged.items():
+        ranges[prediction_id] = (len(body), len(body) + len(line) - 1)
+        body += line + b"\n"
+    location = object_store().put(batch_merged_key(batch_id), bytes(body), "application/jsonlines")
+    for prediction_id, (start, end) in ranges.items():
+        parsed = ResultLine.model_validate_json(merged[prediction_id])
+        results[prediction_id] = LocatedResult(line=parsed, start=start, end=end, location=location)
+    return results
 
 
 def _ids_in_input(key: str) -> list[str]:
@@ -151,7 +209,8 @@ def _settle(
         _record(prediction, store.fail(prediction.id, error, now, batch_id=outcome.batch_id), False, now, outcome)
     elif located.size <= get_settings().inline_output_max_bytes:
         # The status record points at the line in the output SageMaker already wrote: nothing large is stored.
-        moved = store.succeed(prediction.id, outcome.batch_id, output_location, (located.start, located.end), now)
+        location = located.location or output_location
+        moved = store.succeed(prediction.id, outcome.batch_id, location, (located.start, located.end), now)
         _record(prediction, moved, True, now, outcome)
     else:
         # Too large to inline in a response: a copy of its own, served as a presigned link.

@@ -8,7 +8,9 @@ delivery SQS will make, to `failed` with the reason).
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -18,12 +20,14 @@ from pydantic import ValidationError
 
 from inference_core.dal.batches import batch_store
 from inference_core.dal.endpoint import async_endpoint
-from inference_core.dal.objects import batch_input_key, object_store
+from inference_core.dal.objects import batch_hits_key, batch_input_key, object_store
 from inference_core.dal.predictions import prediction_store
 from inference_core.domain.batches import BatchLine, BatchRecord, WorkItem
 from inference_core.domain.clock import utc_now
 from inference_core.domain.predictions import EXPIRED, ErrorInfo, Prediction, PredictionStatus
+from inference_core.domain.result_cache import CachedEmbedding, model_parameters, partial_output
 from inference_core.errors import DependencyError, NotFoundError, PermanentDependencyError
+from inference_core.logic.result_cache import keys_for, record_lookup
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
 
@@ -81,8 +85,75 @@ class BatchPlan:
 class DispatchOutcome:
     failed_message_ids: list[str] = field(default_factory=list)
     batch_id: str | None = None
-    dispatched: list[str] = field(default_factory=list)
+    dispatched: list[str] = field(default_factory=list)  # sent to the endpoint
+    from_cache: list[str] = field(default_factory=list)  # finished from the result cache alone
     skipped: int = 0
+
+
+# A batch record holds the keys to write back; past this many (32 bytes each) they would not fit in one item.
+MAX_FILL_KEYS = 9_000
+
+
+@dataclass
+class CacheLookup:
+    """How the result cache splits a batch: predictions it answers whole, in part, or not at all."""
+
+    keys: dict[str, list[str]]  # prediction id -> one key per text, for predictions that use the cache
+    found: dict[str, list[CachedEmbedding | None]]  # prediction id -> per text, for predictions with any hit
+    whole: list[Send]
+    to_model: list[Send]
+    hits_body: bytes = b""
+    ranges: dict[str, tuple[int, int]] = field(default_factory=dict)  # whole hits: their line in hits_body
+
+    @classmethod
+    def of(cls, sending: list[Send], cached: Mapping[str, CachedEmbedding]) -> CacheLookup:
+        keys: dict[str, list[str]] = {}
+        found: dict[str, list[CachedEmbedding | None]] = {}
+        whole: list[Send] = []
+        to_model: list[Send] = []
+        for send in sending:
+            pid = send.work.prediction_id
+            line_keys = cache_keys(send.work)
+            entries = [cached.get(k) for k in line_keys] if line_keys else []
+            if line_keys:
+                keys[pid] = line_keys
+            if any(entries):
+                found[pid] = entries
+            (whole if entries and all(entries) else to_model).append(send)
+        lookup = cls(keys, found, whole, to_model)
+        body = bytearray()
+        for pid, entries in found.items():
+            start = len(body)
+            body += json.dumps({"id": pid, "output": partial_output(entries)}, separators=(",", ":")).encode()
+            lookup.ranges[pid] = (start, len(body) - 1)
+            body += b"\n"
+        lookup.hits_body = bytes(body)
+        looked_up = sum(len(k) for k in keys.values())
+        record_lookup(looked_up, sum(1 for entries in found.values() for e in entries if e))
+        return lookup
+
+    @property
+    def partial(self) -> bool:
+        return any(s.work.prediction_id in self.found for s in self.to_model)
+
+    def texts_to_send(self, send: Send) -> list[str]:
+        entries = self.found.get(send.work.prediction_id)
+        if entries is None:
+            return send.work.inputs
+        return [text for text, entry in zip(send.work.inputs, entries, strict=True) if entry is None]
+
+    def fill_keys(self) -> dict[str, list[str]]:
+        """The keys of the texts sent to the model, per prediction, for completion's write-back."""
+        fill: dict[str, list[str]] = {}
+        for send in self.to_model:
+            pid = send.work.prediction_id
+            if pid in self.keys:
+                entries = self.found.get(pid) or [None] * len(self.keys[pid])
+                fill[pid] = [k for k, entry in zip(self.keys[pid], entries, strict=True) if entry is None]
+        if sum(len(k) for k in fill.values()) > MAX_FILL_KEYS:
+            logger.warning("batch too large to write back to the result cache", size=len(self.to_model))
+            return {}
+        return fill
 
 
 def plan_batch(
@@ -139,8 +210,9 @@ def encode_batch(lines: list[BatchLine]) -> bytes:
 def dispatch(messages: list[QueuedMessage], now: datetime | None = None) -> DispatchOutcome:
     now = now or utc_now()
     wanted = [m.work.prediction_id for m in messages if m.work is not None]
+    keys = {k for m in messages if m.work is not None for k in cache_keys(m.work) or ()}
     try:
-        records = prediction_store().get_many(wanted) if wanted else {}
+        records, cached = prediction_store().get_many_with_cached(wanted, keys, now) if wanted else ({}, {})
     except DependencyError:
         return DispatchOutcome(failed_message_ids=[m.message_id for m in messages])
     settings = get_settings()
@@ -165,10 +237,15 @@ def dispatch(messages: list[QueuedMessage], now: datetime | None = None) -> Disp
     for message_id, why in plan.skip.items():
         if why in {Skip.NO_RECORD, Skip.TENANT_MISMATCH}:
             logger.warning("work item without a status record", message_id=message_id, reason=why.value)
-    return send_batch(plan, now)
+    return send_batch(plan, now, cached)
 
 
-def send_batch(plan: BatchPlan, now: datetime) -> DispatchOutcome:
+def cache_keys(work: WorkItem) -> list[str] | None:
+    """The cache keys of a work item's texts, or None when it does not use the cache."""
+    return keys_for(work.tenant_id, work.parameters, work.inputs)
+
+
+def send_batch(plan: BatchPlan, now: datetime, cached: Mapping[str, CachedEmbedding] | None = None) -> DispatchOutcome:
     store = prediction_store()
     outcome = DispatchOutcome(failed_message_ids=[*plan.reject, *plan.retry], skipped=len(plan.skip))
     for expiring in plan.expire:
@@ -194,7 +271,29 @@ def send_batch(plan: BatchPlan, now: datetime) -> DispatchOutcome:
     if not sending:
         return outcome
 
-    lines = [BatchLine(id=s.work.prediction_id, inputs=s.work.inputs, parameters=s.work.parameters) for s in sending]
+    outcome.batch_id = batch_id
+    lookup = CacheLookup.of(sending, cached or {})
+    hits_location: str | None = None
+    try:
+        if lookup.hits_body:
+            hits_location = object_store().put(batch_hits_key(batch_id), lookup.hits_body, "application/jsonlines")
+    except (DependencyError, NotFoundError) as exc:
+        refusal = exc if isinstance(exc, DependencyError) else PermanentDependencyError(exc.message, reason="no bucket")
+        _give_back(sending, batch_id, refusal, now)
+        outcome.failed_message_ids += [s.message.message_id for s in sending]
+        return outcome
+    if hits_location:
+        outcome.failed_message_ids += _finish_from_cache(lookup, batch_id, hits_location, outcome)
+    sending = lookup.to_model
+    if not sending:
+        return outcome
+
+    lines = [
+        BatchLine(
+            id=s.work.prediction_id, inputs=lookup.texts_to_send(s), parameters=model_parameters(s.work.parameters)
+        )
+        for s in sending
+    ]
     try:
         location = object_store().put(batch_input_key(batch_id), encode_batch(lines), "application/jsonlines")
         async_endpoint().invoke(location, batch_id)
@@ -207,7 +306,12 @@ def send_batch(plan: BatchPlan, now: datetime) -> DispatchOutcome:
     try:
         batch_store().put(
             BatchRecord(
-                batch_id=batch_id, prediction_ids=[line.id for line in lines], input_location=location, created_at=now
+                batch_id=batch_id,
+                prediction_ids=[line.id for line in lines],
+                input_location=location,
+                created_at=now,
+                hits_location=hits_location if lookup.partial else None,
+                fill_keys=lookup.fill_keys(),
             )
         )
     except DependencyError:
@@ -215,7 +319,6 @@ def send_batch(plan: BatchPlan, now: datetime) -> DispatchOutcome:
         logger.exception("batch invoked but not recorded", batch_id=batch_id)
         metrics.add_metric(name="UnrecordedBatches", unit=MetricUnit.Count, value=1)
 
-    outcome.batch_id = batch_id
     outcome.dispatched = [s.work.prediction_id for s in sending]
     for send in sending:
         queue_ms = max(0, int((started - send.work.created_at).total_seconds() * 1000))
@@ -224,6 +327,28 @@ def send_batch(plan: BatchPlan, now: datetime) -> DispatchOutcome:
     metrics.add_metric(name="EndpointInvocations", unit=MetricUnit.Count, value=1)
     logger.info("batch dispatched", batch_id=batch_id, size=len(lines), skipped=outcome.skipped)
     return outcome
+
+
+def _finish_from_cache(lookup: CacheLookup, batch_id: str, hits_location: str, outcome: DispatchOutcome) -> list[str]:
+    """Succeed the predictions the cache answered whole, pointing at their line of the hits object. Returns the
+    messages to deliver again: predictions that could not be finished are handed back to `queued`."""
+    store = prediction_store()
+    completed_at = utc_now()
+    again: list[str] = []
+    for send in lookup.whole:
+        pid = send.work.prediction_id
+        try:
+            moved = store.succeed(pid, batch_id, hits_location, lookup.ranges[pid], completed_at)
+        except DependencyError:
+            store.requeue([pid], batch_id)
+            again.append(send.message.message_id)
+            continue
+        if moved:
+            outcome.from_cache.append(pid)
+            metrics.add_metric(name="PredictionsSucceeded", unit=MetricUnit.Count, value=1)
+    if lookup.whole:
+        logger.info("predictions answered from the result cache", batch_id=batch_id, count=len(outcome.from_cache))
+    return again
 
 
 def _give_back(sending: list[Send], batch_id: str, exc: DependencyError, now: datetime) -> None:

@@ -19,6 +19,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -31,9 +32,18 @@ from inference_core.domain.batches import AsyncInferenceNotification, BatchLine,
 from inference_core.domain.clock import utc_now
 from inference_core.domain.jobs import Job, JobStatus, split_chunk_line_id
 from inference_core.domain.predictions import ErrorInfo
+from inference_core.domain.result_cache import (
+    CachedEmbedding,
+    fresh_entries,
+    is_complete,
+    merge,
+    model_parameters,
+    partial_output,
+)
 from inference_core.domain.webhooks import WebhookEvent, webhook_id
-from inference_core.errors import DependencyError
+from inference_core.errors import DependencyError, NotFoundError
 from inference_core.logic.predictions import encode_output
+from inference_core.logic.result_cache import keys_for, lookup, write_back
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
 
@@ -112,15 +122,50 @@ def launch(now: datetime | None = None) -> int:
 def _invoke_chunk(job: Job, chunk: int, now: datetime) -> None:
     objects = object_store()
     try:
-        async_endpoint().invoke(
-            objects.uri(job_files.chunk_key(job.id, chunk)), chunk_inference_id(job.id, chunk), bulk=True
-        )
+        sent_key = _what_the_cache_lacks(job, chunk, now)
+        if sent_key is None:
+            finish_chunk(job, chunk, None, None, now)  # every line answered from the cache: no invocation
+            return
+        async_endpoint().invoke(objects.uri(sent_key), chunk_inference_id(job.id, chunk), bulk=True)
     except DependencyError as exc:
         # The endpoint refused the chunk (after the SDK's own retries): its lines fail with the reason and can
         # be run again with POST /v1/jobs/{id}/retry; the place under the gate is given back.
         logger.warning("endpoint refused a job chunk", job_id=job.id, chunk=chunk, error=str(exc))
         error = ErrorInfo.of("dispatch_failed", f"the endpoint did not take this line's chunk: {exc}")
         finish_chunk(job, chunk, None, error, now)
+
+
+def _what_the_cache_lacks(job: Job, chunk: int, now: datetime) -> str | None:
+    """Look the chunk's texts up in the result cache; keep what it answered in the chunk's hits object and write
+    what the endpoint must compute. Returns that object's key, or None when nothing is left to compute."""
+    lines = list(_chunk_lines(job.id, chunk))
+    keys = {line.id: keys_for(job.tenant_id, line.parameters, line.inputs) for line in lines}
+    wanted = [k for line_keys in keys.values() for k in line_keys or ()]
+    cached = lookup(wanted, now) if wanted else {}
+    hits = bytearray()
+    sent = bytearray()
+    for line in lines:
+        found = [cached.get(k) for k in keys[line.id] or ()]
+        if any(found):
+            hits += _json_line({"id": line.id, "output": partial_output(found)})
+        if not found or not all(found):
+            texts = [
+                text for text, entry in zip(line.inputs, found or [None] * len(line.inputs), strict=True) if not entry
+            ]
+            sent += (
+                BatchLine(id=line.id, inputs=texts, parameters=model_parameters(line.parameters))
+                .model_dump_json()
+                .encode()
+            )
+            sent += b"\n"
+    objects = object_store()
+    if hits:
+        objects.put(job_files.chunk_hits_key(job.id, chunk), bytes(hits), "application/jsonl")
+    if not sent:
+        return None
+    sent_key = job_files.chunk_sent_key(job.id, chunk)
+    objects.put(sent_key, bytes(sent), "application/jsonl")
+    return sent_key
 
 
 # -- finishing chunks -----------------------------------------------------------------------------------------------
@@ -162,6 +207,8 @@ def finish_chunk(
     assemble the job if that was its last chunk and launch whatever the freed place allows."""
     outcome = ChunkOutcome(job.id, chunk)
     results = _read_results(output_location) if output_location else {}
+    hits = _read_hits(job.id, chunk)
+    fresh: dict[str, CachedEmbedding] = {}
     objects = object_store()
     with (
         objects.writer(job_files.part_key(job.id, chunk, "output"), "application/jsonl") as out,
@@ -169,11 +216,9 @@ def finish_chunk(
     ):
         for line in _chunk_lines(job.id, chunk):
             number, custom_id = split_chunk_line_id(line.id)
-            result = results.get(line.id)
-            raw_output = None if error or result is None else result.output
+            raw_output, line_error = _line_output(line, hits.get(line.id), results.get(line.id), error, fresh, job)
             if raw_output is None:
-                line_error = error or (result.error if result and result.error else _MISSING_OUTPUT)
-                errs.write(_error_line(number, custom_id, line_error))
+                errs.write(_error_line(number, custom_id, line_error or _MISSING_OUTPUT))
                 outcome.failed += 1
                 continue
             output = encode_output(raw_output, str(line.parameters.get("encoding_format", "float")))
@@ -181,6 +226,7 @@ def finish_chunk(
             outcome.completed += 1
         out.close()
         errs.close()
+    write_back(fresh, now)
     outcome.finished = job_store().finish_chunk(job.id, chunk, outcome.completed, outcome.failed)
     if outcome.finished:
         metrics.add_metric(name="JobLinesCompleted", unit=MetricUnit.Count, value=outcome.completed)
@@ -209,6 +255,42 @@ def _progress_event(job: Job, now: datetime) -> None:
             webhook_id(job.id, WebhookEvent.JOB_PROGRESS, sequence),
         )
         webhook_events().send(message)
+
+
+def _line_output(
+    line: BatchLine,
+    hit: ResultLine | None,
+    result: ResultLine | None,
+    chunk_error: ErrorInfo | None,
+    fresh: dict[str, CachedEmbedding],
+    job: Job,
+) -> tuple[dict[str, Any] | None, ErrorInfo | None]:
+    """A line's output (the cache's, the model's, or both merged in input order) or its error; the model's fresh
+    vectors go into `fresh` for the write-back."""
+    cached = hit.output if hit is not None else None
+    if cached is not None and is_complete(cached):
+        return cached, None  # answered whole by the cache: whatever happened to the rest of the chunk
+    if chunk_error is not None:
+        return None, chunk_error
+    if result is None or result.output is None:
+        return None, result.error if result is not None else None
+    keys = keys_for(job.tenant_id, line.parameters, line.inputs)
+    if keys:
+        gaps = cached["embeddings"] if cached is not None else [None] * len(keys)
+        fresh.update(fresh_entries([k for k, v in zip(keys, gaps, strict=True) if v is None], result.output))
+    if cached is None:
+        return result.output, None
+    try:
+        return merge(cached, result.output), None
+    except ValueError as exc:
+        return None, ErrorInfo.of("malformed_output", f"the model's output does not fit the line: {exc}")
+
+
+def _read_hits(job_id: str, chunk: int) -> dict[str, ResultLine]:
+    try:
+        return _read_results(object_store().uri(job_files.chunk_hits_key(job_id, chunk)))
+    except NotFoundError:
+        return {}  # nothing of this chunk was cached
 
 
 def _read_results(location: str) -> dict[str, ResultLine]:

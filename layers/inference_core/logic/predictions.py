@@ -22,12 +22,15 @@ from inference_core.dal.table import InvalidCursor
 from inference_core.domain.batches import WorkItem
 from inference_core.domain.clock import utc_now
 from inference_core.domain.predictions import ErrorInfo, NewPrediction, Page, Prediction, PredictionStatus
+from inference_core.domain.result_cache import partial_output
 from inference_core.errors import (
+    DependencyError,
     IdempotencyConflictError,
     InvalidStateError,
     NotFoundError,
     ValidationFailedError,
 )
+from inference_core.logic.result_cache import keys_for, lookup
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
 
@@ -47,9 +50,17 @@ def body_fingerprint(request: NewPrediction) -> str:
 
 
 def submit(
-    tenant_id: str, request: NewPrediction, idempotency_key: str | None = None, now: datetime | None = None
+    tenant_id: str,
+    request: NewPrediction,
+    idempotency_key: str | None = None,
+    now: datetime | None = None,
+    waiting: bool = False,
 ) -> tuple[Prediction, bool]:
-    """Record and enqueue a prediction. Returns (prediction, created); created is False for an idempotent replay."""
+    """Record and enqueue a prediction. Returns (prediction, created); created is False for an idempotent replay.
+
+    A caller that waits (`Prefer: wait`) is answered from the result cache at once when every input is cached:
+    the dispatcher's lookup would find the same entries, but only after the batching window. Callers that do not
+    wait skip this read, so fire-and-forget traffic pays nothing for it."""
     store = prediction_store()
     fingerprint = body_fingerprint(request)
     if idempotency_key:
@@ -67,6 +78,12 @@ def submit(
         webhook=request.webhook,
         webhook_events=request.webhook_events,
     )
+    claim = IdempotencyClaim(tenant_id, idempotency_key, fingerprint) if idempotency_key else None
+    if waiting:
+        answered = _answer_from_cache(prediction, request)
+        if answered is not None:
+            created = _create(answered, claim, fingerprint)
+            return created, created is answered
     work = WorkItem(
         prediction_id=prediction.id,
         tenant_id=tenant_id,
@@ -75,15 +92,9 @@ def submit(
         parameters=request.parameters,
     )
     message = request_queue().encode(work)  # before any write: a request that cannot be queued is refused here
-    claim = IdempotencyClaim(tenant_id, idempotency_key, fingerprint) if idempotency_key else None
-    try:
-        store.create(prediction, first_sweep(prediction.created_at), claim)
-    except IdempotencyKeyTaken:
-        # Another request with the same key won the race between our read and our write.
-        replay = _replay(tenant_id, idempotency_key or "", fingerprint)
-        if replay:
-            return replay, False
-        raise
+    created = _create(prediction, claim, fingerprint)
+    if created is not prediction:
+        return created, False
     try:
         request_queue().send(message)
     except Exception:
@@ -95,6 +106,46 @@ def submit(
     logger.info("prediction accepted", prediction_id=prediction.id, inputs=prediction.input_count)
     metrics.add_metric(name="PredictionsAccepted", unit=MetricUnit.Count, value=1)
     return prediction, True
+
+
+def _create(prediction: Prediction, claim: IdempotencyClaim | None, fingerprint: str) -> Prediction:
+    """Write the record; when another request with the same key won the race between our read and our write,
+    that request's prediction instead."""
+    try:
+        prediction_store().create(prediction, first_sweep(prediction.created_at), claim)
+    except IdempotencyKeyTaken:
+        replay = _replay(prediction.tenant_id, claim.key if claim else "", fingerprint)
+        if replay:
+            return replay
+        raise
+    return prediction
+
+
+def _answer_from_cache(prediction: Prediction, request: NewPrediction) -> Prediction | None:
+    """The prediction finished from the result cache, when every input is there (its output written to S3 as
+    completion would), else None."""
+    keys = keys_for(prediction.tenant_id, request.parameters, request.inputs)
+    if not keys:
+        return None
+    found = lookup(keys, prediction.created_at)
+    entries = [found.get(k) for k in keys]
+    if not all(entries):
+        return None
+    try:
+        location, size = result_store().put_line(prediction.id, partial_output(entries))
+    except DependencyError:
+        return None  # the queue path still answers it
+    metrics.add_metric(name="PredictionsAnsweredAtSubmit", unit=MetricUnit.Count, value=1)
+    finished = utc_now()
+    return prediction.model_copy(
+        update={
+            "status": PredictionStatus.SUCCEEDED,
+            "started_at": finished,
+            "completed_at": finished,
+            "output_location": location,
+            "output_range": (0, size - 1),
+        }
+    )
 
 
 def _replay(tenant_id: str, key: str, fingerprint: str) -> Prediction | None:

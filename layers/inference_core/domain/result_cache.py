@@ -1,0 +1,152 @@
+"""The result cache's keys and values: one entry per input text, addressed by exactly what decides its embedding.
+
+A key is SHA-256 over (scope, model revision, the parameters that change the vector, the exact text), each part
+length-prefixed so no two different tuples hash the same bytes. The scope is the tenant unless the template shares
+the cache across tenants, so one tenant cannot learn by timing what another embedded. `encoding_format` is not in
+the key: it is applied when an output is read, to cached and fresh vectors alike.
+
+Values keep the vector as little-endian float32. The model writes float32 values as JSON numbers (the shortest text
+that reads back as the same float32), so a vector read from the cache prints exactly as the fresh one did.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+# `parameters.cache: false` opts one request (or one bulk line) out: no lookup, no write-back.
+CACHE_PARAMETER = "cache"
+
+
+class CacheScope(StrEnum):
+    """Template parameter ResultCacheScope."""
+
+    TENANT = "tenant"  # each tenant has its own entries (the default)
+    SHARED = "shared"  # one entry per text for every tenant: more hits, but a tenant can time another's texts
+    OFF = "off"
+
+
+def key_scope(setting: str, tenant_id: str) -> str | None:
+    """What partitions the cache for this tenant, or None when the cache is off."""
+    scope = CacheScope(setting)
+    if scope is CacheScope.OFF:
+        return None
+    return "shared" if scope is CacheScope.SHARED else f"tenant:{tenant_id}"
+
+
+def caching_requested(parameters: Mapping[str, Any]) -> bool:
+    return parameters.get(CACHE_PARAMETER, True) is not False
+
+
+def model_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters the model container gets: the cache switch is ours, not the model's."""
+    return {name: value for name, value in parameters.items() if name != CACHE_PARAMETER}
+
+
+def cache_key(scope: str, model_revision: str, parameters: Mapping[str, Any], text: str) -> str:
+    # `normalize` is the one parameter that changes the vector (the model's default is L2-normalised).
+    normalize = "normalize" if parameters.get("normalize", True) is not False else "raw"
+    digest = hashlib.sha256()
+    for part in (scope, model_revision, normalize, text):
+        encoded = part.encode("utf-8", "surrogatepass")
+        digest.update(len(encoded).to_bytes(8, "big"))
+        digest.update(encoded)
+    return digest.hexdigest()
+
+
+def line_keys(
+    scope: str | None, model_revision: str, parameters: Mapping[str, Any], texts: Sequence[str]
+) -> list[str] | None:
+    """One key per text of a request (or bulk line), or None when it does not use the cache."""
+    if scope is None or not caching_requested(parameters):
+        return None
+    return [cache_key(scope, model_revision, parameters, text) for text in texts]
+
+
+@dataclass(frozen=True)
+class CachedEmbedding:
+    model: str
+    vector: bytes  # little-endian float32
+    truncated: bool
+
+    @classmethod
+    def of(cls, model: str, values: Sequence[float], truncated: bool) -> CachedEmbedding:
+        return cls(model, struct.pack(f"<{len(values)}f", *values), truncated)
+
+    def values(self) -> list[float]:
+        return list(struct.unpack(f"<{len(self.vector) // 4}f", self.vector))
+
+
+def partial_output(found: Sequence[CachedEmbedding | None]) -> dict[str, Any]:
+    """An output in the model's shape with the cached embeddings in place and `None` where the model must fill in.
+    With no `None` left it is a finished output."""
+    model = next(entry.model for entry in found if entry is not None)
+    embeddings = [entry.values() if entry else None for entry in found]
+    dimensions = next((len(vector) for vector in embeddings if vector is not None), 0)
+    return {
+        "model": model,
+        "dimensions": dimensions,
+        "embeddings": embeddings,
+        "truncated": [entry.truncated if entry else None for entry in found],
+    }
+
+
+def is_complete(output: Mapping[str, Any]) -> bool:
+    return all(vector is not None for vector in output["embeddings"])
+
+
+def merge(partial: Mapping[str, Any], fresh: Mapping[str, Any]) -> dict[str, Any]:
+    """Fill the gaps of `partial`, in input order, with the model's output for exactly the missing texts.
+    ValueError when the model's output does not fit the gaps."""
+    embeddings, truncated = _checked(fresh)
+    gaps = [i for i, vector in enumerate(partial["embeddings"]) if vector is None]
+    if len(gaps) != len(embeddings):
+        raise ValueError(f"the model returned {len(embeddings)} embeddings for {len(gaps)} texts")
+    merged = list(partial["embeddings"])
+    flags = list(partial["truncated"])
+    for gap, vector, flag in zip(gaps, embeddings, truncated, strict=True):
+        if partial["dimensions"] and len(vector) != partial["dimensions"]:
+            raise ValueError("the model's embeddings do not match the cached ones' dimensions")
+        merged[gap], flags[gap] = vector, flag
+    return {**fresh, "embeddings": merged, "truncated": flags, "dimensions": len(merged[0])}
+
+
+def fresh_entries(keys: Sequence[str], output: Mapping[str, Any]) -> dict[str, CachedEmbedding]:
+    """Cache entries for the model's output of the texts behind `keys` (in order); nothing from an output that is
+    not what the model promises (a wrong count, non-numbers, non-finite values)."""
+    try:
+        embeddings, truncated = _checked(output)
+    except ValueError:
+        return {}
+    model = output.get("model")
+    if len(embeddings) != len(keys) or not isinstance(model, str):
+        return {}
+    try:
+        return {
+            key: CachedEmbedding.of(model, vector, flag)
+            for key, vector, flag in zip(keys, embeddings, truncated, strict=True)
+        }
+    except (struct.error, OverflowError):  # a value beyond float32: not what the model writes
+        return {}
+
+
+def _checked(output: Mapping[str, Any]) -> tuple[list[list[float]], list[bool]]:
+    embeddings = output.get("embeddings")
+    truncated = output.get("truncated")
+    if not isinstance(embeddings, list) or not isinstance(truncated, list) or len(truncated) != len(embeddings):
+        raise ValueError("the model's output has no embeddings with truncated flags")
+    for vector in embeddings:
+        if (
+            not isinstance(vector, list)
+            or not vector
+            or not all(isinstance(v, float | int) and not isinstance(v, bool) and math.isfinite(v) for v in vector)
+        ):
+            raise ValueError("an embedding is not a list of finite numbers")
+    if not all(isinstance(flag, bool) for flag in truncated):
+        raise ValueError("a truncated flag is not a boolean")
+    return embeddings, truncated

@@ -1,0 +1,61 @@
+"""The result cache as the pipeline uses it: keys for a request, lookups at submit, write-back, and its metrics.
+
+Looked up per batch (the dispatcher, a bulk chunk at launch), or at submit for a caller that waits; written back
+by whoever receives the model's output. The cache only ever saves work: a failed lookup or write-back is logged and
+the request goes on as if nothing was cached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from inference_core.dal.result_cache import result_cache
+from inference_core.domain.result_cache import CachedEmbedding, key_scope, line_keys
+from inference_core.errors import DependencyError
+from inference_core.observability import MetricUnit, logger, metrics
+from inference_core.settings import get_settings
+
+
+def keys_for(tenant_id: str, parameters: Mapping[str, Any], texts: Sequence[str]) -> list[str] | None:
+    """One cache key per text, or None when the cache is off or the request opted out."""
+    settings = get_settings()
+    scope = key_scope(settings.result_cache_scope, tenant_id)
+    return line_keys(scope, settings.model_revision, parameters, texts)
+
+
+def lookup(keys: Sequence[str], now: datetime) -> dict[str, CachedEmbedding]:
+    """The live entries of these keys; nothing when the cache cannot be read."""
+    try:
+        found = result_cache().get_many(keys, now)
+    except DependencyError as exc:
+        logger.warning("result cache lookup failed", reason=exc.reason)
+        metrics.add_metric(name="CacheLookupFailures", unit=MetricUnit.Count, value=1)
+        return {}
+    record_lookup(len(set(keys)), len(found))
+    return found
+
+
+def record_lookup(looked_up: int, hits: int) -> None:
+    """Hit ratio, inputs served from the cache, and endpoint inputs saved (the same count: every hit is an input
+    the endpoint does not see)."""
+    if not looked_up:
+        return
+    metrics.add_metric(name="CacheLookups", unit=MetricUnit.Count, value=looked_up)
+    metrics.add_metric(name="InputsServedFromCache", unit=MetricUnit.Count, value=hits)
+    metrics.add_metric(name="EndpointInputsSaved", unit=MetricUnit.Count, value=hits)
+    metrics.add_metric(name="CacheHitRatio", unit=MetricUnit.Percent, value=100.0 * hits / looked_up)
+
+
+def write_back(entries: Mapping[str, CachedEmbedding], now: datetime) -> None:
+    """Store fresh results; a failure costs only future hits."""
+    if not entries:
+        return
+    try:
+        result_cache().put_many(entries, now)
+    except DependencyError as exc:
+        logger.warning("result cache write-back failed", reason=exc.reason, entries=len(entries))
+        metrics.add_metric(name="CacheWriteFailures", unit=MetricUnit.Count, value=len(entries))
+        return
+    metrics.add_metric(name="CacheEntriesWritten", unit=MetricUnit.Count, value=len(entries))

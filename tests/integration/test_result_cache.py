@@ -1,0 +1,323 @@
+"""The result cache through the real handlers over moto: partial and full hits, order, tenant separation, TTL
+expiry, opt-out, answers at submit for waiting callers, a failed write-back, and bulk jobs run twice."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+
+from inference_core.dal import result_cache as result_cache_dal
+from inference_core.errors import TransientError
+from inference_core.settings import get_settings
+from tests.integration.conftest import REGION, Pipeline, fake_model_output
+from tests.integration.test_jobs import JobDriver, create_job, get_job, jsonl, read_url_key, upload
+
+
+def run(pipeline: Pipeline, headers: dict[str, str], inputs: Any, **body: Any) -> dict[str, Any]:
+    """Submit, dispatch, answer whatever was invoked, complete; the finished prediction."""
+    created = pipeline.submit(headers, inputs, **body)
+    before = len(pipeline.invocations)
+    pipeline.dispatch()
+    for invocation in pipeline.invocations[before:]:
+        pipeline.endpoint_succeeds(invocation)
+    pipeline.complete()
+    return pipeline.get(headers, created["id"])
+
+
+def cache_items() -> list[dict[str, Any]]:
+    ddb = boto3.client("dynamodb", region_name=REGION)
+    items = ddb.scan(TableName=get_settings().table_name)["Items"]
+    return [item for item in items if item["pk"]["S"].startswith("CACHE#")]
+
+
+def expected(texts: list[str]) -> list[list[float]]:
+    return fake_model_output({"id": "x", "inputs": texts})["output"]["embeddings"]  # type: ignore[no-any-return]
+
+
+def test_a_repeated_prediction_finishes_without_invoking_the_endpoint(pipeline: Pipeline) -> None:
+    headers = pipeline.headers()
+    first = run(pipeline, headers, ["alpha", "beta gamma"])
+
+    second = run(pipeline, headers, ["alpha", "beta gamma"])
+
+    assert len(pipeline.invocations) == 1
+    assert second["status"] == "succeeded"
+    assert second["output"] == first["output"]
+    assert second["output"]["truncated"] == [False, False]
+    assert len(cache_items()) == 2
+
+
+def test_partial_hits_send_only_the_misses_and_keep_input_order(pipeline: Pipeline) -> None:
+    headers = pipeline.headers()
+    run(pipeline, headers, ["b", "dddd"])
+
+    mixed = ["aaa", "b", "cc", "dddd", "eeeee"]
+    final = run(pipeline, headers, mixed)
+
+    sent = pipeline.batch_lines(pipeline.invocations[-1])
+    assert [line["inputs"] for line in sent] == [["aaa", "cc", "eeeee"]]
+    assert final["status"] == "succeeded"
+    assert final["output"]["embeddings"] == expected(mixed)
+    assert final["output"]["truncated"] == [False] * 5
+    # The same request with the cache bypassed computes the same answer.
+    fresh = run(pipeline, headers, mixed, parameters={"cache": False})
+    assert fresh["output"]["embeddings"] == final["output"]["embeddings"]
+
+
+def test_a_batch_mixing_whole_hits_and_misses_invokes_once_for_the_misses(pipeline: Pipeline) -> None:
+    headers = pipeline.headers()
+    run(pipeline, headers, "seen before")
+    invoked = len(pipeline.invocations)
+
+    hit = pipeline.submit(headers, "seen before")
+    miss = pipeline.submit(headers, "brand new")
+    pipeline.dispatch()
+    hit_now = pipeline.get(headers, hit["id"])
+    pipeline.endpoint_succeeds(pipeline.invocations[-1])
+    pipeline.complete()
+
+    assert len(pipeline.invocations) == invoked + 1
+    assert [line["id"] for line in pipeline.batch_lines(pipeline.invocations[-1])] == [miss["id"]]
+    assert hit_now["status"] == "succeeded"  # finished by the dispatcher, before the endpoint answered
+    assert pipeline.get(headers, miss["id"])["output"]["embeddings"] == expected(["brand new"])
+
+
+def test_one_tenant_never_gets_another_tenants_cached_results(pipeline: Pipeline) -> None:
+    run(pipeline, pipeline.headers("tenant-a"), "shared text")
+
+    other = run(pipeline, pipeline.headers("tenant-b"), "shared text")
+
+    assert len(pipeline.invocations) == 2
+    assert other["status"] == "succeeded"
+
+
+def test_the_shared_scope_serves_one_entry_to_every_tenant(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RESULT_CACHE_SCOPE", "shared")
+    get_settings.cache_clear()
+    run(pipeline, pipeline.headers("tenant-a"), "shared text")
+
+    other = run(pipeline, pipeline.headers("tenant-b"), "shared text")
+
+    assert len(pipeline.invocations) == 1
+    assert other["status"] == "succeeded"
+
+
+def test_the_cache_off_in_the_template_means_no_lookups_and_no_entries(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RESULT_CACHE_SCOPE", "off")
+    get_settings.cache_clear()
+    headers = pipeline.headers()
+    run(pipeline, headers, "again")
+    run(pipeline, headers, "again")
+
+    assert len(pipeline.invocations) == 2
+    assert cache_items() == []
+
+
+def test_an_expired_entry_is_not_served_even_before_dynamodb_deletes_it(pipeline: Pipeline) -> None:
+    headers = pipeline.headers()
+    run(pipeline, headers, "ephemeral")
+    ddb = boto3.client("dynamodb", region_name=REGION)
+    for item in cache_items():  # its TTL has passed; DynamoDB deletes expired items only eventually
+        ddb.update_item(
+            TableName=get_settings().table_name,
+            Key={"pk": item["pk"]},
+            UpdateExpression="SET expires_at = :past",
+            ExpressionAttributeValues={":past": {"N": "1"}},
+        )
+
+    again = run(pipeline, headers, "ephemeral")
+
+    assert len(pipeline.invocations) == 2
+    assert again["status"] == "succeeded"
+    assert int(cache_items()[0]["expires_at"]["N"]) > 1  # written back afresh
+
+
+def test_entries_live_for_the_templates_ttl(pipeline: Pipeline) -> None:
+    headers = pipeline.headers()
+    final = run(pipeline, headers, "how long")
+    completed = final["completed_at"]
+
+    (item,) = cache_items()
+
+    from datetime import datetime
+
+    lifetime = int(item["expires_at"]["N"]) - datetime.fromisoformat(completed).timestamp()
+    hours = get_settings().result_cache_ttl_hours
+    assert abs(lifetime - hours * 3600) < 60
+
+
+@pytest.mark.parametrize(
+    ("body", "extra_headers"),
+    [({"parameters": {"cache": False}}, {}), ({}, {"Cache-Control": "no-store"}), ({}, {"Cache-Control": "no-cache"})],
+)
+def test_a_request_can_opt_out_of_reading_and_writing_the_cache(
+    pipeline: Pipeline, body: dict[str, Any], extra_headers: dict[str, str]
+) -> None:
+    headers = pipeline.headers()
+    run(pipeline, headers, "opt out")  # cached
+    opted = pipeline.headers(**extra_headers)
+
+    created = pipeline.api.post("/v1/predictions", json={"inputs": "opt out", **body}, headers=opted).json()
+    pipeline.dispatch()
+    sent = pipeline.batch_lines(pipeline.invocations[-1])
+    pipeline.endpoint_succeeds(pipeline.invocations[-1])
+    pipeline.complete()
+
+    assert len(pipeline.invocations) == 2
+    assert sent[0]["parameters"] == {}  # the switch is ours: the model never sees it
+    assert pipeline.get(headers, created["id"])["status"] == "succeeded"
+
+
+def test_an_opted_out_request_writes_nothing_back(pipeline: Pipeline) -> None:
+    run(pipeline, pipeline.headers(), "private", parameters={"cache": False})
+
+    assert cache_items() == []
+
+
+def test_the_model_revision_and_normalize_separate_entries(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    headers = pipeline.headers()
+    run(pipeline, headers, "versioned")
+    run(pipeline, headers, "versioned", parameters={"normalize": False})
+    monkeypatch.setenv("MODEL_REVISION", "a-new-model")
+    get_settings.cache_clear()
+    run(pipeline, headers, "versioned")
+    # encoding_format is applied when read: it shares the entry.
+    base64 = run(pipeline, headers, "versioned", parameters={"encoding_format": "base64"})
+
+    assert len(pipeline.invocations) == 3
+    assert isinstance(base64["output"]["embeddings"][0], str)
+
+
+def test_a_waiting_caller_whose_inputs_are_all_cached_is_answered_at_submit(pipeline: Pipeline) -> None:
+    headers = pipeline.headers()
+    first = run(pipeline, headers, ["one", "two"])
+
+    response = pipeline.api.post(
+        "/v1/predictions", json={"inputs": ["one", "two"]}, headers={**headers, "Prefer": "wait=5"}
+    )
+
+    assert response.status_code == 200
+    answered = response.json()
+    assert answered["status"] == "succeeded"
+    assert answered["output"] == first["output"]
+    assert pipeline.receive("RequestQueue") == []  # never queued
+    assert pipeline.get(headers, answered["id"])["output"] == first["output"]
+    listed = pipeline.api.get("/v1/predictions", headers=headers).json()["data"]
+    assert answered["id"] in [p["id"] for p in listed]
+
+
+def test_a_waiting_caller_with_a_miss_goes_through_the_queue(pipeline: Pipeline) -> None:
+    headers = pipeline.headers()
+    run(pipeline, headers, "one")
+
+    response = pipeline.api.post(
+        "/v1/predictions", json={"inputs": ["one", "three"]}, headers={**headers, "Prefer": "wait=1"}
+    )
+
+    assert response.status_code == 202
+    assert len(pipeline.receive("RequestQueue")) == 1
+
+
+def test_a_prediction_answered_at_submit_still_sends_its_webhook(pipeline: Pipeline) -> None:
+    headers = pipeline.headers()
+    run(pipeline, headers, "hooked")
+
+    response = pipeline.api.post(
+        "/v1/predictions",
+        json={"inputs": "hooked", "webhook": "https://hooks.example.com/done"},
+        headers={**headers, "Prefer": "wait=5"},
+    )
+
+    assert response.json()["status"] == "succeeded"
+    events = [json.loads(m["Body"]) for m in pipeline.receive("WebhookQueue")]
+    assert [e["event"] for e in events if e["subject_id"] == response.json()["id"]] == ["prediction.completed"]
+
+
+def test_a_model_answer_that_does_not_fit_the_gaps_fails_only_its_prediction(pipeline: Pipeline) -> None:
+    headers = pipeline.headers()
+    run(pipeline, headers, "cached")
+    partial = pipeline.submit(headers, ["cached", "not cached"])
+    other = pipeline.submit(headers, "other")
+    pipeline.dispatch()
+
+    def short_answer(line: dict[str, Any]) -> dict[str, Any]:
+        answer = fake_model_output(line)
+        if line["id"] == partial["id"]:
+            answer["output"]["embeddings"] = []
+            answer["output"]["truncated"] = []
+        return answer
+
+    pipeline.endpoint_succeeds(pipeline.invocations[-1], short_answer)
+    pipeline.complete()
+
+    failed = pipeline.get(headers, partial["id"])
+    assert failed["status"] == "failed"
+    assert failed["error"]["code"] == "malformed_output"
+    assert pipeline.get(headers, other["id"])["status"] == "succeeded"
+
+
+def test_a_failed_write_back_loses_no_result(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(self: Any, entries: Any, now: Any) -> None:
+        raise TransientError("throttled", reason="throttled")
+
+    monkeypatch.setattr(result_cache_dal.ResultCache, "put_many", refuse)
+    headers = pipeline.headers()
+
+    final = run(pipeline, headers, "unlucky")
+
+    assert final["status"] == "succeeded"
+    assert cache_items() == []
+
+
+def test_a_bulk_job_run_again_never_reaches_the_endpoint(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOB_CHUNK_MAX_INPUTS", "4")
+    get_settings.cache_clear()
+    driver = JobDriver(pipeline)
+    headers = pipeline.headers()
+    lines = [{"custom_id": f"row-{i}", "inputs": f"text number {i}"} for i in range(10)]
+    lines.append({"custom_id": "multi", "inputs": ["one", "two"], "parameters": {"encoding_format": "base64"}})
+    first = create_job(pipeline, headers)
+    upload(first, jsonl(lines))
+    driver.run()
+    invoked = len(pipeline.invocations)
+
+    second = create_job(pipeline, headers)
+    upload(second, jsonl(lines))
+    driver.run()
+
+    done_first, done_second = get_job(pipeline, headers, first["id"]), get_job(pipeline, headers, second["id"])
+    assert invoked == 3
+    assert len(pipeline.invocations) == invoked  # every chunk answered from the cache
+    assert done_second["status"] == "completed"
+    assert done_second["request_counts"] == done_first["request_counts"]
+    assert read_url_key(done_second["output_url"]) == read_url_key(done_first["output_url"])
+
+
+def test_a_bulk_chunk_with_some_cached_texts_sends_only_the_rest(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    driver = JobDriver(pipeline)
+    headers = pipeline.headers()
+    run(pipeline, headers, ["two", "four"])  # cached by an interactive prediction
+    lines = [
+        {"custom_id": "a", "inputs": ["one", "two", "three"]},
+        {"custom_id": "b", "inputs": "four"},
+        {"custom_id": "c", "inputs": "five", "parameters": {"cache": False}},
+    ]
+    job = create_job(pipeline, headers)
+    upload(job, jsonl(lines))
+    driver.run()
+
+    sent = pipeline.batch_lines(pipeline.invocations[-1])
+    assert [(line["inputs"], line["parameters"]) for line in sent] == [(["one", "three"], {}), (["five"], {})]
+    done = get_job(pipeline, headers, job["id"])
+    assert done["status"] == "completed"
+    outputs = {row["custom_id"]: row["output"] for row in read_url_key(done["output_url"])}
+    assert outputs["a"]["embeddings"] == expected(["one", "two", "three"])
+    assert outputs["b"]["embeddings"] == expected(["four"])
+    assert outputs["c"]["embeddings"] == expected(["five"])
