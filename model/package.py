@@ -10,6 +10,7 @@ is imported only for the upload: it is deploy tooling and never goes into a Lamb
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import tarfile
 from pathlib import Path
@@ -60,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.prefix.startswith("models/"):
         parser.error("--prefix must start with models/: the endpoint role may read only that prefix")
-    model_data_url = upload(archive, args.bucket, args.prefix)
+    # Each archive under a path of its own content hash: ModelDataUrl changes whenever the weights do, and with it
+    # every result cache key (the template puts ModelDataUrl into MODEL_REVISION).
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()[:16]
+    model_data_url = upload(archive, args.bucket, f"{args.prefix.rstrip('/')}/{digest}")
     print(f"ModelDataUrl={model_data_url}")
     print(
         "deploy the endpoint with:\n  sam deploy --parameter-overrides DeployEndpoint=true "
