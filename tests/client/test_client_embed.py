@@ -99,6 +99,13 @@ def test_it_submits_with_prefer_wait_then_polls_with_backoff(api, clock, make_cl
     assert clock.sleeps == [0.5, 1.0, 2.0, 4.0, 5.0]  # doubling from 0.5 s, at most 5 s
 
 
+def test_cache_false_asks_the_server_to_bypass_its_result_cache(api, make_client) -> None:
+    with make_client() as client:
+        assert client.embed(["one"], cache=False) == [vector("one")]
+    create = api.creates()[0]
+    assert json.loads(create.content)["parameters"] == {"normalize": True, "encoding_format": "base64", "cache": False}
+
+
 def test_an_output_behind_output_url_is_read_without_the_api_key(api, make_client) -> None:
     api.large_output = lambda _inputs: True
     with make_client() as client:

@@ -100,3 +100,27 @@ def test_webhook_retries_end_in_the_dead_letter_queue_after_the_attempts_the_sen
     redrive = resources["WebhookQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"]
     sender = resources["WebhookFunction"]["Properties"]["Environment"]["Variables"]["WEBHOOK_MAX_ATTEMPTS"]
     assert redrive == sender == {"Ref": "WebhookMaxAttempts"}
+
+
+def test_the_result_cache_settings_match_what_the_code_accepts() -> None:
+    from inference_core.domain.result_cache import CacheScope
+
+    template = load_template()
+    scope = template["Parameters"]["ResultCacheScope"]
+    assert set(scope["AllowedValues"]) == {s.value for s in CacheScope}
+    assert scope["Default"] == CacheScope.TENANT  # per tenant unless an operator decides otherwise
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["RESULT_CACHE_SCOPE"] == {"Ref": "ResultCacheScope"}
+    assert variables["RESULT_CACHE_TTL_HOURS"] == {"Ref": "ResultCacheTtlHours"}
+    # Every key names the model: a new image, archive or revision never serves an old vector.
+    revision = variables["MODEL_REVISION"]["Fn::Sub"]
+    assert all(f"${{{name}}}" in revision for name in ("ModelImageUri", "ModelDataUrl", "ModelRevision"))
+
+
+def test_every_function_that_finishes_work_may_write_the_result_cache_back() -> None:
+    resources = load_template()["Resources"]
+    for name in ("CompletionFunction", "SweeperFunction", "JobsFunction"):
+        statements = resources[name]["Properties"]["Policies"][0]["Statement"]
+        actions = {action for statement in statements for action in statement["Action"]}
+        assert "dynamodb:BatchWriteItem" in actions, name
+        assert "s3:ListBucket" in actions, name  # a missing hits object must answer 404, not 403

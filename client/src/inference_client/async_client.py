@@ -114,6 +114,7 @@ class AsyncClient(BaseClient):
         rate_limit: float | None = None,
         progress: ProgressCallback | None = None,
         normalize: bool = True,
+        cache: bool = True,
         timeout: float | None = None,
     ) -> list[list[float]]:
         """One embedding per text, in input order (see `Client.embed`)."""
@@ -128,6 +129,7 @@ class AsyncClient(BaseClient):
             rate_limit=rate_limit,
             progress=progress,
             normalize=normalize,
+            cache=cache,
             timeout=timeout,
         ):
             embeddings.extend(batch.embeddings)
@@ -141,6 +143,7 @@ class AsyncClient(BaseClient):
         rate_limit: float | None = None,
         progress: ProgressCallback | None = None,
         normalize: bool = True,
+        cache: bool = True,
         timeout: float | None = None,
         total: int | None = None,
     ) -> AsyncIterator[EmbeddingBatch]:
@@ -150,7 +153,10 @@ class AsyncClient(BaseClient):
             raise ValueError("concurrency must be at least 1")
         if total is None and isinstance(texts, Sized):
             total = len(texts)
-        chunks = iter_chunks(texts, {"parameters": {"normalize": normalize, "encoding_format": "base64"}})
+        parameters: dict[str, Any] = {"normalize": normalize, "encoding_format": "base64"}
+        if not cache:
+            parameters["cache"] = False  # sent only when set, so servers without a result cache accept the body
+        chunks = iter_chunks(texts, {"parameters": parameters})
         limiter = AsyncRateLimiter(rate_limit, clock=self._clock, sleep=self._sleep) if rate_limit else None
         slots = asyncio.Semaphore(concurrency)
         window = 2 * concurrency

@@ -174,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--concurrency", type=_positive_int, default=4, help="requests in flight at once (4)")
     embed.add_argument("--rate", type=_positive_float, default=None, help="at most this many requests per second")
     embed.add_argument("--no-normalize", action="store_true", help="raw mean-pooled vectors, not L2-normalised")
+    embed.add_argument("--no-cache", action="store_true", help="bypass the server's result cache")
     embed.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal)")
     embed.add_argument(
         "--wait-timeout", type=_positive_float, default=None, help="give up on a request after this many seconds"
@@ -374,6 +375,7 @@ async def _embed(ctx: Context) -> int:
                     rate_limit=args.rate,
                     progress=update,
                     normalize=not args.no_normalize,
+                    cache=not args.no_cache,
                     timeout=args.wait_timeout,
                     total=len(todo),
                 )

@@ -129,6 +129,7 @@ class Client(BaseClient):
         rate_limit: float | None = None,
         progress: ProgressCallback | None = None,
         normalize: bool = True,
+        cache: bool = True,
         timeout: float | None = None,
     ) -> list[list[float]]:
         """One embedding per text, in input order, for any number of texts.
@@ -136,7 +137,8 @@ class Client(BaseClient):
         The texts are checked first (nothing is sent if one is empty, over 8,192 characters or not valid Unicode),
         split into requests of at most 256 inputs and under 200 KiB of JSON, and sent at most `concurrency` at a
         time and at most `rate_limit` requests per second (every request counts: submissions, polls, retries).
-        `timeout` bounds the wait for each request's prediction (None: until it finishes, fails or expires)."""
+        `timeout` bounds the wait for each request's prediction (None: until it finishes, fails or expires).
+        `cache=False` bypasses the server's result cache (nothing read from it or written to it)."""
         if isinstance(texts, str):
             raise TypeError("embed() takes a sequence of texts; wrap a single text in a list")
         for index, text in enumerate(texts):
@@ -148,6 +150,7 @@ class Client(BaseClient):
             rate_limit=rate_limit,
             progress=progress,
             normalize=normalize,
+            cache=cache,
             timeout=timeout,
         ):
             embeddings.extend(batch.embeddings)
@@ -161,6 +164,7 @@ class Client(BaseClient):
         rate_limit: float | None = None,
         progress: ProgressCallback | None = None,
         normalize: bool = True,
+        cache: bool = True,
         timeout: float | None = None,
         total: int | None = None,
     ) -> Iterator[EmbeddingBatch]:
@@ -170,7 +174,10 @@ class Client(BaseClient):
             raise ValueError("concurrency must be at least 1")
         if total is None and isinstance(texts, Sized):
             total = len(texts)
-        chunks = iter_chunks(texts, {"parameters": {"normalize": normalize, "encoding_format": "base64"}})
+        parameters: dict[str, Any] = {"normalize": normalize, "encoding_format": "base64"}
+        if not cache:
+            parameters["cache"] = False  # sent only when set, so servers without a result cache accept the body
+        chunks = iter_chunks(texts, {"parameters": parameters})
         limiter = RateLimiter(rate_limit, clock=self._clock, sleep=self._sleep) if rate_limit else None
         stop = threading.Event()
         window = 2 * concurrency  # chunks submitted but not yet yielded: bounds memory when the head is slow
