@@ -10,10 +10,13 @@ import boto3
 import pytest
 
 from inference_core.dal import result_cache as result_cache_dal
+from inference_core.dal.batches import BatchStore
 from inference_core.errors import TransientError
+from inference_core.logic.sweeper import sweep
 from inference_core.settings import get_settings
 from tests.integration.conftest import REGION, Pipeline, fake_model_output
 from tests.integration.test_jobs import JobDriver, create_job, get_job, jsonl, read_url_key, upload
+from tests.integration.test_sweeper import past_the_invocation_timeout
 
 
 def run(pipeline: Pipeline, headers: dict[str, str], inputs: Any, **body: Any) -> dict[str, Any]:
@@ -321,3 +324,69 @@ def test_a_bulk_chunk_with_some_cached_texts_sends_only_the_rest(
     assert outputs["a"]["embeddings"] == expected(["one", "two", "three"])
     assert outputs["b"]["embeddings"] == expected(["four"])
     assert outputs["c"]["embeddings"] == expected(["five"])
+
+
+def test_a_lost_notification_of_a_partly_cached_batch_is_finished_by_the_sweeper(pipeline: Pipeline) -> None:
+    headers = pipeline.headers()
+    run(pipeline, headers, "kept")
+    created = pipeline.submit(headers, ["new one", "kept", "new two"])
+    pipeline.dispatch()
+    pipeline.endpoint_succeeds(pipeline.invocations[-1])
+    assert pipeline.lose_notifications() == 1
+
+    sweep(past_the_invocation_timeout(pipeline))
+
+    final = pipeline.get(headers, created["id"])
+    assert final["status"] == "succeeded"
+    assert final["output"]["embeddings"] == expected(["new one", "kept", "new two"])
+    assert len(cache_items()) == 3  # the sweeper wrote the fresh ones back too
+
+
+def test_a_partly_cached_batch_whose_record_was_not_written_still_merges(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    headers = pipeline.headers()
+    run(pipeline, headers, "kept")
+
+    def unavailable(self: Any, batch: Any) -> None:
+        raise TransientError("throttled", reason="throttled")
+
+    monkeypatch.setattr(BatchStore, "put", unavailable)
+    created = pipeline.submit(headers, ["kept", "new"])
+    pipeline.dispatch()
+    pipeline.endpoint_succeeds(pipeline.invocations[-1])
+    pipeline.complete()
+
+    final = pipeline.get(headers, created["id"])
+    assert final["status"] == "succeeded"
+    assert final["output"]["embeddings"] == expected(["kept", "new"])
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "REMOVE model",
+        "SET vector = :text",
+        "SET vector = :odd",
+        "SET truncated = :text",
+    ],
+)
+def test_a_damaged_cache_entry_is_a_miss_not_a_wrong_answer(pipeline: Pipeline, damage: str) -> None:
+    headers = pipeline.headers()
+    run(pipeline, headers, "damaged")
+    ddb = boto3.client("dynamodb", region_name=REGION)
+    (item,) = cache_items()
+    values = {":text": {"S": "oops"}, ":odd": {"B": b"abc"}}
+    used = {name: value for name, value in values.items() if name in damage}
+    ddb.update_item(
+        TableName=get_settings().table_name,
+        Key={"pk": item["pk"]},
+        UpdateExpression=damage,
+        **({"ExpressionAttributeValues": used} if used else {}),
+    )
+
+    again = run(pipeline, headers, "damaged")
+
+    assert len(pipeline.invocations) == 2
+    assert again["status"] == "succeeded"
+    assert again["output"]["embeddings"] == expected(["damaged"])

@@ -30,16 +30,18 @@ def cache_pk(cache_key: str) -> str:
 
 
 def live_entry(item: Mapping[str, Any], now: datetime) -> tuple[str, CachedEmbedding] | None:
-    """The entry an item holds, or None when it has expired (and DynamoDB has not deleted it yet)."""
-    if int(item.get("expires_at", 0)) <= now.timestamp():
+    """The entry an item holds, or None when it has expired (and DynamoDB has not deleted it yet) or is not one
+    this code wrote (a miss costs a recomputation; a wrong vector would be served)."""
+    try:
+        if int(item.get("expires_at", 0)) <= now.timestamp():
+            return None
+        vector = bytes(item["vector"])
+        model, truncated = item["model"], item["truncated"]
+    except (KeyError, TypeError, ValueError):
         return None
-    vector = item["vector"]
-    entry = CachedEmbedding(
-        model=str(item["model"]),
-        vector=bytes(vector.value if hasattr(vector, "value") else vector),
-        truncated=bool(item["truncated"]),
-    )
-    return str(item["pk"]).removeprefix(CACHE_PK_PREFIX), entry
+    if not vector or len(vector) % 4 or not isinstance(model, str) or not isinstance(truncated, bool):
+        return None
+    return str(item["pk"]).removeprefix(CACHE_PK_PREFIX), CachedEmbedding(model, vector, truncated)
 
 
 class ResultCache:

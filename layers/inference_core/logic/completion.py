@@ -86,7 +86,7 @@ def complete(
     for the batch record when that was never written."""
     batch_id = notification.inference_id
     outcome = CompletionOutcome(batch_id=batch_id)
-    batch = batch_store().get(batch_id) if prediction_ids is None else None
+    batch = batch_store().get(batch_id)
     if prediction_ids is None:
         if batch is not None:
             prediction_ids = batch.prediction_ids
