@@ -390,3 +390,29 @@ def test_a_damaged_cache_entry_is_a_miss_not_a_wrong_answer(pipeline: Pipeline, 
     assert len(pipeline.invocations) == 2
     assert again["status"] == "succeeded"
     assert again["output"]["embeddings"] == expected(["damaged"])
+
+
+def emitted_metrics(printed: str) -> dict[str, list[float]]:
+    """Every metric value in the EMF documents the handlers printed."""
+    values: dict[str, list[float]] = {}
+    for line in printed.splitlines():
+        if line.startswith('{"_aws"'):
+            document = json.loads(line)
+            for definition in document["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
+                values.setdefault(definition["Name"], []).extend(document[definition["Name"]])
+    return values
+
+
+def test_lookups_report_hit_ratio_and_inputs_saved(pipeline: Pipeline, capsys: pytest.CaptureFixture[str]) -> None:
+    headers = pipeline.headers()
+    run(pipeline, headers, ["a", "b", "c"])
+    capsys.readouterr()
+
+    run(pipeline, headers, ["a", "new", "c", "b"])
+
+    emitted = emitted_metrics(capsys.readouterr().out)
+    assert emitted["CacheLookups"] == [4.0]
+    assert emitted["InputsServedFromCache"] == [3.0]
+    assert emitted["EndpointInputsSaved"] == [3.0]
+    assert emitted["CacheHitRatio"] == [75.0]
+    assert emitted["CacheEntriesWritten"] == [1.0]

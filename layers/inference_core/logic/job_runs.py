@@ -43,7 +43,7 @@ from inference_core.domain.result_cache import (
 from inference_core.domain.webhooks import WebhookEvent, webhook_id
 from inference_core.errors import DependencyError, NotFoundError
 from inference_core.logic.predictions import encode_output
-from inference_core.logic.result_cache import keys_for, lookup, write_back
+from inference_core.logic.result_cache import keys_for, lookup, record_lookup, write_back
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
 
@@ -144,8 +144,10 @@ def _what_the_cache_lacks(job: Job, chunk: int, now: datetime) -> str | None:
     cached = lookup(wanted, now) if wanted else {}
     hits = bytearray()
     sent = bytearray()
+    served = 0
     for line in lines:
         found = [cached.get(k) for k in keys[line.id] or ()]
+        served += sum(1 for entry in found if entry)
         if any(found):
             hits += _json_line({"id": line.id, "output": partial_output(found)})
         if not found or not all(found):
@@ -158,6 +160,7 @@ def _what_the_cache_lacks(job: Job, chunk: int, now: datetime) -> str | None:
                 .encode()
             )
             sent += b"\n"
+    record_lookup(len(wanted), served)
     objects = object_store()
     if hits:
         objects.put(job_files.chunk_hits_key(job.id, chunk), bytes(hits), "application/jsonl")

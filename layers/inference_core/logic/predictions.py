@@ -30,7 +30,7 @@ from inference_core.errors import (
     NotFoundError,
     ValidationFailedError,
 )
-from inference_core.logic.result_cache import keys_for, lookup
+from inference_core.logic.result_cache import keys_for, lookup, record_lookup
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
 
@@ -130,11 +130,12 @@ def _answer_from_cache(prediction: Prediction, request: NewPrediction) -> Predic
     found = lookup(keys, prediction.created_at)
     entries = [found.get(k) for k in keys]
     if not all(entries):
-        return None
+        return None  # counted when the dispatcher looks again, so no input is counted twice
     try:
         location, size = result_store().put_line(prediction.id, partial_output(entries))
     except DependencyError:
         return None  # the queue path still answers it
+    record_lookup(len(entries), len(entries))
     metrics.add_metric(name="PredictionsAnsweredAtSubmit", unit=MetricUnit.Count, value=1)
     finished = utc_now()
     return prediction.model_copy(
