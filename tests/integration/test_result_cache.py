@@ -3,6 +3,7 @@ expiry, opt-out, answers at submit for waiting callers, a failed write-back, and
 
 from __future__ import annotations
 
+import inspect
 import json
 from typing import Any
 
@@ -11,7 +12,10 @@ import pytest
 
 from inference_core.dal import result_cache as result_cache_dal
 from inference_core.dal.batches import BatchStore
+from inference_core.dal.objects import ObjectStore
+from inference_core.dal.predictions import PredictionStore
 from inference_core.errors import TransientError
+from inference_core.logic import job_runs
 from inference_core.logic.sweeper import sweep
 from inference_core.settings import get_settings
 from tests.integration.conftest import REGION, Pipeline, fake_model_output
@@ -416,3 +420,149 @@ def test_lookups_report_hit_ratio_and_inputs_saved(pipeline: Pipeline, capsys: p
     assert emitted["EndpointInputsSaved"] == [3.0]
     assert emitted["CacheHitRatio"] == [75.0]
     assert emitted["CacheEntriesWritten"] == [1.0]
+
+
+def test_a_retried_completion_never_moves_a_finished_record_onto_another_line(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two part-cached predictions of two tenants in one batch; finishing the second fails once, so the whole
+    # notification is delivered again.
+    first_headers, second_headers = pipeline.headers("tenant-a"), pipeline.headers("tenant-b")
+    run(pipeline, first_headers, "a cached")
+    run(pipeline, second_headers, "b cached")
+    first = pipeline.submit(first_headers, ["a cached", "a fresh text that is rather long"])
+    second = pipeline.submit(second_headers, ["b cached", "b"])
+    pipeline.dispatch()
+    pipeline.endpoint_succeeds(pipeline.invocations[-1])
+    messages = pipeline.receive("CompletionQueue")
+    real_succeed = PredictionStore.succeed
+    calls: list[str] = []
+
+    def flaky(self: PredictionStore, prediction_id: str, *args: Any, **kwargs: Any) -> bool:
+        calls.append(prediction_id)
+        if len(calls) == 2:
+            raise TransientError("throttled", reason="throttled")
+        return real_succeed(self, prediction_id, *args, **kwargs)
+
+    monkeypatch.setattr(PredictionStore, "succeed", flaky)
+    assert pipeline.complete(messages)["batchItemFailures"]
+    pipeline.complete(messages)
+
+    assert pipeline.get(first_headers, first["id"])["output"]["embeddings"] == expected(
+        ["a cached", "a fresh text that is rather long"]
+    )
+    assert pipeline.get(second_headers, second["id"])["output"]["embeddings"] == expected(["b cached", "b"])
+
+
+def test_a_bulk_job_answered_whole_by_the_cache_finishes_every_chunk_without_deep_calls(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOB_CHUNK_MAX_INPUTS", "1")
+    get_settings.cache_clear()
+    driver = JobDriver(pipeline)
+    headers = pipeline.headers()
+    lines = [{"custom_id": f"row-{i}", "inputs": f"text {i % 5}"} for i in range(120)]
+    run(pipeline, headers, [f"text {i}" for i in range(5)])
+    invoked = len(pipeline.invocations)
+    depth: list[int] = []
+    real_finish = job_runs.finish_chunk
+
+    def measured(*args: Any, **kwargs: Any) -> Any:
+        depth.append(len(inspect.stack(0)))
+        return real_finish(*args, **kwargs)
+
+    monkeypatch.setattr(job_runs, "finish_chunk", measured)
+    job = create_job(pipeline, headers)
+    upload(job, jsonl(lines))
+    driver.run()
+
+    done = get_job(pipeline, headers, job["id"])
+    assert done["status"] == "completed"
+    assert done["request_counts"] == {"total": 120, "completed": 120, "failed": 0}
+    assert len(pipeline.invocations) == invoked
+    assert max(depth) - min(depth) < 10  # 120 chunks finished in a loop, not one call inside another
+
+
+def test_a_bulk_chunk_launched_before_a_model_change_files_its_vectors_under_the_old_revision(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    driver = JobDriver(pipeline)
+    headers = pipeline.headers()
+    job = create_job(pipeline, headers)
+    upload(job, jsonl([{"custom_id": "a", "inputs": "launched before the deploy"}]))
+    driver.intake()  # launched: the chunk is at the endpoint
+    monkeypatch.setenv("MODEL_REVISION", "a-new-model")  # the functions move to a new model meanwhile
+    get_settings.cache_clear()
+    driver.run()
+
+    # The new revision has nothing: its first request goes to the model.
+    run(pipeline, headers, "launched before the deploy")
+    assert len(pipeline.invocations) == 2
+
+
+def test_the_cache_control_header_is_not_part_of_the_idempotent_body(pipeline: Pipeline) -> None:
+    headers = pipeline.headers()
+    body = {"inputs": "same body"}
+    first = pipeline.api.post("/v1/predictions", json=body, headers={**headers, "Idempotency-Key": "k-1"})
+    again = pipeline.api.post(
+        "/v1/predictions", json=body, headers={**headers, "Idempotency-Key": "k-1", "Cache-Control": "no-store"}
+    )
+
+    assert again.status_code == 202
+    assert again.json()["id"] == first.json()["id"]
+
+
+def test_a_long_run_of_cached_chunks_goes_on_in_a_fresh_invocation(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOB_CHUNK_MAX_INPUTS", "1")
+    get_settings.cache_clear()
+    monkeypatch.setattr(job_runs, "FINISH_IN_PLACE_SECONDS", 0.0)  # hand on after every chunk
+    driver = JobDriver(pipeline)
+    headers = pipeline.headers()
+    run(pipeline, headers, ["x", "y"])
+    job = create_job(pipeline, headers)
+    upload(job, jsonl([{"custom_id": str(i), "inputs": "xy"[i % 2]} for i in range(6)]))
+
+    driver.run()
+
+    done = get_job(pipeline, headers, job["id"])
+    assert done["status"] == "completed"
+    assert done["request_counts"]["completed"] == 6
+    assert len(pipeline.invocations) == 1
+
+
+def test_a_cache_that_cannot_be_read_is_a_miss_not_a_failed_batch(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    headers = pipeline.headers()
+    run(pipeline, headers, "cached")
+
+    def throttled(*args: Any, **kwargs: Any) -> Any:
+        raise TransientError("throttled", reason="throttled")
+
+    monkeypatch.setattr(PredictionStore, "get_many_with_cached", throttled)
+    final = run(pipeline, headers, "cached")
+
+    assert final["status"] == "succeeded"
+    assert len(pipeline.invocations) == 2
+
+
+def test_hits_that_cannot_be_stored_send_the_whole_batch_to_the_model(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    headers = pipeline.headers()
+    run(pipeline, headers, "cached")
+    real_put = ObjectStore.put
+
+    def no_hits(self: ObjectStore, key: str, body: bytes, content_type: str) -> str:
+        if key.endswith(".hits.jsonl"):
+            raise TransientError("slow down", reason="throttled")
+        return real_put(self, key, body, content_type)
+
+    monkeypatch.setattr(ObjectStore, "put", no_hits)
+    final = run(pipeline, headers, ["cached", "new"])
+
+    assert final["status"] == "succeeded"
+    assert pipeline.batch_lines(pipeline.invocations[-1])[0]["inputs"] == ["cached", "new"]
+    assert final["output"]["embeddings"] == expected(["cached", "new"])

@@ -40,6 +40,7 @@ def key(**changes: object) -> str:
         {"revision": "image|s3://bucket/models/abc/model.tar.gz|2"},
         {"revision": "other-image|s3://bucket/models/abc/model.tar.gz|1"},
         {"parameters": {"normalize": False}},
+        {"parameters": {"normalize": True}},  # left out, the model's own default applies (its modules.json)
         {"text": "a text "},
         {"text": "A text"},
         {"text": "a\u00a0text"},
@@ -54,7 +55,6 @@ def test_what_changes_the_embedding_or_its_owner_changes_the_key(change: dict[st
 @pytest.mark.parametrize(
     "parameters",
     [
-        {"normalize": True},  # the default, spelled out
         {"encoding_format": "base64"},  # applied when the output is read
         {"encoding_format": "float"},
         {"cache": True},

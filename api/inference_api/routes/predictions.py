@@ -20,7 +20,6 @@ from inference_api.schemas import (
 )
 from inference_api.strict_json import StrictJsonRoute
 from inference_core.domain.predictions import Prediction, PredictionStatus
-from inference_core.domain.result_cache import CACHE_PARAMETER
 from inference_core.errors import NotFoundError, PayloadTooLargeError, ValidationFailedError
 from inference_core.logic import predictions
 from inference_core.logic.views import prediction_view
@@ -103,11 +102,9 @@ async def create_prediction(
     if idempotency_key is not None and not IDEMPOTENCY_KEY.match(idempotency_key):
         raise ValidationFailedError("Idempotency-Key must be 1-255 printable ASCII characters")
     wait = _wait_seconds(prefer)
-    request_body = body.to_domain()
-    if _CACHE_BYPASS.search(cache_control or ""):
-        request_body.parameters[CACHE_PARAMETER] = False
+    bypass_cache = bool(_CACHE_BYPASS.search(cache_control or ""))
     prediction, created = await asyncio.to_thread(
-        predictions.submit, tenant, request_body, idempotency_key, None, bool(wait)
+        predictions.submit, tenant, body.to_domain(), idempotency_key, None, bool(wait), bypass_cache
     )
     logger.set_correlation_id(prediction.id)
     if not created:

@@ -46,9 +46,9 @@ def chunk_key(job_id: str, chunk: int) -> str:
     return f"{work_prefix(job_id)}chunks/{chunk:06d}{JSONL}"
 
 
-def chunk_hits_key(job_id: str, chunk: int) -> str:
-    """The chunk's lines the result cache answered, whole or in part (gaps left for the model)."""
-    return f"{work_prefix(job_id)}chunks/{chunk:06d}.hits{JSONL}"
+def chunk_cache_key(job_id: str, chunk: int) -> str:
+    """The chunk's cache plan: per line, its cache keys and what the cache answered (gaps left for the model)."""
+    return f"{work_prefix(job_id)}chunks/{chunk:06d}.cache{JSONL}"
 
 
 def chunk_sent_key(job_id: str, chunk: int) -> str:

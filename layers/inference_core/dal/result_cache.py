@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from boto3.dynamodb.types import Binary
 from botocore.exceptions import BotoCoreError, ClientError
 
 from inference_core.dal.aws_errors import translate
@@ -35,8 +36,10 @@ def live_entry(item: Mapping[str, Any], now: datetime) -> tuple[str, CachedEmbed
     try:
         if int(item.get("expires_at", 0)) <= now.timestamp():
             return None
-        vector = bytes(item["vector"])
-        model, truncated = item["model"], item["truncated"]
+        raw, model, truncated = item["vector"], item["model"], item["truncated"]
+        if not isinstance(raw, Binary | bytes):
+            return None
+        vector = bytes(raw)
     except (KeyError, TypeError, ValueError):
         return None
     if not vector or len(vector) % 4 or not isinstance(model, str) or not isinstance(truncated, bool):

@@ -44,7 +44,8 @@ def key(pk: str) -> dict[str, Any]:
     return {"pk": {"S": pk}}
 
 
-_BATCH_GET_LIMIT = 100
+BATCH_GET_LIMIT = 100
+_BATCH_GET_LIMIT = BATCH_GET_LIMIT
 
 
 class Table:

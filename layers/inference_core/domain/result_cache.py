@@ -12,12 +12,15 @@ that reads back as the same float32), so a vector read from the cache prints exa
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+
+from pydantic import BaseModel, Field
 
 # `parameters.cache: false` opts one request (or one bulk line) out: no lookup, no write-back.
 CACHE_PARAMETER = "cache"
@@ -49,8 +52,10 @@ def model_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def cache_key(scope: str, model_revision: str, parameters: Mapping[str, Any], text: str) -> str:
-    # `normalize` is the one parameter that changes the vector (the model's default is L2-normalised).
-    normalize = "normalize" if parameters.get("normalize", True) is not False else "raw"
+    # `normalize` is the one parameter that changes the vector. Left out, the model applies its own default
+    # (modules.json), which the key cannot know: a third value, never shared with an explicit true or false.
+    setting = parameters.get("normalize")
+    normalize = "normalize" if setting is True else "raw" if setting is False else "model-default"
     digest = hashlib.sha256()
     for part in (scope, model_revision, normalize, text):
         encoded = part.encode("utf-8", "surrogatepass")
@@ -94,6 +99,11 @@ def partial_output(found: Sequence[CachedEmbedding | None]) -> dict[str, Any]:
         "embeddings": embeddings,
         "truncated": [entry.truncated if entry else None for entry in found],
     }
+
+
+def result_line(line_id: str, output: Mapping[str, Any]) -> bytes:
+    """One line in the shape of the model's output lines (ASCII JSON, newline-terminated)."""
+    return json.dumps({"id": line_id, "output": output}, separators=(",", ":")).encode() + b"\n"
 
 
 def is_complete(output: Mapping[str, Any]) -> bool:
@@ -150,3 +160,26 @@ def _checked(output: Mapping[str, Any]) -> tuple[list[list[float]], list[bool]]:
     if not all(isinstance(flag, bool) for flag in truncated):
         raise ValueError("a truncated flag is not a boolean")
     return embeddings, truncated
+
+
+class CachePlanLine(BaseModel):
+    """What a bulk chunk's line got from the cache at launch: its keys (one per text) and, when any text hit,
+    the output with gaps for the model."""
+
+    id: str
+    keys: list[str] = Field(default_factory=list)
+    output: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, line_id: str, keys: Sequence[str], cached: Mapping[str, CachedEmbedding]) -> CachePlanLine:
+        found = [cached.get(k) for k in keys]
+        return cls(id=line_id, keys=list(keys), output=partial_output(found) if any(found) else None)
+
+    def sent_keys(self) -> list[str]:
+        """The keys of the texts the model was sent (the gaps), in order."""
+        if self.output is None:
+            return self.keys
+        gaps = self.output.get("embeddings") or []
+        if len(gaps) != len(self.keys):
+            return []  # not a plan this code wrote: write nothing back
+        return [key for key, vector in zip(self.keys, gaps, strict=True) if vector is None]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -26,7 +27,7 @@ from inference_core.domain.batches import (
 )
 from inference_core.domain.clock import utc_now
 from inference_core.domain.predictions import ErrorInfo, Prediction, PredictionStatus
-from inference_core.domain.result_cache import CachedEmbedding, fresh_entries, merge
+from inference_core.domain.result_cache import CachedEmbedding, fresh_entries, is_complete, merge, result_line
 from inference_core.logic.result_cache import write_back
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
@@ -119,7 +120,7 @@ def complete(
         write_back(_fresh_entries(ready, results, fill_keys), now)
         hits_location = batch.hits_location if batch else _unrecorded_hits(batch_id)
         if hits_location:
-            results = _merge_hits(batch_id, ready, results, hits_location)
+            results = _merge_hits(batch_id, results, hits_location)
     for prediction in ready:
         _settle(prediction, notification, output_location, results, now, outcome)
     return outcome
@@ -142,36 +143,36 @@ def _unrecorded_hits(batch_id: str) -> str | None:
     return object_store().uri(key) if object_store().size(key) is not None else None
 
 
-def _merge_hits(
-    batch_id: str, ready: list[Prediction], results: dict[str, LocatedResult], hits_location: str
-) -> dict[str, LocatedResult]:
+def _merge_hits(batch_id: str, results: dict[str, LocatedResult], hits_location: str) -> dict[str, LocatedResult]:
     """Predictions the cache answered in part: fill the cached outputs' gaps with the model's results, in input
-    order, into one object of merged lines that their records point at."""
+    order, into one object of merged lines that their records point at.
+
+    Every part-cached prediction of the batch is merged, whatever its status now, so the object comes out byte for
+    byte the same on every retry or sweep: a record that already points into it keeps pointing at its own line."""
     hits = parse_results(object_store().read(hits_location, MAX_OUTPUT_BYTES))
-    merged: dict[str, bytes] = {}
     results = dict(results)
-    for prediction in ready:
-        hit, located = hits.get(prediction.id), results.get(prediction.id)
-        if hit is None or hit.output is None or located is None or located.output is None:
-            continue  # answered whole from the cache (finished by the dispatcher), or the model failed it
-        try:
-            output = merge(hit.output, located.output)
-        except ValueError as exc:
-            error = ErrorInfo.of("malformed_output", f"the model's output does not fit the request: {exc}")
-            results[prediction.id] = LocatedResult(line=ResultLine(id=prediction.id, error=error), start=0, end=0)
-            continue
-        merged[prediction.id] = json.dumps({"id": prediction.id, "output": output}, separators=(",", ":")).encode()
-    if not merged:
-        return results
     body = bytearray()
     ranges: dict[str, tuple[int, int]] = {}
-    for prediction_id, line in merged.items():
-        ranges[prediction_id] = (len(body), len(body) + len(line) - 1)
-        body += line + b"\n"
+    merged: dict[str, dict[str, Any]] = {}
+    for prediction_id, hit in hits.items():
+        located = results.get(prediction_id)
+        if hit.output is None or is_complete(hit.output) or located is None or located.output is None:
+            continue  # answered whole from the cache (finished by the dispatcher), or the model failed it
+        try:
+            merged[prediction_id] = merge(hit.output, located.output)
+        except ValueError as exc:
+            error = ErrorInfo.of("malformed_output", f"the model's output does not fit the request: {exc}")
+            results[prediction_id] = LocatedResult(line=ResultLine(id=prediction_id, error=error), start=0, end=0)
+            continue
+        line = result_line(prediction_id, merged[prediction_id])
+        ranges[prediction_id] = (len(body), len(body) + len(line) - 2)  # the newline is not part of the line
+        body += line
+    if not merged:
+        return results
     location = object_store().put(batch_merged_key(batch_id), bytes(body), "application/jsonlines")
     for prediction_id, (start, end) in ranges.items():
-        parsed = ResultLine.model_validate_json(merged[prediction_id])
-        results[prediction_id] = LocatedResult(line=parsed, start=start, end=end, location=location)
+        filled = ResultLine(id=prediction_id, output=merged[prediction_id])
+        results[prediction_id] = LocatedResult(line=filled, start=start, end=end, location=location)
     return results
 
 

@@ -8,7 +8,6 @@ delivery SQS will make, to `failed` with the reason).
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,12 +21,14 @@ from inference_core.dal.batches import batch_store
 from inference_core.dal.endpoint import async_endpoint
 from inference_core.dal.objects import batch_hits_key, batch_input_key, object_store
 from inference_core.dal.predictions import prediction_store
+from inference_core.dal.results import result_store
+from inference_core.dal.table import BATCH_GET_LIMIT
 from inference_core.domain.batches import BatchLine, BatchRecord, WorkItem
 from inference_core.domain.clock import utc_now
 from inference_core.domain.predictions import EXPIRED, ErrorInfo, Prediction, PredictionStatus
-from inference_core.domain.result_cache import CachedEmbedding, model_parameters, partial_output
+from inference_core.domain.result_cache import CachedEmbedding, model_parameters, partial_output, result_line
 from inference_core.errors import DependencyError, NotFoundError, PermanentDependencyError
-from inference_core.logic.result_cache import keys_for, record_lookup
+from inference_core.logic.result_cache import keys_for, lookup, lookup_failed, record_lookup
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
 
@@ -123,10 +124,9 @@ class CacheLookup:
         lookup = cls(keys, found, whole, to_model)
         body = bytearray()
         for pid, entries in found.items():
-            start = len(body)
-            body += json.dumps({"id": pid, "output": partial_output(entries)}, separators=(",", ":")).encode()
-            lookup.ranges[pid] = (start, len(body) - 1)
-            body += b"\n"
+            line = result_line(pid, partial_output(entries))
+            lookup.ranges[pid] = (len(body), len(body) + len(line) - 2)  # the newline is not part of the line
+            body += line
         lookup.hits_body = bytes(body)
         looked_up = sum(len(k) for k in keys.values())
         record_lookup(looked_up, sum(1 for entries in found.values() for e in entries if e))
@@ -212,7 +212,7 @@ def dispatch(messages: list[QueuedMessage], now: datetime | None = None) -> Disp
     wanted = [m.work.prediction_id for m in messages if m.work is not None]
     keys = {k for m in messages if m.work is not None for k in cache_keys(m.work) or ()}
     try:
-        records, cached = prediction_store().get_many_with_cached(wanted, keys, now) if wanted else ({}, {})
+        records, cached = _read_batch(wanted, keys, now) if wanted else ({}, {})
     except DependencyError:
         return DispatchOutcome(failed_message_ids=[m.message_id for m in messages])
     settings = get_settings()
@@ -238,6 +238,22 @@ def dispatch(messages: list[QueuedMessage], now: datetime | None = None) -> Disp
         if why in {Skip.NO_RECORD, Skip.TENANT_MISMATCH}:
             logger.warning("work item without a status record", message_id=message_id, reason=why.value)
     return send_batch(plan, now, cached)
+
+
+def _read_batch(
+    prediction_ids: list[str], keys: set[str], now: datetime
+) -> tuple[dict[str, Prediction], dict[str, CachedEmbedding]]:
+    """The batch's status records and cached results. While both fit in one BatchGetItem they are read together
+    (the lookup costs no request); beyond that the cache is read on its own. Either way a cache that cannot be
+    read is a miss: DependencyError only when the records cannot be read."""
+    store = prediction_store()
+    if keys and len(prediction_ids) + len(keys) <= BATCH_GET_LIMIT:
+        try:
+            return store.get_many_with_cached(prediction_ids, keys, now)
+        except DependencyError as exc:
+            lookup_failed(exc)
+            return store.get_many(prediction_ids), {}
+    return store.get_many(prediction_ids), lookup(sorted(keys), now) if keys else {}
 
 
 def cache_keys(work: WorkItem) -> list[str] | None:
@@ -274,14 +290,13 @@ def send_batch(plan: BatchPlan, now: datetime, cached: Mapping[str, CachedEmbedd
     outcome.batch_id = batch_id
     lookup = CacheLookup.of(sending, cached or {})
     hits_location: str | None = None
-    try:
-        if lookup.hits_body:
+    if lookup.hits_body:
+        try:
             hits_location = object_store().put(batch_hits_key(batch_id), lookup.hits_body, "application/jsonlines")
-    except (DependencyError, NotFoundError) as exc:
-        refusal = exc if isinstance(exc, DependencyError) else PermanentDependencyError(exc.message, reason="no bucket")
-        _give_back(sending, batch_id, refusal, now)
-        outcome.failed_message_ids += [s.message.message_id for s in sending]
-        return outcome
+        except (DependencyError, NotFoundError):
+            # Without the hits object nothing can point at the cached results: the model computes them all.
+            logger.warning("result cache hits not stored; sending the whole batch", batch_id=batch_id)
+            lookup = CacheLookup.of(sending, {})
     if hits_location:
         outcome.failed_message_ids += _finish_from_cache(lookup, batch_id, hits_location, outcome)
     sending = lookup.to_model
@@ -335,10 +350,16 @@ def _finish_from_cache(lookup: CacheLookup, batch_id: str, hits_location: str, o
     store = prediction_store()
     completed_at = utc_now()
     again: list[str] = []
+    inline_max = get_settings().inline_output_max_bytes
     for send in lookup.whole:
         pid = send.work.prediction_id
+        start, end = lookup.ranges[pid]
         try:
-            moved = store.succeed(pid, batch_id, hits_location, lookup.ranges[pid], completed_at)
+            if end - start + 1 <= inline_max:
+                moved = store.succeed(pid, batch_id, hits_location, (start, end), completed_at)
+            else:  # as completion does: too large to inline in a response, a copy of its own behind a link
+                output = partial_output(lookup.found[pid])
+                moved = store.succeed(pid, batch_id, result_store().put_standalone(pid, output), None, completed_at)
         except DependencyError:
             store.requeue([pid], batch_id)
             again.append(send.message.message_id)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,6 +28,7 @@ from inference_core.dal import job_files
 from inference_core.dal.endpoint import async_endpoint
 from inference_core.dal.jobs import WAITING_JOBS, Claim, job_store
 from inference_core.dal.objects import batch_failure_prefix, batch_output_key, object_store, parse_s3_uri
+from inference_core.dal.queue import job_commands
 from inference_core.dal.webhook_events import EventMessage, webhook_events
 from inference_core.domain.batches import AsyncInferenceNotification, BatchLine, InvocationStatus, ResultLine
 from inference_core.domain.clock import utc_now
@@ -34,11 +36,11 @@ from inference_core.domain.jobs import Job, JobStatus, split_chunk_line_id
 from inference_core.domain.predictions import ErrorInfo
 from inference_core.domain.result_cache import (
     CachedEmbedding,
+    CachePlanLine,
     fresh_entries,
     is_complete,
     merge,
     model_parameters,
-    partial_output,
 )
 from inference_core.domain.webhooks import WebhookEvent, webhook_id
 from inference_core.errors import DependencyError, NotFoundError
@@ -49,6 +51,9 @@ from inference_core.settings import get_settings
 
 JOB_PREFIX = "job_"
 PROGRESS_EVERY = timedelta(seconds=30)
+# Chunks the cache answers whole are finished inside the function that launches them; past this many seconds of
+# that, the rest goes on in a fresh jobs-function invocation (every function that launches has a longer timeout).
+FINISH_IN_PLACE_SECONDS = 20.0
 # A chunk object or output is at most a chunk's worth of lines (a few MB); a line is at most this long.
 _MAX_LINE_BYTES = 64 * 1024 * 1024
 _MAX_CHUNK_BYTES = 512 * 1024 * 1024
@@ -96,8 +101,13 @@ def launch(now: datetime | None = None) -> int:
     heapq.heapify(waiting)
     launched = 0
     refusals = 0
+    finished_here: set[str] = set()
+    started = time.monotonic()
     while waiting:
         _, _, job = heapq.heappop(waiting)
+        if finished_here and time.monotonic() - started > FINISH_IN_PLACE_SECONDS:
+            _continue_later([job, *(queued for _, _, queued in waiting)])
+            break
         claim = store.claim_chunk(job, settings.job_max_in_flight_chunks, now)
         if claim.outcome is Claim.GATE_FULL:
             break
@@ -108,62 +118,84 @@ def launch(now: datetime | None = None) -> int:
             if fresh is not None and fresh.status.runs_chunks and fresh.chunks_left and len(fresh.running) < per_job:
                 heapq.heappush(waiting, (len(fresh.running), next(order), fresh))
             continue
-        _invoke_chunk(job, claim.chunk, now)
-        launched += 1
         job.next_chunk += 1
-        job.running[claim.chunk] = now
+        if _invoke_chunk(job, claim.chunk, now):
+            launched += 1
+            job.running[claim.chunk] = now
+        else:
+            finished_here.add(job.id)  # its place under the gate is already free again
         if job.chunks_left and len(job.running) < per_job:
             heapq.heappush(waiting, (len(job.running), next(order), job))
+    for job_id in finished_here:
+        _assemble_if_ready(job_id, now)
     if launched:
         metrics.add_metric(name="JobChunksLaunched", unit=MetricUnit.Count, value=launched)
     return launched
 
 
-def _invoke_chunk(job: Job, chunk: int, now: datetime) -> None:
+def _continue_later(jobs: list[Job]) -> None:
+    """Hand the rest of a long run of chunks finished in place to fresh jobs-function invocations (the sweeper's
+    next launch would also pick them up)."""
+    for job in jobs:
+        try:
+            job_commands().send("settle", job.id)
+        except DependencyError:
+            logger.warning("could not hand a job's launching on; the sweeper will", job_id=job.id)
+
+
+def _invoke_chunk(job: Job, chunk: int, now: datetime) -> bool:
+    """Send the chunk to the endpoint (True), or finish it here (False): every line was answered from the result
+    cache, or the endpoint refused it. Finishing here does not launch again: the caller's loop goes on."""
     objects = object_store()
     try:
         sent_key = _what_the_cache_lacks(job, chunk, now)
         if sent_key is None:
-            finish_chunk(job, chunk, None, None, now)  # every line answered from the cache: no invocation
-            return
+            finish_chunk(job, chunk, None, None, now, then_settle=False)  # no invocation needed
+            return False
         async_endpoint().invoke(objects.uri(sent_key), chunk_inference_id(job.id, chunk), bulk=True)
+        return True
     except DependencyError as exc:
         # The endpoint refused the chunk (after the SDK's own retries): its lines fail with the reason and can
         # be run again with POST /v1/jobs/{id}/retry; the place under the gate is given back.
         logger.warning("endpoint refused a job chunk", job_id=job.id, chunk=chunk, error=str(exc))
         error = ErrorInfo.of("dispatch_failed", f"the endpoint did not take this line's chunk: {exc}")
-        finish_chunk(job, chunk, None, error, now)
+        finish_chunk(job, chunk, None, error, now, then_settle=False)
+        return False
 
 
 def _what_the_cache_lacks(job: Job, chunk: int, now: datetime) -> str | None:
-    """Look the chunk's texts up in the result cache; keep what it answered in the chunk's hits object and write
-    what the endpoint must compute. Returns that object's key, or None when nothing is left to compute."""
+    """Look the chunk's texts up in the result cache and write what the endpoint must compute; returns that
+    object's key, or None when nothing is left to compute.
+
+    The chunk's cache plan (per line: the keys, as of now, and what the cache answered) is kept for finishing:
+    the write-back uses these keys, so a deploy that changes the model revision while the chunk runs can never
+    file its vectors under the new revision."""
     lines = list(_chunk_lines(job.id, chunk))
     keys = {line.id: keys_for(job.tenant_id, line.parameters, line.inputs) for line in lines}
     wanted = [k for line_keys in keys.values() for k in line_keys or ()]
     cached = lookup(wanted, now) if wanted else {}
-    hits = bytearray()
+    objects = object_store()
+    if wanted:
+        plan = b"".join(
+            _json_line(CachePlanLine.of(line.id, line_keys, cached).model_dump(exclude_none=True))
+            for line in lines
+            if (line_keys := keys[line.id])
+        )
+        try:
+            objects.put(job_files.chunk_cache_key(job.id, chunk), plan, "application/jsonl")
+        except DependencyError:
+            logger.warning("chunk cache plan not stored; the model computes every line", job_id=job.id, chunk=chunk)
+            cached = {}
     sent = bytearray()
     served = 0
     for line in lines:
-        found = [cached.get(k) for k in keys[line.id] or ()]
+        found = [cached.get(k) for k in keys[line.id] or ()] or [None] * len(line.inputs)
         served += sum(1 for entry in found if entry)
-        if any(found):
-            hits += _json_line({"id": line.id, "output": partial_output(found)})
-        if not found or not all(found):
-            texts = [
-                text for text, entry in zip(line.inputs, found or [None] * len(line.inputs), strict=True) if not entry
-            ]
-            sent += (
-                BatchLine(id=line.id, inputs=texts, parameters=model_parameters(line.parameters))
-                .model_dump_json()
-                .encode()
-            )
-            sent += b"\n"
+        if not all(found):
+            texts = [text for text, entry in zip(line.inputs, found, strict=True) if entry is None]
+            missing = BatchLine(id=line.id, inputs=texts, parameters=model_parameters(line.parameters))
+            sent += missing.model_dump_json().encode() + b"\n"
     record_lookup(len(wanted), served)
-    objects = object_store()
-    if hits:
-        objects.put(job_files.chunk_hits_key(job.id, chunk), bytes(hits), "application/jsonl")
     if not sent:
         return None
     sent_key = job_files.chunk_sent_key(job.id, chunk)
@@ -204,13 +236,19 @@ def complete_chunk(notification: AsyncInferenceNotification, now: datetime | Non
 
 
 def finish_chunk(
-    job: Job, chunk: int, output_location: str | None, error: ErrorInfo | None, now: datetime
+    job: Job,
+    chunk: int,
+    output_location: str | None,
+    error: ErrorInfo | None,
+    now: datetime,
+    then_settle: bool = True,
 ) -> ChunkOutcome:
-    """Write the chunk's part files (from its output, or every line failed with `error`), move the counters, then
-    assemble the job if that was its last chunk and launch whatever the freed place allows."""
+    """Write the chunk's part files (from its output and the cache's answers, or every line the cache did not
+    answer failed with `error`), write the fresh vectors back, move the counters, then (`then_settle`) assemble the
+    job if that was its last chunk and launch whatever the freed place allows."""
     outcome = ChunkOutcome(job.id, chunk)
     results = _read_results(output_location) if output_location else {}
-    hits = _read_hits(job.id, chunk)
+    plan = _read_cache_plan(job.id, chunk)
     fresh: dict[str, CachedEmbedding] = {}
     objects = object_store()
     with (
@@ -219,7 +257,7 @@ def finish_chunk(
     ):
         for line in _chunk_lines(job.id, chunk):
             number, custom_id = split_chunk_line_id(line.id)
-            raw_output, line_error = _line_output(line, hits.get(line.id), results.get(line.id), error, fresh, job)
+            raw_output, line_error = _line_output(plan.get(line.id), results.get(line.id), error, fresh)
             if raw_output is None:
                 errs.write(_error_line(number, custom_id, line_error or _MISSING_OUTPUT))
                 outcome.failed += 1
@@ -238,7 +276,8 @@ def finish_chunk(
             "job chunk finished", job_id=job.id, chunk=chunk, completed=outcome.completed, failed=outcome.failed
         )
         _progress_event(job, now)
-        settle(job.id, now)
+        if then_settle:
+            settle(job.id, now)
     return outcome
 
 
@@ -261,26 +300,22 @@ def _progress_event(job: Job, now: datetime) -> None:
 
 
 def _line_output(
-    line: BatchLine,
-    hit: ResultLine | None,
+    planned: CachePlanLine | None,
     result: ResultLine | None,
     chunk_error: ErrorInfo | None,
     fresh: dict[str, CachedEmbedding],
-    job: Job,
 ) -> tuple[dict[str, Any] | None, ErrorInfo | None]:
     """A line's output (the cache's, the model's, or both merged in input order) or its error; the model's fresh
-    vectors go into `fresh` for the write-back."""
-    cached = hit.output if hit is not None else None
+    vectors go into `fresh` for the write-back, under the keys planned at launch."""
+    cached = planned.output if planned is not None else None
     if cached is not None and is_complete(cached):
         return cached, None  # answered whole by the cache: whatever happened to the rest of the chunk
     if chunk_error is not None:
         return None, chunk_error
     if result is None or result.output is None:
         return None, result.error if result is not None else None
-    keys = keys_for(job.tenant_id, line.parameters, line.inputs)
-    if keys:
-        gaps = cached["embeddings"] if cached is not None else [None] * len(keys)
-        fresh.update(fresh_entries([k for k, v in zip(keys, gaps, strict=True) if v is None], result.output))
+    if planned is not None:
+        fresh.update(fresh_entries(planned.sent_keys(), result.output))
     if cached is None:
         return result.output, None
     try:
@@ -289,11 +324,26 @@ def _line_output(
         return None, ErrorInfo.of("malformed_output", f"the model's output does not fit the line: {exc}")
 
 
-def _read_hits(job_id: str, chunk: int) -> dict[str, ResultLine]:
+def _read_cache_plan(job_id: str, chunk: int) -> dict[str, CachePlanLine]:
+    """The chunk's cache plan by line id; empty when the chunk did not use the cache (or its plan is gone)."""
+    plan: dict[str, CachePlanLine] = {}
     try:
-        return _read_results(object_store().uri(job_files.chunk_hits_key(job_id, chunk)))
+        for raw in object_store().lines(job_files.chunk_cache_key(job_id, chunk), _MAX_CHUNK_BYTES):
+            if raw.strip():
+                try:
+                    line = CachePlanLine.model_validate_json(raw)
+                except ValidationError:
+                    continue  # ours; a damaged line only costs its cached answers
+                plan[line.id] = line
     except NotFoundError:
-        return {}  # nothing of this chunk was cached
+        pass
+    return plan
+
+
+def _assemble_if_ready(job_id: str, now: datetime) -> None:
+    job = job_store().get(job_id)
+    if job is not None and ready_to_assemble(job):
+        assemble(job, now)
 
 
 def _read_results(location: str) -> dict[str, ResultLine]:
@@ -334,9 +384,7 @@ def _error_line(number: int, custom_id: str | None, error: ErrorInfo) -> bytes:
 def settle(job_id: str, now: datetime | None = None) -> None:
     """After any change to a job: assemble it if nothing is left to run, then fill free places with chunks."""
     now = now or utc_now()
-    job = job_store().get(job_id)
-    if job is not None and ready_to_assemble(job):
-        assemble(job, now)
+    _assemble_if_ready(job_id, now)
     launch(now)
 
 

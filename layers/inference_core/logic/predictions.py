@@ -22,7 +22,7 @@ from inference_core.dal.table import InvalidCursor
 from inference_core.domain.batches import WorkItem
 from inference_core.domain.clock import utc_now
 from inference_core.domain.predictions import ErrorInfo, NewPrediction, Page, Prediction, PredictionStatus
-from inference_core.domain.result_cache import partial_output
+from inference_core.domain.result_cache import CACHE_PARAMETER, partial_output
 from inference_core.errors import (
     DependencyError,
     IdempotencyConflictError,
@@ -55,18 +55,24 @@ def submit(
     idempotency_key: str | None = None,
     now: datetime | None = None,
     waiting: bool = False,
+    bypass_cache: bool = False,
 ) -> tuple[Prediction, bool]:
     """Record and enqueue a prediction. Returns (prediction, created); created is False for an idempotent replay.
 
     A caller that waits (`Prefer: wait`) is answered from the result cache at once when every input is cached:
     the dispatcher's lookup would find the same entries, but only after the batching window. Callers that do not
-    wait skip this read, so fire-and-forget traffic pays nothing for it."""
+    wait skip this read, so fire-and-forget traffic pays nothing for it.
+
+    `bypass_cache` (the `Cache-Control` header) works like `parameters.cache: false` but is not part of the body,
+    so it leaves the idempotency fingerprint alone."""
     store = prediction_store()
     fingerprint = body_fingerprint(request)
     if idempotency_key:
         replay = _replay(tenant_id, idempotency_key, fingerprint)
         if replay:
             return replay, False
+    if bypass_cache:
+        request = request.model_copy(update={"parameters": {**request.parameters, CACHE_PARAMETER: False}})
     prediction = Prediction(
         id=str(uuid.uuid4()),
         tenant_id=tenant_id,

@@ -28,12 +28,15 @@ def keys_for(tenant_id: str, parameters: Mapping[str, Any], texts: Sequence[str]
 def lookup(keys: Sequence[str], now: datetime) -> dict[str, CachedEmbedding]:
     """The live entries of these keys; nothing when the cache cannot be read."""
     try:
-        found = result_cache().get_many(keys, now)
+        return result_cache().get_many(keys, now)
     except DependencyError as exc:
-        logger.warning("result cache lookup failed", reason=exc.reason)
-        metrics.add_metric(name="CacheLookupFailures", unit=MetricUnit.Count, value=1)
+        lookup_failed(exc)
         return {}
-    return found
+
+
+def lookup_failed(exc: DependencyError) -> None:
+    logger.warning("result cache lookup failed", reason=exc.reason)
+    metrics.add_metric(name="CacheLookupFailures", unit=MetricUnit.Count, value=1)
 
 
 def record_lookup(looked_up: int, hits: int) -> None:
