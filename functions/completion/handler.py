@@ -11,8 +11,10 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from inference_core.domain.clock import utc_now
 from inference_core.logic.completion import complete, parse_notification
 from inference_core.logic.job_runs import complete_chunk, is_job_chunk
+from inference_core.logic.result_cache import gathered_write_back
 from inference_core.observability import logger, metrics
 
 
@@ -37,12 +39,16 @@ def record_handler(body: str) -> None:
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     failures = []
-    for record in event.get("Records", []):
-        try:
-            record_handler(str(record.get("body", "")))
-        except Exception as exc:  # every failure, expected or not, fails this record alone for SQS to retry
-            logger.exception("notification failed", message_id=record.get("messageId"), error_type=type(exc).__name__)
-            failures.append({"itemIdentifier": record["messageId"]})
-        finally:
-            logger.set_correlation_id(None)
+    # Fresh results of every batch in this event go back to the result cache together, after the last one.
+    with gathered_write_back(utc_now):
+        for record in event.get("Records", []):
+            try:
+                record_handler(str(record.get("body", "")))
+            except Exception as exc:  # every failure, expected or not, fails this record alone for SQS to retry
+                logger.exception(
+                    "notification failed", message_id=record.get("messageId"), error_type=type(exc).__name__
+                )
+                failures.append({"itemIdentifier": record["messageId"]})
+            finally:
+                logger.set_correlation_id(None)
     return {"batchItemFailures": failures}

@@ -18,6 +18,7 @@ from inference_core.errors import TransientError
 from inference_core.logic import job_runs
 from inference_core.logic.sweeper import sweep
 from inference_core.settings import get_settings
+from tests.conftest import AwsCalls
 from tests.integration.conftest import REGION, Pipeline, fake_model_output
 from tests.integration.test_jobs import JobDriver, create_job, get_job, jsonl, read_url_key, upload
 from tests.integration.test_sweeper import past_the_invocation_timeout
@@ -566,3 +567,19 @@ def test_hits_that_cannot_be_stored_send_the_whole_batch_to_the_model(
     assert final["status"] == "succeeded"
     assert pipeline.batch_lines(pipeline.invocations[-1])[0]["inputs"] == ["cached", "new"]
     assert final["output"]["embeddings"] == expected(["cached", "new"])
+
+
+def test_one_completion_invocation_writes_several_batches_back_together(
+    pipeline: Pipeline, aws_calls: AwsCalls
+) -> None:
+    headers = pipeline.headers()
+    for i in range(3):  # three batches, their notifications handed to one invocation
+        pipeline.submit(headers, f"text {i}")
+        pipeline.dispatch()
+        pipeline.endpoint_succeeds(pipeline.invocations[-1])
+    before = aws_calls.of("dynamodb.BatchWriteItem")
+
+    pipeline.complete(pipeline.receive("CompletionQueue"))
+
+    assert aws_calls.of("dynamodb.BatchWriteItem") - before == 1
+    assert len(cache_items()) == 3

@@ -267,7 +267,7 @@ def finish_chunk(
             outcome.completed += 1
         out.close()
         errs.close()
-    write_back(fresh, now)
+    write_back(fresh, now, at_once=True)  # the chunks launched next look these up
     outcome.finished = job_store().finish_chunk(job.id, chunk, outcome.completed, outcome.failed)
     if outcome.finished:
         metrics.add_metric(name="JobLinesCompleted", unit=MetricUnit.Count, value=outcome.completed)

@@ -7,7 +7,9 @@ the request goes on as if nothing was cached.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
@@ -50,9 +52,31 @@ def record_lookup(looked_up: int, hits: int) -> None:
     metrics.add_metric(name="CacheHitRatio", unit=MetricUnit.Percent, value=100.0 * hits / looked_up)
 
 
-def write_back(entries: Mapping[str, CachedEmbedding], now: datetime) -> None:
-    """Store fresh results; a failure costs only future hits."""
+# Inside `gathered_write_back()`: the entries waiting to be written when the block ends.
+_gathered: ContextVar[dict[str, CachedEmbedding] | None] = ContextVar("gathered_write_back", default=None)
+
+
+@contextmanager
+def gathered_write_back(now: Callable[[], datetime]) -> Iterator[None]:
+    """Write-backs inside the block are written together when it ends: a function that finishes several batches
+    in one invocation fills each BatchWriteItem (25 entries) instead of sending one per batch."""
+    gathered: dict[str, CachedEmbedding] = {}
+    token = _gathered.set(gathered)
+    try:
+        yield
+    finally:
+        _gathered.reset(token)
+        write_back(gathered, now())
+
+
+def write_back(entries: Mapping[str, CachedEmbedding], now: datetime, at_once: bool = False) -> None:
+    """Store fresh results (or gather them, inside `gathered_write_back`, unless `at_once`: what comes next needs
+    them); a failure costs only future hits."""
     if not entries:
+        return
+    gathered = _gathered.get()
+    if gathered is not None and not at_once:
+        gathered.update(entries)
         return
     try:
         result_cache().put_many(entries, now)
