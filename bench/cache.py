@@ -1,7 +1,8 @@
 """Result-cache benchmark on the local stack: the same workloads on a stack with the cache off and one with it on.
 
     python -m bench.cache [--lines 20000] [--predictions 400] [--wave 50] [--repeat-share 0.5] [--samples 30]
-                          [--no-repeat 300] [--concurrency 8] [--scope tenant|shared]
+                          [--no-repeat 300] [--concurrency 8] [--scope tenant|shared] [--raw FILE]
+    python -m bench.cache --render FILE     # the report again from a --raw file, without running anything
 
 One run, two local stacks one after the other, each in a child process of its own (the functions' settings and
 clients are built once per process): template parameter `ResultCacheScope=off`, then the template's default
@@ -24,7 +25,9 @@ line) from the moto bucket afterwards. AWS requests are counted with the same ho
 (API and functions, in this process), as bench/jobs.py does. Metrics the product emits (Powertools
 `metrics.add_metric`, e.g. the cache's hit counters) are summed by a wrapper in this process; the product's code
 is unchanged. The harness reads status records and job records straight from DynamoDB with its own, uncounted
-client. Writes bench/results/cache.md and prints it.
+client. The in-process moto server's DynamoDB runs one request at a time, with per-item rollback of cancelled
+transactions (serialize_moto_dynamodb; --moto-as-is leaves it as it is). Writes bench/results/cache.md and prints
+it; --raw keeps the measurements, --render rewrites the report from them.
 """
 
 from __future__ import annotations
@@ -32,15 +35,18 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import copy
 import json
 import logging
 import math
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -57,6 +63,7 @@ from bench.cost import REPO, _describe
 from bench.jobs import (
     Meter,
     Tenant,
+    _strings,
     cpu_model,
     cpu_snapshot,
     finish_job,
@@ -74,6 +81,9 @@ JOB_TARGET = 0.05  # endpoint invocations of the second run of a job / the first
 JOB_REQUESTS_PER_LINE = 0.05  # bench/jobs.py's target, for reference
 WAVE_GAP = 1.0  # seconds between a wave's last prediction finishing and the next wave
 COMPARE_LINES = 200  # job output lines compared between the two runs
+CACHE_METRIC_WORDS = ("Cache", "Hit", "Miss", "Saved", "AnsweredAtSubmit")
+CACHE_PREFIX = "CACHE#"
+KEY = re.compile(r"^[A-Z]+#")  # a table key (PRED#..., JOB#..., CACHE#...)
 PARAMETERS = (
     "ResultCacheScope",
     "ResultCacheTtlHours",
@@ -81,7 +91,12 @@ PARAMETERS = (
     "DispatchBatchingWindowSeconds",
     "JobChunkMaxInputs",
     "JobMaxInFlightChunks",
+    "EndpointItemsPerSecond",
+    "InstancePricePerHour",
 )
+PRICES = REPO / "bench/prices.json"
+EVENTUALLY_CONSISTENT_READ_UNITS = 0.5  # per item of up to 4 KB read (a key not found costs the same)
+ITEM_OVERHEAD_BYTES = 100  # DynamoDB's storage overhead per item
 
 
 def log(message: str) -> None:
@@ -162,6 +177,70 @@ def make_texts(args: argparse.Namespace) -> Texts:
     return Texts(no_repeat, fresh, waves, latency, checks, job)
 
 
+# ---------------------------------------------------------------- the emulator
+
+
+_MOTO_DYNAMODB = threading.RLock()
+
+
+def serialize_moto_dynamodb() -> None:
+    """Makes the in-process moto server's DynamoDB behave as DynamoDB does under concurrent requests.
+
+    moto 5 snapshots the whole table (copy.deepcopy) at the start of every TransactWriteItems and, when the
+    transaction is cancelled (a condition check failed: routine for the chunk gate and duplicate notifications),
+    puts that snapshot back as the table, dropping every write other threads made meanwhile. The copy takes about
+    0.65 s once the table holds 20,000 cache entries (a few ms without them), so concurrent writes get lost (a
+    finished chunk reappears as running) and concurrent reads fail with "dictionary changed size during
+    iteration". Here every DynamoDB request to moto runs alone, and a cancelled transaction restores only the
+    items it touched. The product's code is unchanged; --moto-as-is runs moto unpatched."""
+    import moto.dynamodb.models as models
+    from moto.dynamodb.models.table import Table
+    from moto.dynamodb.responses import DynamoHandler
+
+    call_action = DynamoHandler.call_action
+
+    def one_at_a_time(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with _MOTO_DYNAMODB:
+            return call_action(self, *args, **kwargs)
+
+    DynamoHandler.call_action = one_at_a_time  # type: ignore[method-assign]
+
+    class NoTableCopy:
+        """The module's `copy`: tables are not copied (see below), anything else is."""
+
+        @staticmethod
+        def deepcopy(value: Any, memo: Any = None) -> Any:
+            return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+    models.copy = NoTableCopy  # type: ignore[attr-defined,assignment]
+    transact = models.DynamoDBBackend.transact_write_items
+
+    def item_rollback(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        saved = []
+        for entry in transact_items:
+            with contextlib.suppress(Exception):  # malformed: the transaction itself says why
+                _, op = next(iter(entry.items()))
+                table = self.get_table(op["TableName"])
+                key = op.get("Key") or {
+                    name: op["Item"][name] for name in (table.hash_key_attr, table.range_key_attr) if name
+                }
+                hash_key, range_key = self.get_keys_value(table, key)
+                saved.append((table, hash_key, range_key, copy.deepcopy(table.get_item(hash_key, range_key))))
+        try:
+            transact(self, transact_items)
+        except Exception:
+            for table, hash_key, range_key, item in reversed(saved):
+                if item is None:
+                    table.delete_item(hash_key, range_key)
+                elif range_key is not None:
+                    table.items[hash_key][range_key] = item
+                else:
+                    table.items[hash_key] = item
+            raise
+
+    models.DynamoDBBackend.transact_write_items = item_rollback  # type: ignore[method-assign]
+
+
 # ---------------------------------------------------------------- counting
 
 
@@ -171,20 +250,63 @@ class CacheMeter(Meter):
     endpoint invocation and the metrics the product emits, by phase."""
 
     locations: list[tuple[str, str]] = field(default_factory=list)  # (phase, InputLocation)
-    metric_sums: dict[tuple[str, str], float] = field(default_factory=dict)  # (phase, metric) -> sum of values
+    # (phase, metric) -> [sum of values, number of values]
+    metric_sums: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    # (phase, operation) -> requests that name only cache entries (the cache's own requests)
+    cache_only: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # (phase, "entries" | "bytes" | "write_units") -> cache entries written, their size, DynamoDB write units
+    cache_writes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # (phase, operation) -> seconds spent in requests (client side, retries included)
+    seconds: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def register(self, events: Any) -> None:
+        super().register(events)
+        events.register("after-call.*.*", self.on_after_call)
 
     def on_params(self, params: dict[str, Any], context: dict[str, Any] | None, **kwargs: Any) -> None:
         super().on_params(params, context, **kwargs)
-        if self.phase is not None and context is not None and "InputLocation" in params:
+        if self.phase is None or context is None:
+            return
+        if "InputLocation" in params:
             context["bench_input_location"] = params["InputLocation"]
+        keys = [s for s in _strings(params) if KEY.match(s)]
+        if keys and all(k.startswith(CACHE_PREFIX) for k in keys):
+            context["bench_cache_only"] = True
+        for requests in (params.get("RequestItems") or {}).values():
+            if not isinstance(requests, list):
+                continue
+            for request in requests:
+                item = (request.get("PutRequest") or {}).get("Item") or {}
+                if str((item.get("pk") or {}).get("S", "")).startswith(CACHE_PREFIX):
+                    size = item_size(item)
+                    with self.lock:
+                        self.cache_writes[(self.phase, "entries")] += 1
+                        self.cache_writes[(self.phase, "bytes")] += size
+                        self.cache_writes[(self.phase, "write_units")] += math.ceil(size / 1024)
 
     def on_call(self, model: Any, context: dict[str, Any] | None, **kwargs: Any) -> None:
         super().on_call(model, context, **kwargs)
         location = (context or {}).get("bench_input_location")
         phase = self.phase
-        if phase is not None and location:
+        if phase is None:
+            return
+        if location:
             with self.lock:
                 self.locations.append((phase, str(location)))
+        if (context or {}).get("bench_cache_only"):
+            with self.lock:
+                self.cache_only[(phase, f"{model.service_model.service_name}.{model.name}")] += 1
+        if context is not None:
+            context["bench_started"] = time.perf_counter()
+
+    def on_after_call(self, model: Any, context: dict[str, Any] | None, **_: Any) -> None:
+        started = (context or {}).get("bench_started")
+        phase = self.phase
+        if phase is None or started is None:
+            return
+        key = (phase, f"{model.service_model.service_name}.{model.name}")
+        with self.lock:
+            self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - started
 
     def count_metrics(self) -> None:
         """Wraps the product's one Metrics object so every add_metric is summed here too."""
@@ -198,8 +320,9 @@ class CacheMeter(Meter):
                 name = kwargs.get("name", args[0] if args else "?")
                 value = kwargs.get("value", args[2] if len(args) > 2 else 0)
                 with self.lock:
-                    key = (phase, str(name))
-                    self.metric_sums[key] = self.metric_sums.get(key, 0.0) + float(value)
+                    sums = self.metric_sums.setdefault((phase, str(name)), [0.0, 0.0])
+                    sums[0] += float(value)
+                    sums[1] += 1
             return add(*args, **kwargs)
 
         metrics.add_metric = counted  # type: ignore[method-assign]
@@ -219,25 +342,57 @@ class CacheMeter(Meter):
                 selected[function] += n
         return selected
 
-    def metrics_of(self, phase: str) -> dict[str, float]:
-        return {name: value for (p, name), value in sorted(self.metric_sums.items()) if p == phase}
+    def metrics_of(self, phase: str) -> dict[str, list[float]]:
+        """metric -> [sum, count] of this phase."""
+        return {name: list(value) for (p, name), value in sorted(self.metric_sums.items()) if p == phase}
+
+    def seconds_of(self, phase: str) -> dict[str, float]:
+        return {operation: n for (p, operation), n in self.seconds.items() if p == phase}
+
+    def cache_only_of(self, phase: str) -> dict[str, int]:
+        return {operation: n for (p, operation), n in self.cache_only.items() if p == phase}
+
+    def cache_writes_of(self, phase: str) -> dict[str, int]:
+        return {what: n for (p, what), n in self.cache_writes.items() if p == phase}
 
 
-def endpoint_inputs(s3: Any, locations: list[str]) -> tuple[int, int]:
-    """(texts in the batch input objects at these locations, objects that could not be read)."""
-    texts = unreadable = 0
-    for location in locations:
+def item_size(item: dict[str, Any]) -> int:
+    """DynamoDB's item size: attribute names plus values (numbers about one byte per two digits)."""
+    size = 0
+    for name, value in item.items():
+        size += len(name.encode())
+        ((kind, raw),) = value.items()
+        if kind == "S":
+            size += len(str(raw).encode())
+        elif kind == "B":
+            size += len(raw) if isinstance(raw, bytes | bytearray) else len(base64.b64decode(raw))
+        elif kind == "N":
+            size += len(str(raw).strip("-").lstrip("0").replace(".", "")) // 2 + 1
+        else:
+            size += 1
+    return size
+
+
+def endpoint_inputs(s3: Any, locations: list[str]) -> tuple[int, int, int]:
+    """(texts in the input objects of these invocations, every invocation counted; texts in the distinct objects:
+    an object invoked again counted once; objects that could not be read)."""
+    sizes: dict[str, int | None] = {}
+    for location in set(locations):
         bucket, _, key = location.removeprefix("s3://").partition("/")
         try:
             body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         except Exception:  # reported as unreadable
-            unreadable += 1
+            sizes[location] = None
             continue
+        texts = 0
         for line in body.splitlines():
             if line.strip():
                 inputs = json.loads(line).get("inputs")
                 texts += len(inputs) if isinstance(inputs, list) else 1
-    return texts, unreadable
+        sizes[location] = texts
+    total = sum(sizes[location] or 0 for location in locations)
+    distinct = sum(n or 0 for n in sizes.values())
+    return total, distinct, sum(n is None for n in sizes.values())
 
 
 @dataclass
@@ -259,17 +414,21 @@ class Phase:
 
     def summary(self, submitted_inputs: int) -> dict[str, Any]:
         locations = [loc for phase, loc in self.meter.locations if phase == self.name]
-        inputs, unreadable = endpoint_inputs(self.s3, locations)
+        inputs, distinct, unreadable = endpoint_inputs(self.s3, locations)
         requests = self.meter.requests(self.name)
         return {
             "seconds": time.monotonic() - self.started,
             "submitted_inputs": submitted_inputs,
             "invocations": requests.get("sagemaker-runtime.InvokeEndpointAsync", 0),
             "endpoint_inputs": inputs,
+            "distinct_inputs": distinct,
             "unreadable_inputs": unreadable,
             "requests": dict(requests),
             "by_function": dict(self.meter.by_function(self.name)),
             "metrics": self.meter.metrics_of(self.name),
+            "cache_only": self.meter.cache_only_of(self.name),
+            "cache_writes": self.meter.cache_writes_of(self.name),
+            "request_seconds": self.meter.seconds_of(self.name),
         }
 
 
@@ -316,6 +475,23 @@ def record_seconds(record: dict[str, str]) -> float:
     return (
         datetime.fromisoformat(record["completed_at"]) - datetime.fromisoformat(record["created_at"])
     ).total_seconds()
+
+
+def timings(done: list[dict[str, str]]) -> dict[str, float]:
+    """p50 of created -> succeeded, and of its two parts where the record has started_at: created -> started
+    (API, queue, dispatcher) and started -> succeeded (endpoint queue, model, completion)."""
+    started = [r for r in done if r.get("started_at")]
+    at = datetime.fromisoformat
+
+    def p50(values: list[float]) -> float:
+        return percentile(values, 50) if values else float("nan")
+
+    return {
+        "total_p50": p50([record_seconds(r) for r in done]),
+        "queue_p50": p50([(at(r["started_at"]) - at(r["created_at"])).total_seconds() for r in started]),
+        "run_p50": p50([(at(r["completed_at"]) - at(r["started_at"])).total_seconds() for r in started]),
+        "without_started": len(done) - len(started),
+    }
 
 
 def submit_all(api: httpx.Client, bodies: list[dict[str, Any]], concurrency: int) -> list[str]:
@@ -389,7 +565,7 @@ def phase_no_repeats(
         raise RuntimeError(f"GET answered {Counter(codes)}")
     result = phase.summary(len(texts))
     result["predictions"] = len(ids)
-    result["record_p50"] = percentile([record_seconds(r) for r in done.values()], 50)
+    result["timings"] = timings(list(done.values()))
     return result
 
 
@@ -402,7 +578,7 @@ def phase_repeats(
     waves: list[list[tuple[str, bool]]],
     concurrency: int,
 ) -> dict[str, Any]:
-    latency: dict[bool, list[float]] = {True: [], False: []}
+    finished: dict[bool, list[dict[str, str]]] = {True: [], False: []}
     wave_seconds: list[float] = []
     with Phase(meter, s3, "A 50% repeats") as phase:
         for index, wave in enumerate(waves):
@@ -411,7 +587,7 @@ def phase_repeats(
             done = wait_finished(ddb, table, ids)
             wave_seconds.append(time.monotonic() - started)
             for prediction_id, (_, repeat) in zip(ids, wave, strict=True):
-                latency[repeat].append(record_seconds(done[prediction_id]))
+                finished[repeat].append(done[prediction_id])
             log(f"    wave {index + 1}/{len(waves)}: {len(wave)} predictions in {wave_seconds[-1]:.1f} s")
             time.sleep(WAVE_GAP)
     total = sum(len(w) for w in waves)
@@ -424,8 +600,8 @@ def phase_repeats(
         most_repeated=max(repeated.values(), default=0),
         waves=len(waves),
         wave_p50=percentile(wave_seconds, 50),
-        fresh_p50=percentile(latency[False], 50),
-        repeat_p50=percentile(latency[True], 50) if latency[True] else float("nan"),
+        fresh=timings(finished[False]),
+        repeat=timings(finished[True]),
     )
     return result
 
@@ -450,6 +626,8 @@ def phase_latency(api: httpx.Client, meter: CacheMeter, s3: Any, texts: list[str
             mean=sum(seconds) / len(seconds),
             answered_at_submit=sum(s.code == 200 and s.first_status == "succeeded" for s in samples),
             queue_ms_p50=percentile([float((s.body.get("metrics") or {}).get("queue_ms") or 0) for s in samples], 50),
+            output_bytes_per_text=sum(len(json.dumps(e)) for e in embeddings) / len(embeddings),
+            input_bytes_per_text=sum(len(json.dumps(t)) for t in texts) / len(texts),
         )
         if name == "first":
             first = embeddings
@@ -561,6 +739,7 @@ def phase_jobs(
             failed=counts.get("failed"),
             requests_per_line=total / len(texts),
             requests_per_line_no_sweeper=(total - sweeper) / len(texts),
+            invoked_again=sorted(i for i, n in meter.inference_ids.items() if n > 1 and i.startswith(f"{run.job_id}-")),
         )
         heads.append(stream_lines(run.api["output_url"], COMPARE_LINES) if run.api.get("output_url") else [])
         runs.append(summary)
@@ -582,6 +761,8 @@ def run_config(config: str, args: argparse.Namespace) -> dict[str, Any]:
     texts = make_texts(args)
     parameters = {"ResultCacheScope": "off"} if config == "off" else {"ResultCacheScope": args.scope}
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's access log
+    if not args.moto_as_is:
+        serialize_moto_dynamodb()
     results: dict[str, Any] = {"config": config, "other_load": {}}
     with tempfile.TemporaryDirectory() as state:
         stack = LocalStack(
@@ -661,15 +842,114 @@ def _ratio(a: float, b: float) -> float:
 
 
 def _cache_metrics(phase: dict[str, Any]) -> str:
-    found = {
-        name: value
-        for name, value in phase["metrics"].items()
-        if any(word in name for word in ("Cache", "Hit", "Miss", "Saved"))
-    }
-    return ", ".join(f"{name} {value:g}" for name, value in found.items()) or "none emitted"
+    """The cache's metrics of a phase: counts summed, ratios (a percent per lookup) averaged."""
+    shown = []
+    for name, (total, count) in phase["metrics"].items():
+        if not any(word in name for word in CACHE_METRIC_WORDS):
+            continue
+        if name.endswith("Ratio"):
+            shown.append(f"{name} mean {total / max(count, 1):.1f}% of {count:g} lookups")
+        else:
+            shown.append(f"{name} {total:g}")
+    return ", ".join(shown) or "none emitted"
 
 
-def render(results: dict[str, dict[str, Any]], args: argparse.Namespace, wall: float, revision: str) -> str:
+def _own(phase: dict[str, Any], per: float, unit: str = "prediction") -> str:
+    """The cache's own requests (naming only cache entries) and its write units, per `per`."""
+    own = sum(phase["cache_only"].values())
+    writes = phase["cache_writes"]
+    text = f"{own / per:.3f}" + (
+        " (" + ", ".join(f"{op} {n}" for op, n in sorted(phase["cache_only"].items())) + ")" if own else ""
+    )
+    if writes.get("entries"):
+        text += (
+            f"; {writes['entries']} entries written, {writes['bytes'] / writes['entries']:.0f} B each, "
+            f"{writes['write_units'] / per:.2f} write units per {unit}"
+        )
+    return text
+
+
+def _ops_table(columns: list[tuple[str, dict[str, Any], float]]) -> list[str]:
+    """service.operation -> requests per unit, one column per (label, phase, units)."""
+    operations = sorted({op for _, phase, _ in columns for op in phase["requests"]})
+    out = [
+        "| service.operation | " + " | ".join(label for label, _, _ in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for operation in operations:
+        out.append(
+            f"| {operation} | "
+            + " | ".join(f"{phase['requests'].get(operation, 0) / units:.3f}" for _, phase, units in columns)
+            + " |"
+        )
+    out.append(
+        "| **all** | "
+        + " | ".join(f"**{sum(phase['requests'].values()) / units:.3f}**" for _, phase, units in columns)
+        + " |"
+    )
+    return out
+
+
+def cost_section(on: dict[str, Any]) -> list[str]:
+    """Per 1M inputs at list prices: what the cache costs (lookups, write-back, storage for its TTL) against the
+    endpoint time and data a hit saves, with the entry size measured here."""
+    prices = json.loads(PRICES.read_text())["prices"]
+
+    def unit(name: str) -> float:
+        return float(prices[name]["usd"]) / float(prices[name]["per"])
+
+    phases = [on["no_repeats"], on["repeats"], on["latency"]["first"], *on["jobs"]]
+    entries = sum(p["cache_writes"].get("entries", 0) for p in phases)
+    if not entries:
+        return ["No cache entries were written on the cache-on stack: nothing to price.", ""]
+    entry_bytes = sum(p["cache_writes"].get("bytes", 0) for p in phases) / entries
+    write_units = sum(p["cache_writes"].get("write_units", 0) for p in phases) / entries
+    parameters = on["parameters"]
+    ttl_hours = float(parameters.get("ResultCacheTtlHours", 168))
+    items_per_second = float(parameters.get("EndpointItemsPerSecond", 3000))
+    instance_hour = float(parameters.get("InstancePricePerHour", prices["sagemaker_instance_hour"]["usd"]))
+    latency = on["latency"]["first"]
+    text_bytes = latency["input_bytes_per_text"] + latency["output_bytes_per_text"]
+    million = 1_000_000
+    gib = 1024**3
+    lookup = million * EVENTUALLY_CONSISTENT_READ_UNITS * unit("dynamodb_ondemand_rru")
+    write = million * write_units * unit("dynamodb_ondemand_wru")
+    storage_rate = unit("dynamodb_storage_gb_month") + unit("dynamodb_pitr_gb_month")
+    storage = million * (entry_bytes + ITEM_OVERHEAD_BYTES) / gib * storage_rate * ttl_hours / 730
+    endpoint = million / items_per_second / 3600 * instance_hour
+    data = million * text_bytes / gib * unit("sagemaker_data_processed_gb")
+    break_even = (lookup + write + storage) / (endpoint + data + write + storage)
+    return [
+        "## What the cache costs and saves, per 1 million inputs (list prices)",
+        "",
+        f"From the entries written here ({entries:,} entries, {entry_bytes:.0f} bytes each as DynamoDB sizes them, "
+        f"{write_units:.2f} write units each) and bench/prices.json (us-east-1 on-demand). The endpoint time a hit "
+        f"saves uses the template's EndpointItemsPerSecond={items_per_second:g} (an assumption, not measured: see "
+        f"bench/results/cost.md) and InstancePricePerHour={instance_hour:g}.",
+        "",
+        "| item | per 1M inputs | how |",
+        "|---|---:|---|",
+        f"| lookup (every input that uses the cache) | ${lookup:.3f} | {EVENTUALLY_CONSISTENT_READ_UNITS} read units "
+        "(eventually consistent, hit or miss) |",
+        f"| write-back (every miss) | ${write:.3f} | {write_units:.2f} write units per entry |",
+        f"| storage for the TTL (every miss) | ${storage:.3f} | ({entry_bytes:.0f} + {ITEM_OVERHEAD_BYTES}) bytes for "
+        f"{ttl_hours:g} h, table storage + point-in-time recovery (on in the template) |",
+        f"| **saved: endpoint instance time (every hit)** | **${endpoint:.3f}** | 1/{items_per_second:g} s of an "
+        f"instance at ${instance_hour:g}/h |",
+        f"| saved: endpoint data processed (every hit) | ${data:.3f} | {text_bytes:.0f} bytes in + out per text |",
+        f"| **hit ratio above which the cache saves money** | **{break_even:.0%}** | (lookup + write + storage) / "
+        "(saved + write + storage) |",
+        "",
+        "Not in these figures: the pipeline requests a hit avoids or adds (sections 1 and 2: they depend on the "
+        "path), Lambda time, and an instance start that a fully cached burst or job may avoid on an endpoint "
+        "scaled to zero.",
+        "",
+    ]
+
+
+def render(
+    results: dict[str, dict[str, Any]], args: argparse.Namespace, wall: float, revision: str, finished: str = ""
+) -> str:
     off, on = results["off"], results["on"]
     device = "GPU (CUDA, picked by the model server)" if shutil.which("nvidia-smi") else "CPU model server"
     a_off, a_on = off["repeats"], on["repeats"]
@@ -681,6 +961,11 @@ def render(results: dict[str, dict[str, Any]], args: argparse.Namespace, wall: f
     per_off = sum(c_off["requests"].values()) / c_off["predictions"]
     per_on = sum(c_on["requests"].values()) / c_on["predictions"]
     delta = per_on - per_off
+    sweeper_off, sweeper_on = c_off["by_function"].get("Sweeper", 0), c_on["by_function"].get("Sweeper", 0)
+    delta_no_sweeper = (sum(c_on["requests"].values()) - sweeper_on) / c_on["predictions"] - (
+        sum(c_off["requests"].values()) - sweeper_off
+    ) / c_off["predictions"]
+    busy_jobs = {name: r["other_load"].get("D", 0.0) for name, r in (("off", off), ("on", on))}
     j_off, j_on = off["jobs"], on["jobs"]
     job_ratio = _ratio(j_on[1]["invocations"], j_on[0]["invocations"])
     lines = j_on[0]["lines"]
@@ -691,14 +976,22 @@ def render(results: dict[str, dict[str, Any]], args: argparse.Namespace, wall: f
     out = [
         "# Result cache on the local stack",
         "",
-        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores ({cpu_model()}), {device}; "
+        f"Run {finished or f'{datetime.now(UTC):%Y-%m-%d %H:%M}'} UTC on {os.cpu_count()} cores ({cpu_model()}), {device}; "
         f"`python -m bench.cache{' ' + ' '.join(args.argv) if args.argv else ''}` took {wall / 60:.1f} min; "
         f"{revision}.",
         "",
         f"Two local stacks, one after the other, each in its own process, the same phases and texts: **cache off** "
         f"({params(off)}) and **cache on** ({params(on)}). Environment the functions got: off "
         f"{off['cache_env'] or '(no *CACHE* variables)'}, on {on['cache_env'] or '(no *CACHE* variables)'}. "
-        "Event pumps: 5 pollers per function; sweeper every 10 s. Bench parameters: "
+        "Event pumps: 5 pollers per function; sweeper every 10 s. "
+        + (
+            "moto's DynamoDB ran as it is (`--moto-as-is`). "
+            if args.moto_as_is
+            else "moto's DynamoDB ran one request at a time, with cancelled transactions rolling back only their own "
+            "items (see `serialize_moto_dynamodb`: unpatched, moto copies the whole table per transaction and its "
+            "rollback drops concurrent writes, which the cache's entries in the same table make likely). "
+        )
+        + "Bench parameters: "
         f"--predictions {args.predictions} --wave {args.wave} --repeat-share {args.repeat_share} "
         f"--samples {args.samples} --no-repeat {args.no_repeat} --lines {args.lines} --concurrency {args.concurrency}"
         f" --scope {args.scope}.",
@@ -719,7 +1012,8 @@ def render(results: dict[str, dict[str, Any]], args: argparse.Namespace, wall: f
         f"(cache on: all cached) | {b_off['again']['p50']:.3f} s | {b_on['again']['p50']:.3f} s | "
         f"**{latency_ratio:.2f}x** | <= {LATENCY_TARGET}x | {_met(latency_ratio <= LATENCY_TARGET)} |",
         f"| 3 | AWS requests per prediction, {c_on['predictions']} predictions, no repeats (submit, process, one "
-        f"GET) | {per_off:.3f} | {per_on:.3f} | **{delta:+.3f}** | <= +{REQUESTS_TARGET} | "
+        f"GET) | {per_off:.3f} | {per_on:.3f} | **{delta:+.3f}** ({delta_no_sweeper:+.3f} without the local "
+        f"sweeper's requests) | <= +{REQUESTS_TARGET} | "
         f"{_met(delta <= REQUESTS_TARGET)} |",
         f"| 4 | endpoint invocations, 2nd run / 1st run of the same {lines:,}-line job | "
         f"{j_off[1]['invocations']} / {j_off[0]['invocations']} | {j_on[1]['invocations']} / "
@@ -743,18 +1037,30 @@ def render(results: dict[str, dict[str, Any]], args: argparse.Namespace, wall: f
         f"| inputs sent to the endpoint (counted in the batch input objects) | {a_off['endpoint_inputs']} | "
         f"{a_on['endpoint_inputs']} |",
         f"| endpoint invocations | {a_off['invocations']} | {a_on['invocations']} |",
-        f"| hit ratio: 1 - endpoint inputs / inputs submitted | "
-        f"{1 - a_off['endpoint_inputs'] / a_off['submitted_inputs']:.1%} | "
-        f"{1 - a_on['endpoint_inputs'] / a_on['submitted_inputs']:.1%} |",
+        f"| hit ratio: 1 - inputs in distinct batch objects / inputs submitted | "
+        f"{1 - a_off['distinct_inputs'] / a_off['submitted_inputs']:.1%} | "
+        f"{1 - a_on['distinct_inputs'] / a_on['submitted_inputs']:.1%} |",
         f"| of the repeats, served from the cache | | "
         f"{(a_on['submitted_inputs'] - a_on['endpoint_inputs']) / max(a_on['repeats'], 1):.1%} |",
-        f"| p50 created -> succeeded (status records), new texts | {a_off['fresh_p50']:.2f} s | "
-        f"{a_on['fresh_p50']:.2f} s |",
-        f"| p50 created -> succeeded, repeats | {a_off['repeat_p50']:.2f} s | {a_on['repeat_p50']:.2f} s |",
+        *(
+            f"| p50 {part} (status records), {kind} | {a_off[key][stat]:.2f} s | {a_on[key][stat]:.2f} s |"
+            for key, kind in (("fresh", "new texts"), ("repeat", "repeats"))
+            for stat, part in (
+                ("total_p50", "created -> succeeded"),
+                ("queue_p50", "created -> started"),
+                ("run_p50", "started -> succeeded"),
+            )
+        ),
+        f"| records without started_at (finished without a batch), repeats | {a_off['repeat']['without_started']} | "
+        f"{a_on['repeat']['without_started']} |",
         f"| p50 wave time (submit -> all finished) | {a_off['wave_p50']:.2f} s | {a_on['wave_p50']:.2f} s |",
-        f"| AWS requests per prediction | {sum(a_off['requests'].values()) / a_off['predictions']:.3f} | "
-        f"{sum(a_on['requests'].values()) / a_on['predictions']:.3f} |",
+        f"| the cache's own requests per prediction (naming only cache entries) | {_own(a_off, a_off['predictions'])} "
+        f"| {_own(a_on, a_on['predictions'])} |",
         f"| cache metrics emitted | {_cache_metrics(a_off)} | {_cache_metrics(a_on)} |",
+        "",
+        "AWS requests per prediction, by operation:",
+        "",
+        *_ops_table([("cache off", a_off, a_off["predictions"]), ("cache on", a_on, a_on["predictions"])]),
         "",
         "## 2. `Prefer: wait=20` when every input is cached",
         "",
@@ -777,13 +1083,19 @@ def render(results: dict[str, dict[str, Any]], args: argparse.Namespace, wall: f
     cells = [b_off["first"], b_off["again"], b_on["first"], b_on["again"]]
     for label, key, fmt in rows:
         out.append(f"| {label} | " + " | ".join(fmt.format(c[key]) for c in cells) + " |")
-    out.append("| SQS SendMessage | " + " | ".join(str(c["requests"].get("sqs.SendMessage", 0)) for c in cells) + " |")
-    out.append(
-        "| AWS requests per prediction | "
-        + " | ".join(f"{sum(c['requests'].values()) / c['samples']:.2f}" for c in cells)
-        + " |"
-    )
+    out.append("| the cache's own requests per prediction | " + " | ".join(_own(c, c["samples"]) for c in cells) + " |")
     out += [
+        "",
+        "AWS requests per prediction, by operation:",
+        "",
+        *_ops_table(
+            [
+                (label, cell, cell["samples"])
+                for label, cell in zip(
+                    ("off, 1st", "off, 2nd", "on, 1st (new)", "on, 2nd (cached)"), cells, strict=True
+                )
+            ]
+        ),
         "",
         f"Cached 2nd pass / cache-on 1st pass (the same texts new): **{latency_ratio_fresh:.2f}x**. Largest "
         f"difference between a text's embedding in the 2nd pass and in the 1st: off "
@@ -817,7 +1129,20 @@ def render(results: dict[str, dict[str, Any]], args: argparse.Namespace, wall: f
         + ", ".join(f"{k} {v}" for k, v in sorted(c_off["by_function"].items()))
         + "; on "
         + ", ".join(f"{k} {v}" for k, v in sorted(c_on["by_function"].items()))
-        + f". p50 created -> succeeded: off {c_off['record_p50']:.2f} s, on {c_on['record_p50']:.2f} s. "
+        + ". The cache's own requests (naming only cache entries) per prediction: off "
+        f"{_own(c_off, c_off['predictions'])}; on **{_own(c_on, c_on['predictions'])}**. The rest of the difference "
+        "comes with the number of batches and with the sweeper's runs that fell in the window (every 10 s here, "
+        f"every 5 minutes on AWS: {sweeper_off} requests off, {sweeper_on} on; without them the difference is "
+        f"{delta_no_sweeper:+.3f} per prediction). "
+        f"The write-back was {c_on['requests'].get('dynamodb.BatchWriteItem', 0) / max(c_on['invocations'], 1):.2f} "
+        "BatchWriteItem per batch (25 entries a request at most), so its cost per prediction is about 1 / the mean "
+        f"batch size: {c_on['endpoint_inputs'] / max(c_on['invocations'], 1):.1f} texts here, where full batches of "
+        f"DispatchBatchSize={on['parameters'].get('DispatchBatchSize')} would make it "
+        f"{math.ceil(int(on['parameters'].get('DispatchBatchSize', 50)) / 25)}/"
+        f"{on['parameters'].get('DispatchBatchSize')}. p50 created -> succeeded (created -> started, started -> succeeded): off "
+        f"{c_off['timings']['total_p50']:.2f} s ({c_off['timings']['queue_p50']:.2f}, "
+        f"{c_off['timings']['run_p50']:.2f}), on {c_on['timings']['total_p50']:.2f} s "
+        f"({c_on['timings']['queue_p50']:.2f}, {c_on['timings']['run_p50']:.2f}). "
         f"Cache metrics, cache on: {_cache_metrics(c_on)}.",
         "",
         f"## 4. The same {lines:,}-line job twice",
@@ -835,20 +1160,62 @@ def render(results: dict[str, dict[str, Any]], args: argparse.Namespace, wall: f
         ("lines completed / failed", lambda j: f"{j['completed']} / {j['failed']}"),
         ("chunks", lambda j: str(j["chunks"])),
         ("endpoint invocations", lambda j: str(j["invocations"])),
+        (
+            "chunks invoked more than once",
+            lambda j: ", ".join(i.rsplit("-", 1)[-1] for i in j["invoked_again"]) or "none",
+        ),
         ("inputs sent to the endpoint", lambda j: f"{j['endpoint_inputs']:,}"),
-        ("hit ratio: 1 - endpoint inputs / lines", lambda j: f"{1 - j['endpoint_inputs'] / j['lines']:.1%}"),
+        (
+            "inputs in distinct chunk objects (a chunk invoked again counted once)",
+            lambda j: f"{j['distinct_inputs']:,}",
+        ),
+        ("hit ratio: 1 - inputs in distinct objects / lines", lambda j: f"{1 - j['distinct_inputs'] / j['lines']:.1%}"),
         ("AWS requests per line (all, sweeper included)", lambda j: f"{j['requests_per_line']:.4f}"),
         ("AWS requests per line without the sweeper", lambda j: f"{j['requests_per_line_no_sweeper']:.4f}"),
         ("dynamodb.BatchGetItem", lambda j: str(j["requests"].get("dynamodb.BatchGetItem", 0))),
         ("dynamodb.BatchWriteItem", lambda j: str(j["requests"].get("dynamodb.BatchWriteItem", 0))),
         ("s3.PutObject", lambda j: str(j["requests"].get("s3.PutObject", 0))),
         ("s3.GetObject", lambda j: str(j["requests"].get("s3.GetObject", 0))),
+        *(
+            (
+                f"mean ms per {operation}",
+                (
+                    lambda j, operation=operation: (
+                        f"{1000 * j['request_seconds'].get(operation, 0) / j['requests'][operation]:.0f}"
+                        if j["requests"].get(operation)
+                        else "-"
+                    )
+                ),
+            )
+            for operation in (
+                "dynamodb.TransactWriteItems",
+                "dynamodb.BatchWriteItem",
+                "dynamodb.BatchGetItem",
+                "dynamodb.Query",
+            )
+        ),
+        ("the cache's own requests per line", lambda j: f"{sum(j['cache_only'].values()) / j['lines']:.4f}"),
+        (
+            "cache entries written; DynamoDB write units per line",
+            lambda j: (
+                f"{j['cache_writes'].get('entries', 0):,}; {j['cache_writes'].get('write_units', 0) / j['lines']:.2f}"
+            ),
+        ),
     ]
     for label, cell in job_rows:
         out.append(f"| {label} | " + " | ".join(cell(j) for j in jobs) + " |")
     out += [
         "",
-        f"2nd run / 1st run wall time: off {_ratio(j_off[1]['wall_seconds'], j_off[0]['wall_seconds']):.2f}x, on "
+        (
+            "**Compare wall times within a stack**: other processes used "
+            + ", ".join(
+                f"{share:.0%} of the CPU during the {name} stack's job runs" for name, share in busy_jobs.items()
+            )
+            + ". "
+            if max(busy_jobs.values()) > 0.1
+            else ""
+        )
+        + f"2nd run / 1st run wall time: off {_ratio(j_off[1]['wall_seconds'], j_off[0]['wall_seconds']):.2f}x, on "
         f"**{_ratio(j_on[1]['wall_seconds'], j_on[0]['wall_seconds']):.2f}x**. The first {j_on[1]['compared_lines']} "
         f"output lines of the 2nd run match the 1st's (same `custom_id`, same vector): off "
         f"{j_off[1]['same_output_lines']}, on {j_on[1]['same_output_lines']}. For reference, bench/jobs.py's target "
@@ -857,11 +1224,11 @@ def render(results: dict[str, dict[str, Any]], args: argparse.Namespace, wall: f
         "",
         "## Hit ratio and the product's cache metrics, cache on",
         "",
-        "Hit ratio = 1 - inputs sent to the endpoint / inputs submitted, per phase (a prediction sent twice "
-        "counts twice). Metrics: every `metrics.add_metric` the product made in the phase whose name mentions "
-        "Cache, Hit, Miss or Saved, summed.",
+        "Hit ratio = 1 - inputs in the distinct batch (or chunk) objects sent to the endpoint / inputs submitted, per "
+        "phase (an input submitted twice counts twice; an object invoked again counts once). Metrics: every `metrics.add_metric` the product made in the phase whose name mentions "
+        "Cache, Hit, Miss, Saved or AnsweredAtSubmit, summed (CacheHitRatio, a percent per lookup, averaged).",
         "",
-        "| phase | inputs submitted | sent to the endpoint | hit ratio | metrics |",
+        "| phase | inputs submitted | sent to the endpoint (distinct objects) | hit ratio | metrics |",
         "|---|---:|---:|---:|---|",
     ]
     phases = [
@@ -875,14 +1242,15 @@ def render(results: dict[str, dict[str, Any]], args: argparse.Namespace, wall: f
     for label, phase in phases:
         submitted = phase["submitted_inputs"]
         out.append(
-            f"| {label} | {submitted:,} | {phase['endpoint_inputs']:,} | "
-            f"{1 - phase['endpoint_inputs'] / max(submitted, 1):.1%} | {_cache_metrics(phase)} |"
+            f"| {label} | {submitted:,} | {phase['endpoint_inputs']:,} ({phase['distinct_inputs']:,}) | "
+            f"{1 - phase['distinct_inputs'] / max(submitted, 1):.1%} | {_cache_metrics(phase)} |"
         )
     all_metrics = sorted({name for phase in (a_on, c_on, j_on[0], j_on[1]) for name in phase["metrics"]})
     out += [
         "",
         "All metric names the product emitted in those phases: " + (", ".join(all_metrics) or "none") + ".",
         "",
+        *cost_section(on),
         "## Contract checks",
         "",
         "One prediction each (`Prefer: wait=20`), on texts that section 2 already sent (cached where the cache is "
@@ -930,6 +1298,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="clients at once (fire-and-forget phases)")
     parser.add_argument("--scope", choices=["tenant", "shared"], default="tenant", help="ResultCacheScope when on")
     parser.add_argument("--output", type=Path, default=Path("bench/results/cache.md"))
+    parser.add_argument(
+        "--moto-as-is",
+        action="store_true",
+        help="run moto's DynamoDB unpatched (concurrent requests, whole-table transaction snapshots)",
+    )
+    parser.add_argument("--raw", type=Path, help="also write the measurements as JSON here")
+    parser.add_argument("--render", type=Path, help="only write the report from a --raw file of an earlier run")
     parser.add_argument("--child", choices=CONFIGS, help=argparse.SUPPRESS)
     parser.add_argument("--result-file", type=Path, help=argparse.SUPPRESS)
     raw = list(sys.argv[1:] if argv is None else argv)
@@ -939,7 +1314,15 @@ def main(argv: list[str] | None = None) -> int:
             result = run_config(args.child, args)
         args.result_file.write_text(json.dumps(result))
         return 0
-    args.argv = raw
+    if args.render:
+        saved = json.loads(args.render.read_text())
+        earlier = parser.parse_args(saved["argv"])
+        earlier.argv = saved["argv"]
+        report = render(saved["results"], earlier, saved["wall"], saved["revision"], saved.get("finished", ""))
+        print(report)
+        args.output.write_text(report)
+        return 0
+    args.argv = [a for a in raw if a != "--raw" and not (args.raw and a == str(args.raw))]
     started = time.monotonic()
     try:
         revision = _describe("new", REPO, "HEAD")
@@ -951,14 +1334,22 @@ def main(argv: list[str] | None = None) -> int:
             log(f"cache {config}: starting a local stack ...")
             result_file = Path(scratch) / f"{config}.json"
             child = subprocess.run(
-                [sys.executable, "-m", "bench.cache", *raw, "--child", config, "--result-file", str(result_file)],
+                [sys.executable, "-m", "bench.cache", *args.argv, "--child", config, "--result-file", str(result_file)],
                 check=False,
             )
             if child.returncode != 0:
                 log(f"cache {config}: the child failed ({child.returncode})")
                 return child.returncode
             results[config] = json.loads(result_file.read_text())
-    report = render(results, args, time.monotonic() - started, revision)
+    wall = time.monotonic() - started
+    if args.raw:
+        finished = f"{datetime.now(UTC):%Y-%m-%d %H:%M}"
+        args.raw.write_text(
+            json.dumps(
+                {"results": results, "wall": wall, "revision": revision, "argv": args.argv, "finished": finished}
+            )
+        )
+    report = render(results, args, wall, revision)
     print(report)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report)
