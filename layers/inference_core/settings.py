@@ -64,6 +64,7 @@ class Settings:
 
     # Result cache: who shares entries (tenant | shared | off), how long they live, and the model identity every
     # key includes (a new model, image or revision never serves an old vector).
+    result_cache_table_name: str
     result_cache_scope: str
     result_cache_ttl_hours: int
     model_revision: str

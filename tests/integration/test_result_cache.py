@@ -37,8 +37,8 @@ def run(pipeline: Pipeline, headers: dict[str, str], inputs: Any, **body: Any) -
 
 def cache_items() -> list[dict[str, Any]]:
     ddb = boto3.client("dynamodb", region_name=REGION)
-    items = ddb.scan(TableName=get_settings().table_name)["Items"]
-    return [item for item in items if item["pk"]["S"].startswith("CACHE#")]
+    items: list[dict[str, Any]] = ddb.scan(TableName=get_settings().result_cache_table_name)["Items"]
+    return items
 
 
 def expected(texts: list[str]) -> list[list[float]]:
@@ -132,7 +132,7 @@ def test_an_expired_entry_is_not_served_even_before_dynamodb_deletes_it(pipeline
     ddb = boto3.client("dynamodb", region_name=REGION)
     for item in cache_items():  # its TTL has passed; DynamoDB deletes expired items only eventually
         ddb.update_item(
-            TableName=get_settings().table_name,
+            TableName=get_settings().result_cache_table_name,
             Key={"pk": item["pk"]},
             UpdateExpression="SET expires_at = :past",
             ExpressionAttributeValues={":past": {"N": "1"}},
@@ -384,7 +384,7 @@ def test_a_damaged_cache_entry_is_a_miss_not_a_wrong_answer(pipeline: Pipeline, 
     values = {":text": {"S": "oops"}, ":odd": {"B": b"abc"}}
     used = {name: value for name, value in values.items() if name in damage}
     ddb.update_item(
-        TableName=get_settings().table_name,
+        TableName=get_settings().result_cache_table_name,
         Key={"pk": item["pk"]},
         UpdateExpression=damage,
         **({"ExpressionAttributeValues": used} if used else {}),

@@ -16,10 +16,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from inference_core.dal.aws_errors import AwsFailure, classify, translate
 from inference_core.dal.clients import cached_factory
 from inference_core.dal.idempotency import IdempotencyClaim, IdempotencyKeyTaken, IdempotencyStore, idempotency_store
-from inference_core.dal.result_cache import CACHE_PK_PREFIX, cache_pk, live_entry
+from inference_core.dal.result_cache import cache_pk, live_entry, result_cache
 from inference_core.dal.table import (
     CURSOR_KEYS,
     Table,
+    batch_get_across,
     decode_cursor,
     encode_cursor,
     from_attrs,
@@ -192,21 +193,20 @@ class PredictionStore:
         return {prediction.id: prediction for prediction in map(_to_prediction, items)}
 
     def get_many_with_cached(
-        self, prediction_ids: Iterable[str], cache_keys: Iterable[str], now: datetime
+        self, prediction_ids: Sequence[str], cache_keys: Iterable[str], now: datetime
     ) -> tuple[dict[str, Prediction], dict[str, CachedEmbedding]]:
-        """The records and the live cache entries of a batch in one BatchGetItem (while they fit in 100 keys):
-        the cache lookup adds no request to a dispatcher batch."""
-        pks = [*(_pk(i) for i in prediction_ids), *(cache_pk(k) for k in cache_keys)]
-        predictions: dict[str, Prediction] = {}
-        cached: dict[str, CachedEmbedding] = {}
-        for item in self.table.batch_get(pks, "predictions"):
-            if str(item["pk"]).startswith(CACHE_PK_PREFIX):
-                if (entry := live_entry(item, now)) is not None:
-                    cached[entry[0]] = entry[1]
-            else:
-                prediction = _to_prediction(item)
-                predictions[prediction.id] = prediction
-        return predictions, cached
+        """The records (strongly consistent) and the live cache entries (eventually consistent) of a batch in one
+        BatchGetItem across both tables (at most 100 keys in all): the lookup adds no request to a batch."""
+        cache = result_cache()
+        records, entries = batch_get_across(
+            [
+                (self.table, [_pk(i) for i in prediction_ids], True),
+                (cache.table, [cache_pk(k) for k in cache_keys], False),
+            ],
+            "predictions",
+        )
+        predictions = {prediction.id: prediction for prediction in map(_to_prediction, records)}
+        return predictions, dict(found for item in entries if (found := live_entry(item, now)) is not None)
 
     def list_for_tenant(
         self, tenant_id: str, limit: int, status: PredictionStatus | None, cursor: str | None

@@ -1,4 +1,5 @@
-"""Result cache entries: `CACHE#<key>` -> one input's embedding, deleted by DynamoDB TTL after the cache's TTL.
+"""Result cache entries, in a table of their own: `CACHE#<key>` -> one input's embedding, deleted by DynamoDB TTL
+after the cache's TTL.
 
 Reads are BatchGetItem (100 keys a request, eventually consistent: an entry is written once and never changes);
 writes are BatchWriteItem (25 a request). TTL deletion lags by up to a few days, so reads skip expired entries.
@@ -95,4 +96,4 @@ class ResultCache:
 @cached_factory
 def result_cache() -> ResultCache:
     settings = get_settings()
-    return ResultCache(Table(settings.table_name), timedelta(hours=settings.result_cache_ttl_hours))
+    return ResultCache(Table(settings.result_cache_table_name), timedelta(hours=settings.result_cache_ttl_hours))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +80,33 @@ class Table:
             if request:
                 raise TransientError("DynamoDB left keys unprocessed", reason="unprocessed keys")
         return found
+
+
+def batch_get_across(reads: Sequence[tuple[Table, Sequence[str], bool]], what: str) -> list[list[dict[str, Any]]]:
+    """One BatchGetItem over several tables (at most 100 keys in all), each with its own consistency: the items
+    found, per table in the order given. Retries unprocessed keys a handful of rounds."""
+    if sum(len(pks) for _, pks, _ in reads) > BATCH_GET_LIMIT:
+        raise ValueError(f"one BatchGetItem reads at most {BATCH_GET_LIMIT} keys")
+    request: Mapping[str, Any] = {
+        table.name: {"Keys": [key(pk) for pk in dict.fromkeys(pks)], "ConsistentRead": consistent}
+        for table, pks, consistent in reads
+        if pks
+    }
+    found: dict[str, list[dict[str, Any]]] = {table.name: [] for table, _, _ in reads}
+    client = reads[0][0].client
+    for _ in range(5):
+        if not request:
+            break
+        try:
+            response = client.batch_get_item(RequestItems=request)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, f"could not read {what}") from exc
+        for name, items in response.get("Responses", {}).items():
+            found[name] += [from_attrs(attrs) for attrs in items]
+        request = response.get("UnprocessedKeys") or {}
+    if request:
+        raise TransientError("DynamoDB left keys unprocessed", reason="unprocessed keys")
+    return [found[table.name] for table, _, _ in reads]
 
 
 # List cursors are the index's LastEvaluatedKey, opaque to clients and checked to belong to the listing they name.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -91,6 +92,7 @@ class DispatchOutcome:
     skipped: int = 0
 
 
+_PARALLEL_FINISHES = 16
 # A batch record holds the keys to write back; past this many (32 bytes each) they would not fit in one item.
 MAX_FILL_KEYS = 9_000
 
@@ -297,12 +299,24 @@ def send_batch(plan: BatchPlan, now: datetime, cached: Mapping[str, CachedEmbedd
             # Without the hits object nothing can point at the cached results: the model computes them all.
             logger.warning("result cache hits not stored; sending the whole batch", batch_id=batch_id)
             lookup = CacheLookup.of(sending, {})
+    if lookup.to_model:
+        _send_to_model(lookup, batch_id, hits_location, started, now, outcome)
     if hits_location:
+        # After the invocation, so the texts the model must compute are not kept waiting for these writes.
         outcome.failed_message_ids += _finish_from_cache(lookup, batch_id, hits_location, outcome)
-    sending = lookup.to_model
-    if not sending:
-        return outcome
+    return outcome
 
+
+def _send_to_model(
+    lookup: CacheLookup,
+    batch_id: str,
+    hits_location: str | None,
+    started: datetime,
+    now: datetime,
+    outcome: DispatchOutcome,
+) -> None:
+    """Write the batch input (the texts the cache did not answer), invoke the endpoint once, record the batch."""
+    sending = lookup.to_model
     lines = [
         BatchLine(
             id=s.work.prediction_id, inputs=lookup.texts_to_send(s), parameters=model_parameters(s.work.parameters)
@@ -316,7 +330,7 @@ def send_batch(plan: BatchPlan, now: datetime, cached: Mapping[str, CachedEmbedd
         refusal = exc if isinstance(exc, DependencyError) else PermanentDependencyError(exc.message, reason="no bucket")
         _give_back(sending, batch_id, refusal, now)
         outcome.failed_message_ids += [s.message.message_id for s in sending]
-        return outcome
+        return
     # Recorded only once invoked, so a batch record proves its predictions reached the endpoint.
     try:
         batch_store().put(
@@ -341,32 +355,36 @@ def send_batch(plan: BatchPlan, now: datetime, cached: Mapping[str, CachedEmbedd
     metrics.add_metric(name="BatchSize", unit=MetricUnit.Count, value=len(lines))
     metrics.add_metric(name="EndpointInvocations", unit=MetricUnit.Count, value=1)
     logger.info("batch dispatched", batch_id=batch_id, size=len(lines), skipped=outcome.skipped)
-    return outcome
 
 
 def _finish_from_cache(lookup: CacheLookup, batch_id: str, hits_location: str, outcome: DispatchOutcome) -> list[str]:
-    """Succeed the predictions the cache answered whole, pointing at their line of the hits object. Returns the
-    messages to deliver again: predictions that could not be finished are handed back to `queued`."""
+    """Succeed the predictions the cache answered whole (in parallel), pointing at their line of the hits object.
+    Returns the messages to deliver again: predictions that could not be finished are handed back to `queued`."""
     store = prediction_store()
     completed_at = utc_now()
-    again: list[str] = []
     inline_max = get_settings().inline_output_max_bytes
-    for send in lookup.whole:
+
+    def finish(send: Send) -> bool | None:
         pid = send.work.prediction_id
         start, end = lookup.ranges[pid]
         try:
             if end - start + 1 <= inline_max:
-                moved = store.succeed(pid, batch_id, hits_location, (start, end), completed_at)
-            else:  # as completion does: too large to inline in a response, a copy of its own behind a link
-                output = partial_output(lookup.found[pid])
-                moved = store.succeed(pid, batch_id, result_store().put_standalone(pid, output), None, completed_at)
+                return store.succeed(pid, batch_id, hits_location, (start, end), completed_at)
+            # As completion does: too large to inline in a response, a copy of its own behind a link.
+            location = result_store().put_standalone(pid, partial_output(lookup.found[pid]))
+            return store.succeed(pid, batch_id, location, None, completed_at)
         except DependencyError:
             store.requeue([pid], batch_id)
-            again.append(send.message.message_id)
-            continue
-        if moved:
-            outcome.from_cache.append(pid)
-            metrics.add_metric(name="PredictionsSucceeded", unit=MetricUnit.Count, value=1)
+            return None
+
+    again: list[str] = []
+    with ThreadPoolExecutor(max_workers=min(_PARALLEL_FINISHES, len(lookup.whole) or 1)) as pool:
+        for send, moved in zip(lookup.whole, pool.map(finish, lookup.whole), strict=True):
+            if moved is None:
+                again.append(send.message.message_id)
+            elif moved:
+                outcome.from_cache.append(send.work.prediction_id)
+                metrics.add_metric(name="PredictionsSucceeded", unit=MetricUnit.Count, value=1)
     if lookup.whole:
         logger.info("predictions answered from the result cache", batch_id=batch_id, count=len(outcome.from_cache))
     return again
