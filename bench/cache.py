@@ -25,9 +25,8 @@ line) from the moto bucket afterwards. AWS requests are counted with the same ho
 (API and functions, in this process), as bench/jobs.py does. Metrics the product emits (Powertools
 `metrics.add_metric`, e.g. the cache's hit counters) are summed by a wrapper in this process; the product's code
 is unchanged. The harness reads status records and job records straight from DynamoDB with its own, uncounted
-client. The in-process moto server's DynamoDB runs one request at a time, with per-item rollback of cancelled
-transactions (serialize_moto_dynamodb; --moto-as-is leaves it as it is). Writes bench/results/cache.md and prints
-it; --raw keeps the measurements, --render rewrites the report from them.
+client. The local stack's moto DynamoDB runs one request at a time with atomic transactions
+(local_stack/moto_fixes.py), as DynamoDB behaves. Writes bench/results/cache.md and prints it; --raw keeps the measurements, --render rewrites the report from them.
 """
 
 from __future__ import annotations
@@ -35,7 +34,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import copy
 import json
 import logging
 import math
@@ -46,7 +44,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -178,67 +175,6 @@ def make_texts(args: argparse.Namespace) -> Texts:
 
 
 # ---------------------------------------------------------------- the emulator
-
-
-_MOTO_DYNAMODB = threading.RLock()
-
-
-def serialize_moto_dynamodb() -> None:
-    """Makes the in-process moto server's DynamoDB behave as DynamoDB does under concurrent requests.
-
-    moto 5 snapshots the whole table (copy.deepcopy) at the start of every TransactWriteItems and, when the
-    transaction is cancelled (a condition check failed: routine for the chunk gate and duplicate notifications),
-    puts that snapshot back as the table, dropping every write other threads made meanwhile. The copy takes about
-    0.65 s once the table holds 20,000 cache entries (a few ms without them), so concurrent writes get lost (a
-    finished chunk reappears as running) and concurrent reads fail with "dictionary changed size during
-    iteration". Here every DynamoDB request to moto runs alone, and a cancelled transaction restores only the
-    items it touched. The product's code is unchanged; --moto-as-is runs moto unpatched."""
-    import moto.dynamodb.models as models
-    from moto.dynamodb.models.table import Table
-    from moto.dynamodb.responses import DynamoHandler
-
-    call_action = DynamoHandler.call_action
-
-    def one_at_a_time(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with _MOTO_DYNAMODB:
-            return call_action(self, *args, **kwargs)
-
-    DynamoHandler.call_action = one_at_a_time  # type: ignore[method-assign]
-
-    class NoTableCopy:
-        """The module's `copy`: tables are not copied (see below), anything else is."""
-
-        @staticmethod
-        def deepcopy(value: Any, memo: Any = None) -> Any:
-            return value if isinstance(value, Table) else copy.deepcopy(value, memo)
-
-    models.copy = NoTableCopy  # type: ignore[attr-defined,assignment]
-    transact = models.DynamoDBBackend.transact_write_items
-
-    def item_rollback(self: Any, transact_items: list[dict[str, Any]]) -> None:
-        saved = []
-        for entry in transact_items:
-            with contextlib.suppress(Exception):  # malformed: the transaction itself says why
-                _, op = next(iter(entry.items()))
-                table = self.get_table(op["TableName"])
-                key = op.get("Key") or {
-                    name: op["Item"][name] for name in (table.hash_key_attr, table.range_key_attr) if name
-                }
-                hash_key, range_key = self.get_keys_value(table, key)
-                saved.append((table, hash_key, range_key, copy.deepcopy(table.get_item(hash_key, range_key))))
-        try:
-            transact(self, transact_items)
-        except Exception:
-            for table, hash_key, range_key, item in reversed(saved):
-                if item is None:
-                    table.delete_item(hash_key, range_key)
-                elif range_key is not None:
-                    table.items[hash_key][range_key] = item
-                else:
-                    table.items[hash_key] = item
-            raise
-
-    models.DynamoDBBackend.transact_write_items = item_rollback  # type: ignore[method-assign]
 
 
 # ---------------------------------------------------------------- counting
@@ -761,8 +697,6 @@ def run_config(config: str, args: argparse.Namespace) -> dict[str, Any]:
     texts = make_texts(args)
     parameters = {"ResultCacheScope": "off"} if config == "off" else {"ResultCacheScope": args.scope}
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's access log
-    if not args.moto_as_is:
-        serialize_moto_dynamodb()
     results: dict[str, Any] = {"config": config, "other_load": {}}
     with tempfile.TemporaryDirectory() as state:
         stack = LocalStack(
@@ -984,14 +918,8 @@ def render(
         f"({params(off)}) and **cache on** ({params(on)}). Environment the functions got: off "
         f"{off['cache_env'] or '(no *CACHE* variables)'}, on {on['cache_env'] or '(no *CACHE* variables)'}. "
         "Event pumps: 5 pollers per function; sweeper every 10 s. "
-        + (
-            "moto's DynamoDB ran as it is (`--moto-as-is`). "
-            if args.moto_as_is
-            else "moto's DynamoDB ran one request at a time, with cancelled transactions rolling back only their own "
-            "items (see `serialize_moto_dynamodb`: unpatched, moto copies the whole table per transaction and its "
-            "rollback drops concurrent writes, which the cache's entries in the same table make likely). "
-        )
-        + "Bench parameters: "
+        + "The local stack's moto DynamoDB runs one request at a time with atomic transactions "
+        "(local_stack/moto_fixes.py). Bench parameters: "
         f"--predictions {args.predictions} --wave {args.wave} --repeat-share {args.repeat_share} "
         f"--samples {args.samples} --no-repeat {args.no_repeat} --lines {args.lines} --concurrency {args.concurrency}"
         f" --scope {args.scope}.",
@@ -1298,11 +1226,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="clients at once (fire-and-forget phases)")
     parser.add_argument("--scope", choices=["tenant", "shared"], default="tenant", help="ResultCacheScope when on")
     parser.add_argument("--output", type=Path, default=Path("bench/results/cache.md"))
-    parser.add_argument(
-        "--moto-as-is",
-        action="store_true",
-        help="run moto's DynamoDB unpatched (concurrent requests, whole-table transaction snapshots)",
-    )
     parser.add_argument("--raw", type=Path, help="also write the measurements as JSON here")
     parser.add_argument("--render", type=Path, help="only write the report from a --raw file of an earlier run")
     parser.add_argument("--child", choices=CONFIGS, help=argparse.SUPPRESS)

@@ -25,6 +25,7 @@ import httpx
 import uvicorn
 from moto.server import ThreadedMotoServer
 
+from local_stack.moto_fixes import serialize_dynamodb
 from local_stack.provision import Stack, provision
 from local_stack.pumps import Poller, PumpStats, Scheduler, pump_specs, schedule_specs, start_pumps, start_schedules
 from local_stack.sagemaker import EndpointConfig, create_endpoint_app
@@ -103,6 +104,7 @@ class LocalStack:
         os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = REGION
 
         moto_port, sagemaker_port, model_port = free_port(host), free_port(host), free_port(host)
+        serialize_dynamodb()  # atomic transactions, as the product relies on
         self._moto = ThreadedMotoServer(ip_address=host, port=moto_port, verbose=False)
         self._moto.start()
         self.urls["aws"] = f"http://{host}:{moto_port}"
