@@ -124,3 +124,21 @@ def test_every_function_that_finishes_work_may_write_the_result_cache_back() -> 
         actions = {action for statement in statements for action in statement["Action"]}
         assert "dynamodb:BatchWriteItem" in actions, name
         assert "s3:ListBucket" in actions, name  # a missing hits object must answer 404, not 403
+
+
+def test_functions_move_to_a_new_model_only_after_the_endpoint_serves_it() -> None:
+    # ENDPOINT_NAME through the endpoint resource makes CloudFormation update the functions (and MODEL_REVISION,
+    # which keys the result cache) after the endpoint; an old model's vectors never get a new revision's keys.
+    variables = load_template()["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["ENDPOINT_NAME"] == {
+        "Fn::If": ["CreateEndpoint", {"Fn::GetAtt": ["Endpoint", "EndpointName"]}, {"Ref": "EndpointName"}]
+    }
+
+
+def test_the_result_cache_has_a_disposable_table_of_its_own() -> None:
+    resources = load_template()["Resources"]
+    table = resources["ResultCacheTable"]["Properties"]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert "PointInTimeRecoverySpecification" not in table
+    variables = load_template()["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["RESULT_CACHE_TABLE_NAME"] == {"Ref": "ResultCacheTable"}
