@@ -346,6 +346,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for name, value in (("JobChunkMaxInputs", args.chunk_size), ("JobMaxInFlightChunks", args.in_flight))
         if value is not None
     }
+    # The job pipeline itself, as #10 set its targets; what the result cache adds or saves for jobs is measured by
+    # bench/cache.py (a first run writes every vector back, a re-run invokes nothing).
+    parameters["ResultCacheScope"] = args.result_cache
     results: dict[str, Any] = {"parameters": parameters, "other_load": {}}
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's access log
     with tempfile.TemporaryDirectory() as state:
@@ -703,6 +706,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=5, help="interactive clients at once")
     parser.add_argument("--chunk-size", type=int, help="override template parameter JobChunkMaxInputs")
     parser.add_argument("--in-flight", type=int, help="override template parameter JobMaxInFlightChunks")
+    parser.add_argument(
+        "--result-cache", choices=["off", "tenant"], default="off", help="template parameter ResultCacheScope (off)"
+    )
     parser.add_argument(
         "--texts",
         choices=["mixed", "short"],
