@@ -15,7 +15,8 @@ from inference_core.dal.batches import BatchStore
 from inference_core.dal.objects import ObjectStore
 from inference_core.dal.predictions import PredictionStore
 from inference_core.errors import TransientError
-from inference_core.logic import job_runs
+from inference_core.logic import dispatch, job_runs
+from inference_core.logic.dispatch import QueuedMessage
 from inference_core.logic.sweeper import sweep
 from inference_core.settings import get_settings
 from tests.conftest import AwsCalls
@@ -583,3 +584,34 @@ def test_one_completion_invocation_writes_several_batches_back_together(
 
     assert aws_calls.of("dynamodb.BatchWriteItem") - before == 1
     assert len(cache_items()) == 3
+
+
+@pytest.mark.parametrize("endpoint", ["succeeds", "fails"])
+def test_whole_hits_left_running_by_a_dispatcher_that_died_are_finished_by_completion(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, endpoint: str
+) -> None:
+    headers = pipeline.headers()
+    run(pipeline, headers, "cached whole")
+    hit = pipeline.submit(headers, "cached whole")
+    miss = pipeline.submit(headers, "new text")
+
+    def died(*args: Any, **kwargs: Any) -> list[str]:
+        raise RuntimeError("the function timed out here")
+
+    monkeypatch.setattr(dispatch, "_finish_from_cache", died)
+    messages = pipeline.receive("RequestQueue")
+    with pytest.raises(RuntimeError):
+        dispatch.dispatch([QueuedMessage(m["MessageId"], m["Body"], 1) for m in messages])
+    monkeypatch.undo()
+    pipeline.dispatch(messages)  # SQS delivers both again: the batch is known to be invoked, nothing more is sent
+    assert len(pipeline.invocations) == 2
+    if endpoint == "succeeds":
+        pipeline.endpoint_succeeds(pipeline.invocations[-1])
+    else:
+        pipeline.endpoint_fails(pipeline.invocations[-1], "ModelError")
+    pipeline.complete()
+
+    answered = pipeline.get(headers, hit["id"])
+    assert answered["status"] == "succeeded"
+    assert answered["output"]["embeddings"] == expected(["cached whole"])
+    assert pipeline.get(headers, miss["id"])["status"] == ("succeeded" if endpoint == "succeeds" else "failed")

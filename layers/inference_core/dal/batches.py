@@ -30,6 +30,8 @@ class BatchStore:
             "created_at": iso(batch.created_at),
             "expires_at": int((batch.created_at + self.retention).timestamp()),
             "hits_location": batch.hits_location,
+            "answered_ids": batch.answered_ids or None,
+            "partial_hits": batch.partial_hits or None,
             # 32 bytes a key instead of 64 hex characters: a big batch's keys must fit in one item.
             "fill_keys": {pid: b"".join(bytes.fromhex(k) for k in keys) for pid, keys in batch.fill_keys.items()}
             or None,
@@ -77,6 +79,8 @@ class BatchStore:
             input_location=item["input_location"],
             created_at=datetime.fromisoformat(item["created_at"]),
             hits_location=item.get("hits_location"),
+            answered_ids=list(item.get("answered_ids") or []),
+            partial_hits=bool(item.get("partial_hits")),
             fill_keys={pid: _hex_keys(bytes(blob)) for pid, blob in (item.get("fill_keys") or {}).items()},
         )
 

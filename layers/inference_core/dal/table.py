@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -94,9 +95,11 @@ def batch_get_across(reads: Sequence[tuple[Table, Sequence[str], bool]], what: s
     }
     found: dict[str, list[dict[str, Any]]] = {table.name: [] for table, _, _ in reads}
     client = reads[0][0].client
-    for _ in range(5):
+    for attempt in range(5):
         if not request:
             break
+        if attempt:
+            time.sleep(0.05 * 2**attempt)  # throttled: back off before asking for the unprocessed rest
         try:
             response = client.batch_get_item(RequestItems=request)
         except (ClientError, BotoCoreError) as exc:

@@ -34,8 +34,11 @@ class BatchRecord(BaseModel):
     prediction_ids: list[str]
     input_location: str
     created_at: datetime
-    # The cached part of predictions the cache answered only in part (completion fills the gaps), if any.
+    # The result cache's answers for this batch, if any: predictions answered whole (finished by the dispatcher
+    # right after the invocation; `answered_ids`) and in part (completion fills their gaps; `partial_hits`).
     hits_location: str | None = None
+    answered_ids: list[str] = Field(default_factory=list)
+    partial_hits: bool = False
     # prediction id -> the cache keys of the texts sent to the model, in order: what completion writes back.
     fill_keys: dict[str, list[str]] = Field(default_factory=dict)
 

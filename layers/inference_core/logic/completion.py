@@ -118,9 +118,10 @@ def complete(
         # Keys of the texts the model saw, in its order: the batch record has them (none without a record).
         fill_keys = batch.fill_keys if batch else {}
         write_back(_fresh_entries(ready, results, fill_keys), now)
-        hits_location = batch.hits_location if batch else _unrecorded_hits(batch_id)
-        if hits_location:
-            results = _merge_hits(batch_id, results, hits_location)
+    hits_location = batch.hits_location if batch else _unrecorded_hits(batch_id)
+    # Read only when something needs it: gaps to fill, or a whole hit the dispatcher did not get to finish.
+    if hits_location and (batch is None or batch.partial_hits or {p.id for p in ready} & set(batch.answered_ids)):
+        results = _merge_hits(batch_id, results, hits_location)
     for prediction in ready:
         _settle(prediction, notification, output_location, results, now, outcome)
     return outcome
@@ -155,9 +156,13 @@ def _merge_hits(batch_id: str, results: dict[str, LocatedResult], hits_location:
     ranges: dict[str, tuple[int, int]] = {}
     merged: dict[str, dict[str, Any]] = {}
     for prediction_id, hit in hits.items():
+        if hit.output is not None and is_complete(hit.output):
+            # Answered whole: the dispatcher finishes it, unless it died first; then this line is its output.
+            results[prediction_id] = hit.model_copy(update={"location": hits_location})
+            continue
         located = results.get(prediction_id)
-        if hit.output is None or is_complete(hit.output) or located is None or located.output is None:
-            continue  # answered whole from the cache (finished by the dispatcher), or the model failed it
+        if hit.output is None or located is None or located.output is None:
+            continue  # the model failed it
         try:
             merged[prediction_id] = merge(hit.output, located.output)
         except ValueError as exc:
@@ -197,11 +202,12 @@ def _settle(
     outcome: CompletionOutcome,
 ) -> None:
     store = prediction_store()
-    if notification.invocation_status == InvocationStatus.FAILED:
+    located = results.get(prediction.id)
+    answered_whole = located is not None and located.location is not None and located.output is not None
+    if notification.invocation_status == InvocationStatus.FAILED and not answered_whole:
         error = ErrorInfo.of("inference_failed", notification.failure_reason or "the model endpoint failed the batch")
         _record(prediction, store.fail(prediction.id, error, now, batch_id=outcome.batch_id), False, now, outcome)
         return
-    located = results.get(prediction.id)
     if located is None:
         error = ErrorInfo.of("missing_output", "the model returned no result for this prediction")
         _record(prediction, store.fail(prediction.id, error, now, batch_id=outcome.batch_id), False, now, outcome)

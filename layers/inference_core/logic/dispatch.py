@@ -336,10 +336,14 @@ def _send_to_model(
         batch_store().put(
             BatchRecord(
                 batch_id=batch_id,
-                prediction_ids=[line.id for line in lines],
+                # With the whole hits, finished right after this: should this function die first, completion (or
+                # the sweeper) finishes them from the hits object.
+                prediction_ids=[line.id for line in lines] + [s.work.prediction_id for s in lookup.whole],
                 input_location=location,
                 created_at=now,
-                hits_location=hits_location if lookup.partial else None,
+                hits_location=hits_location,
+                answered_ids=[s.work.prediction_id for s in lookup.whole] if hits_location else [],
+                partial_hits=lookup.partial,
                 fill_keys=lookup.fill_keys(),
             )
         )
@@ -373,8 +377,9 @@ def _finish_from_cache(lookup: CacheLookup, batch_id: str, hits_location: str, o
             # As completion does: too large to inline in a response, a copy of its own behind a link.
             location = result_store().put_standalone(pid, partial_output(lookup.found[pid]))
             return store.succeed(pid, batch_id, location, None, completed_at)
-        except DependencyError:
-            store.requeue([pid], batch_id)
+        except Exception:  # this one alone goes back to the queue; the others still finish
+            logger.exception("a prediction answered from the cache could not be finished", prediction_id=pid)
+            store.requeue([pid], batch_id)  # reports, never raises; if it fails too, completion finishes it
             return None
 
     again: list[str] = []

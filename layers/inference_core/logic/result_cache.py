@@ -52,6 +52,7 @@ def record_lookup(looked_up: int, hits: int) -> None:
     metrics.add_metric(name="CacheHitRatio", unit=MetricUnit.Percent, value=100.0 * hits / looked_up)
 
 
+_GATHER_AT_MOST = 1_000
 # Inside `gathered_write_back()`: the entries waiting to be written when the block ends.
 _gathered: ContextVar[dict[str, CachedEmbedding] | None] = ContextVar("gathered_write_back", default=None)
 
@@ -77,7 +78,10 @@ def write_back(entries: Mapping[str, CachedEmbedding], now: datetime, at_once: b
     gathered = _gathered.get()
     if gathered is not None and not at_once:
         gathered.update(entries)
-        return
+        if len(gathered) < _GATHER_AT_MOST:
+            return
+        entries = dict(gathered)  # enough for full requests: write them now, memory stays bounded
+        gathered.clear()
     try:
         result_cache().put_many(entries, now)
     except DependencyError as exc:
