@@ -46,7 +46,6 @@ def key(pk: str) -> dict[str, Any]:
 
 
 BATCH_GET_LIMIT = 100
-_BATCH_GET_LIMIT = BATCH_GET_LIMIT
 
 
 class Table:
@@ -62,24 +61,8 @@ class Table:
         a handful of rounds. `what` names them in errors ("predictions")."""
         keys = list(dict.fromkeys(pks))
         found: list[dict[str, Any]] = []
-        for start in range(0, len(keys), _BATCH_GET_LIMIT):
-            request: Mapping[str, Any] = {
-                self.name: {
-                    "Keys": [key(pk) for pk in keys[start : start + _BATCH_GET_LIMIT]],
-                    "ConsistentRead": consistent,
-                }
-            }
-            for _ in range(5):
-                try:
-                    response = self.client.batch_get_item(RequestItems=request)
-                except (ClientError, BotoCoreError) as exc:
-                    raise translate(exc, f"could not read {what}") from exc
-                found += [from_attrs(attrs) for attrs in response.get("Responses", {}).get(self.name, [])]
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-            if request:
-                raise TransientError("DynamoDB left keys unprocessed", reason="unprocessed keys")
+        for start in range(0, len(keys), BATCH_GET_LIMIT):
+            found += batch_get_across([(self, keys[start : start + BATCH_GET_LIMIT], consistent)], what)[0]
         return found
 
 
