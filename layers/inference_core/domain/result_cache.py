@@ -18,9 +18,11 @@ import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
+
+T = TypeVar("T")
 
 # `parameters.cache: false` opts one request (or one bulk line) out: no lookup, no write-back.
 CACHE_PARAMETER = "cache"
@@ -85,6 +87,11 @@ class CachedEmbedding:
 
     def values(self) -> list[float]:
         return list(struct.unpack(f"<{len(self.vector) // 4}f", self.vector))
+
+
+def missing(items: Sequence[T], found: Sequence[object | None]) -> list[T]:
+    """The items (texts, keys) at the positions the cache left empty, in order."""
+    return [item for item, entry in zip(items, found, strict=True) if entry is None]
 
 
 def partial_output(found: Sequence[CachedEmbedding | None]) -> dict[str, Any]:
@@ -182,4 +189,4 @@ class CachePlanLine(BaseModel):
         gaps = self.output.get("embeddings") or []
         if len(gaps) != len(self.keys):
             return []  # not a plan this code wrote: write nothing back
-        return [key for key, vector in zip(self.keys, gaps, strict=True) if vector is None]
+        return missing(self.keys, gaps)

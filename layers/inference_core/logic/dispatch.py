@@ -27,7 +27,13 @@ from inference_core.dal.table import BATCH_GET_LIMIT
 from inference_core.domain.batches import BatchLine, BatchRecord, WorkItem
 from inference_core.domain.clock import utc_now
 from inference_core.domain.predictions import EXPIRED, ErrorInfo, Prediction, PredictionStatus
-from inference_core.domain.result_cache import CachedEmbedding, model_parameters, partial_output, result_line
+from inference_core.domain.result_cache import (
+    CachedEmbedding,
+    missing,
+    model_parameters,
+    partial_output,
+    result_line,
+)
 from inference_core.errors import DependencyError, NotFoundError, PermanentDependencyError
 from inference_core.logic.result_cache import keys_for, lookup, lookup_failed, record_lookup
 from inference_core.observability import MetricUnit, logger, metrics
@@ -142,7 +148,7 @@ class CacheLookup:
         entries = self.found.get(send.work.prediction_id)
         if entries is None:
             return send.work.inputs
-        return [text for text, entry in zip(send.work.inputs, entries, strict=True) if entry is None]
+        return missing(send.work.inputs, entries)
 
     def fill_keys(self) -> dict[str, list[str]]:
         """The keys of the texts sent to the model, per prediction, for completion's write-back."""
@@ -151,7 +157,7 @@ class CacheLookup:
             pid = send.work.prediction_id
             if pid in self.keys:
                 entries = self.found.get(pid) or [None] * len(self.keys[pid])
-                fill[pid] = [k for k, entry in zip(self.keys[pid], entries, strict=True) if entry is None]
+                fill[pid] = missing(self.keys[pid], entries)
         if sum(len(k) for k in fill.values()) > MAX_FILL_KEYS:
             logger.warning("batch too large to write back to the result cache", size=len(self.to_model))
             return {}

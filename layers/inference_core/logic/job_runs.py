@@ -40,6 +40,7 @@ from inference_core.domain.result_cache import (
     fresh_entries,
     is_complete,
     merge,
+    missing,
     model_parameters,
 )
 from inference_core.domain.webhooks import WebhookEvent, webhook_id
@@ -192,9 +193,10 @@ def _what_the_cache_lacks(job: Job, chunk: int, now: datetime) -> str | None:
         found = [cached.get(k) for k in keys[line.id] or ()] or [None] * len(line.inputs)
         served += sum(1 for entry in found if entry)
         if not all(found):
-            texts = [text for text, entry in zip(line.inputs, found, strict=True) if entry is None]
-            missing = BatchLine(id=line.id, inputs=texts, parameters=model_parameters(line.parameters))
-            sent += missing.model_dump_json().encode() + b"\n"
+            to_compute = BatchLine(
+                id=line.id, inputs=missing(line.inputs, found), parameters=model_parameters(line.parameters)
+            )
+            sent += to_compute.model_dump_json().encode() + b"\n"
     record_lookup(len(wanted), served)
     if not sent:
         return None
