@@ -615,3 +615,45 @@ def test_whole_hits_left_running_by_a_dispatcher_that_died_are_finished_by_compl
     assert answered["status"] == "succeeded"
     assert answered["output"]["embeddings"] == expected(["cached whole"])
     assert pipeline.get(headers, miss["id"])["status"] == ("succeeded" if endpoint == "succeeds" else "failed")
+
+
+@pytest.mark.parametrize("value", ["false", 0, None, [], {"read": False}])
+def test_a_cache_switch_that_is_not_a_boolean_is_refused_and_writes_nothing(pipeline: Pipeline, value: Any) -> None:
+    headers = pipeline.headers()
+
+    response = pipeline.api.post(
+        "/v1/predictions", json={"inputs": "x", "parameters": {"cache": value}}, headers=headers
+    )
+
+    assert response.status_code == 422
+    assert pipeline.api.get("/v1/predictions", headers=headers).json()["data"] == []
+    assert pipeline.receive("RequestQueue") == []
+
+
+@pytest.mark.parametrize(
+    ("header", "bypassed"),
+    [
+        ("private, no-cache", True),
+        ("NO-STORE", True),
+        ('no-cache="Set-Cookie"', True),
+        ("no-storey", False),
+        ("max-age=0", False),
+        ("x-no-store", False),
+        ("no-store" + "\x00" * 3, False),
+        ("a" * 8000, False),
+    ],
+)
+def test_only_a_no_store_or_no_cache_directive_bypasses_the_cache(
+    pipeline: Pipeline, header: str, bypassed: bool
+) -> None:
+    headers = pipeline.headers()
+    run(pipeline, headers, "directive")
+
+    response = pipeline.api.post(
+        "/v1/predictions", json={"inputs": "directive"}, headers={**headers, "Cache-Control": header}
+    )
+    pipeline.dispatch()
+
+    assert response.status_code in {202, 400}
+    invoked_again = len(pipeline.invocations) == 2
+    assert invoked_again is (bypassed and response.status_code == 202)
