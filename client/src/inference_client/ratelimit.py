@@ -12,8 +12,11 @@ import time
 from collections.abc import Awaitable, Callable
 
 
-class _Bucket:
-    def __init__(self, rate: float, burst: int | None, clock: Callable[[], float]) -> None:
+class TokenBucket:
+    """The bucket without the waiting: `reserve()` says how long to wait (the clients make that wait a pause of
+    their own, which an `embed` call that is over can cut short)."""
+
+    def __init__(self, rate: float, burst: int | None = None, *, clock: Callable[[], float] = time.monotonic) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = rate
@@ -35,7 +38,7 @@ class _Bucket:
             return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
 
 
-class RateLimiter(_Bucket):
+class RateLimiter(TokenBucket):
     """For threads: `acquire()` blocks until the caller may send."""
 
     def __init__(
@@ -46,7 +49,7 @@ class RateLimiter(_Bucket):
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        super().__init__(rate, burst, clock)
+        super().__init__(rate, burst, clock=clock)
         self._sleep = sleep
 
     def acquire(self) -> None:
@@ -55,7 +58,7 @@ class RateLimiter(_Bucket):
             self._sleep(delay)
 
 
-class AsyncRateLimiter(_Bucket):
+class AsyncRateLimiter(TokenBucket):
     """For asyncio: `await acquire()` until the caller may send."""
 
     def __init__(
@@ -66,7 +69,7 @@ class AsyncRateLimiter(_Bucket):
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        super().__init__(rate, burst, clock)
+        super().__init__(rate, burst, clock=clock)
         self._sleep = sleep
 
     async def acquire(self) -> None:
