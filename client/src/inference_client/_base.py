@@ -8,9 +8,8 @@ import os
 import uuid
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence, Sized
-from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -95,19 +94,23 @@ def new_idempotency_key() -> str:
     return f"ic-{uuid.uuid4().hex}"
 
 
+def given(**fields: Any) -> dict[str, Any]:
+    """The fields that are not None, in order: a query string, or a request body without its unset options."""
+    return {name: value for name, value in fields.items() if value is not None}
+
+
 def create_body(
     inputs: str | Sequence[str],
     parameters: Mapping[str, Any] | None,
     metadata: Mapping[str, str] | None,
     webhook: str | None,
 ) -> bytes:
-    body: dict[str, Any] = {"inputs": inputs if isinstance(inputs, str) else list(inputs)}
-    if parameters is not None:
-        body["parameters"] = dict(parameters)
-    if metadata is not None:
-        body["metadata"] = dict(metadata)
-    if webhook is not None:
-        body["webhook"] = webhook
+    body = given(
+        inputs=inputs if isinstance(inputs, str) else list(inputs),
+        parameters=None if parameters is None else dict(parameters),
+        metadata=None if metadata is None else dict(metadata),
+        webhook=webhook,
+    )
     try:
         return encode_json(body)
     except UnicodeEncodeError as exc:
@@ -115,19 +118,9 @@ def create_body(
 
 
 def job_body(metadata: Mapping[str, str] | None, webhook: str | None, dry_run: bool) -> bytes:
-    body: dict[str, Any] = {}
-    if metadata is not None:
-        body["metadata"] = dict(metadata)
-    if webhook is not None:
-        body["webhook"] = webhook
-    if dry_run:
-        body["dry_run"] = True
-    return encode_json(body)
-
-
-def query(**values: str | int | None) -> dict[str, str | int]:
-    """Query parameters: those given, None for those left out."""
-    return {name: value for name, value in values.items() if value is not None}
+    return encode_json(
+        given(metadata=None if metadata is None else dict(metadata), webhook=webhook, dry_run=True if dry_run else None)
+    )
 
 
 UPLOAD_BLOCK_BYTES = 1024 * 1024
@@ -196,18 +189,7 @@ def link_name(label: str) -> str:
     return f"the {label.strip('<>').removesuffix('_url')} link"
 
 
-class Pollable(Protocol):
-    """What `BaseClient._poll` waits on: a prediction or a job."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def status(self) -> StrEnum: ...
-    @property
-    def is_terminal(self) -> bool: ...
-
-
-PollableT = TypeVar("PollableT", bound=Pollable)
+RecordT = TypeVar("RecordT", Prediction, Job)  # what `_poll` waits on
 
 
 class BaseClient:
@@ -429,13 +411,13 @@ class BaseClient:
 
     def _poll(
         self,
-        current: PollableT,
-        read: Callable[[str], Operation[PollableT]],
+        current: RecordT,
+        read: Callable[[str], Operation[RecordT]],
         timeout: float | None,
         *,
         kind: str = "prediction",
-        progress: Callable[[PollableT], None] | None = None,
-    ) -> Operation[PollableT]:
+        progress: Callable[[RecordT], None] | None = None,
+    ) -> Operation[RecordT]:
         """Polls with backoff (0.5 s doubling to 5 s) until `current` is terminal, reporting it as first seen and
         after every poll. WaitTimeoutError after `timeout` seconds."""
         deadline = None if timeout is None else self._clock() + timeout

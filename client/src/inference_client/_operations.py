@@ -22,7 +22,7 @@ import inspect
 from collections.abc import Callable, Coroutine, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
 import httpx
 
@@ -118,14 +118,15 @@ Stream = Generator[Effect | Emit[T], Any, None]
 
 class Run(Generic[T, R]):
     """Steps one operation for a driver: `for effect in run:` gives each effect once the previous one has been
-    answered (`answer`) or failed (`fail`), and ends when the operation returns (`result`)."""
+    answered (`answer`) or failed (`fail`), and ends when the operation returns (`done`, `result`)."""
+
+    result: R
 
     def __init__(self, operation: Generator[Effect | Emit[T], Any, R]) -> None:
         self._operation = operation
         self._reply: Any = None
         self._error: BaseException | None = None
         self.done = False
-        self._result: R | None = None
 
     def __iter__(self) -> Iterator[Effect | Emit[T]]:
         while True:
@@ -133,7 +134,7 @@ class Run(Generic[T, R]):
             try:
                 effect = self._operation.send(reply) if error is None else self._operation.throw(error)
             except StopIteration as returned:
-                self.done, self._result = True, returned.value
+                self.done, self.result = True, returned.value
                 return
             yield effect
 
@@ -142,11 +143,6 @@ class Run(Generic[T, R]):
 
     def fail(self, error: BaseException) -> None:
         self._error = error
-
-    @property
-    def result(self) -> R:
-        assert self.done, "the operation has not returned"
-        return cast(R, self._result)
 
     def close(self) -> None:
         """Ends an operation left part-way (its `finally` blocks run); nothing if it has returned."""

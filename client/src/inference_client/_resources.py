@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-import builtins
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from inference_client._base import (
     ERROR_URL_LABEL,
@@ -17,31 +16,22 @@ from inference_client._base import (
     JobProgressCallback,
     UploadProgressCallback,
     create_body,
+    given,
     job_body,
     new_idempotency_key,
-    query,
     read_blocks,
     upload_size,
     wait_header,
 )
 from inference_client._operations import Emit, Operation, Stream, operation, stream
 from inference_client.errors import APIError, JobError, ResponseFormatError
-from inference_client.models import Job, JobDownload, JobPage, Prediction, PredictionPage, PredictionStatus
+from inference_client.models import Job, JobDownload, JobPage, Page, Prediction, PredictionPage, PredictionStatus
 
 EXPIRED_LINK_STATUSES = (400, 403)
 """What S3 answers for a presigned link past its expiry (403 AccessDenied; 400 for some signature errors)."""
 
 
 ItemT = TypeVar("ItemT")
-
-
-class Page(Protocol[ItemT]):
-    """A `PredictionPage` or a `JobPage`."""
-
-    @property
-    def data(self) -> builtins.list[ItemT]: ...
-    @property
-    def next_cursor(self) -> str | None: ...
 
 
 def follow_cursor(list_page: Callable[[str | None], Operation[Page[ItemT]]]) -> Stream[ItemT]:
@@ -126,7 +116,7 @@ class PredictionsBase(Resource):
     ) -> Operation[PredictionPage]:
         """One page, newest first, without outputs. A page can hold fewer than `limit` items (even none) and still
         have a `next_cursor`: keep following it until it is None (or use `iterate`)."""
-        params = query(status=None if status is None else str(status), limit=limit, cursor=cursor)
+        params = given(status=None if status is None else str(status), limit=limit, cursor=cursor)
         data = yield from self._client._json("GET", "/v1/predictions", params=params)
         return PredictionPage.from_api(data)
 
@@ -178,7 +168,7 @@ class JobsBase(Resource):
     @operation
     def list(self, *, limit: int | None = None, cursor: str | None = None) -> Operation[JobPage]:
         """One page of the caller's jobs, newest first (API jobs, inbox jobs and retries)."""
-        data = yield from self._client._json("GET", "/v1/jobs", params=query(limit=limit, cursor=cursor))
+        data = yield from self._client._json("GET", "/v1/jobs", params=given(limit=limit, cursor=cursor))
         return JobPage.from_api(data)
 
     @stream

@@ -10,9 +10,41 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from inference_client.errors import ResponseFormatError
+
+ItemT = TypeVar("ItemT")
+
+
+@dataclass(frozen=True)
+class Page(Generic[ItemT]):
+    """One page of a list, newest first; pass `next_cursor` back for the next page."""
+
+    data: list[ItemT]
+    next_cursor: str | None
+
+    @staticmethod
+    def _items(data: Any) -> list[Any]:
+        items = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            raise ResponseFormatError("a list response has no `data` array")
+        return items
+
+
+class _Record:
+    """What a prediction and a job share: a status that may be final, and the JSON as the API sent it."""
+
+    status: PredictionStatus | JobStatus
+    raw: dict[str, Any]
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal
+
+    def to_dict(self) -> dict[str, Any]:
+        """The prediction or job as the API's JSON."""
+        return dict(self.raw)
 
 
 class PredictionStatus(StrEnum):
@@ -94,7 +126,7 @@ def _timestamp(value: Any) -> datetime | None:
 
 
 @dataclass(frozen=True)
-class Prediction:
+class Prediction(_Record):
     id: str
     status: PredictionStatus
     created_at: datetime
@@ -107,10 +139,6 @@ class Prediction:
     error: PredictionErrorInfo | None
     metrics: PredictionMetrics
     raw: dict[str, Any] = field(repr=False, compare=False)
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.status.is_terminal
 
     @classmethod
     def from_api(cls, data: Any) -> Prediction:
@@ -147,24 +175,15 @@ class Prediction:
         """This prediction with its output filled in (as read from `output_url`)."""
         return Prediction.from_api({**self.raw, "output": output})
 
-    def to_dict(self) -> dict[str, Any]:
-        """The prediction as the API's JSON."""
-        return dict(self.raw)
 
-
-@dataclass(frozen=True)
-class PredictionPage:
+class PredictionPage(Page[Prediction]):
     """One page of a list, newest first, without outputs; pass `next_cursor` back for the next page."""
-
-    data: list[Prediction]
-    next_cursor: str | None
 
     @classmethod
     def from_api(cls, data: Any) -> PredictionPage:
-        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-            raise ResponseFormatError("a list response has no `data` array")
+        items = cls._items(data)
         cursor = data.get("next_cursor")
-        return cls([Prediction.from_api(item) for item in data["data"]], cursor if isinstance(cursor, str) else None)
+        return cls([Prediction.from_api(item) for item in items], cursor if isinstance(cursor, str) else None)
 
 
 @dataclass(frozen=True)
@@ -264,7 +283,7 @@ class JobLineError:
 
 
 @dataclass(frozen=True)
-class Job:
+class Job(_Record):
     id: str
     status: JobStatus
     created_at: datetime
@@ -284,10 +303,6 @@ class Job:
     estimate: JobEstimate | None
     upload: JobUpload | None
     raw: dict[str, Any] = field(repr=False, compare=False)
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.status.is_terminal
 
     @classmethod
     def from_api(cls, data: Any) -> Job:
@@ -341,26 +356,17 @@ class Job:
             detail = f"no field {exc.args[0]!r}" if isinstance(exc, KeyError) else str(exc)
             raise ResponseFormatError(f"unexpected job shape: {detail}") from exc
 
-    def to_dict(self) -> dict[str, Any]:
-        """The job as the API's JSON."""
-        return dict(self.raw)
 
-
-@dataclass(frozen=True)
-class JobPage:
+class JobPage(Page[Job]):
     """One page of `GET /v1/jobs`, newest first; pass `next_cursor` back for the next page."""
-
-    data: list[Job]
-    next_cursor: str | None
 
     @classmethod
     def from_api(cls, data: Any) -> JobPage:
-        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-            raise ResponseFormatError("a list response has no `data` array")
+        items = cls._items(data)
         cursor = data.get("next_cursor")
         if cursor is not None and not isinstance(cursor, str):
             raise ResponseFormatError("next_cursor is neither a string nor null")
-        return cls([Job.from_api(item) for item in data["data"]], cursor)
+        return cls([Job.from_api(item) for item in items], cursor)
 
 
 @dataclass(frozen=True)

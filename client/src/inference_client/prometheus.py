@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 try:
     from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
@@ -70,44 +71,31 @@ class PrometheusObserver(Observer):
     ) -> None:
         registry = REGISTRY if registry is None else registry
         self.registry = registry
+        where: dict[str, Any] = {"namespace": namespace, "registry": registry}
         self.requests = Counter(
             "requests",
             "HTTP attempts made by the client, by method, route and status class (error: no response).",
             ["method", "route", "status_class"],
-            namespace=namespace,
-            registry=registry,
+            **where,
         )
-        self.retries = Counter(
-            "retries", "Retries, by the reason the attempt failed.", ["reason"], namespace=namespace, registry=registry
-        )
+        self.retries = Counter("retries", "Retries, by the reason the attempt failed.", ["reason"], **where)
         self.latency = Histogram(
             "request_duration_seconds",
             "Latency of each HTTP attempt, in seconds.",
             ["method", "route"],
-            namespace=namespace,
-            registry=registry,
             buckets=tuple(buckets),
+            **where,
         )
         self.rejected = Counter(
             "rejected_requests",
             "Requests refused without being sent because the circuit breaker was open.",
             ["method", "route"],
-            namespace=namespace,
-            registry=registry,
+            **where,
         )
         self.breaker_state = Gauge(
-            "circuit_breaker_state",
-            "1 for the circuit breaker's current state, 0 for the others.",
-            ["state"],
-            namespace=namespace,
-            registry=registry,
+            "circuit_breaker_state", "1 for the circuit breaker's current state, 0 for the others.", ["state"], **where
         )
-        self.breaker_opened = Counter(
-            "circuit_breaker_opened",
-            "Times the circuit breaker opened.",
-            namespace=namespace,
-            registry=registry,
-        )
+        self.breaker_opened = Counter("circuit_breaker_opened", "Times the circuit breaker opened.", **where)
         self._set_breaker_state(BreakerState.CLOSED)
 
     def on_request(self, event: RequestEvent) -> None:

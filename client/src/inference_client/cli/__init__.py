@@ -29,7 +29,6 @@ from inference_client.cli.common import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_NOT_FOUND,
-    EXIT_OK,
     EXIT_PREDICTION_FAILED,
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
@@ -37,7 +36,8 @@ from inference_client.cli.common import (
     UsageError,
     positive_float,
 )
-from inference_client.cli.embed import resume_state
+from inference_client.cli.common import EXIT_OK as EXIT_OK
+from inference_client.cli.embed import resume_state as resume_state
 from inference_client.errors import (
     APIConnectionError,
     APIError,
@@ -54,26 +54,6 @@ from inference_client.errors import (
     ServerError,
     WaitTimeoutError,
 )
-
-__all__ = [
-    "EXIT_AUTH",
-    "EXIT_BROKEN_PIPE",
-    "EXIT_CODES",
-    "EXIT_CONFIG",
-    "EXIT_ERROR",
-    "EXIT_INTERRUPTED",
-    "EXIT_NOT_FOUND",
-    "EXIT_OK",
-    "EXIT_PREDICTION_FAILED",
-    "EXIT_UNAVAILABLE",
-    "EXIT_USAGE",
-    "AsyncClient",
-    "UsageError",
-    "build_parser",
-    "exit_code_for",
-    "main",
-    "resume_state",
-]
 
 
 def build_parser() -> argparse.ArgumentParser:

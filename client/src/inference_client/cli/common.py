@@ -10,11 +10,13 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from inference_client._base import API_KEY_ENV, API_URL_ENV
 from inference_client.async_client import AsyncClient
-from inference_client.models import Job, JobPage, Prediction, PredictionPage
+from inference_client.models import Job, Page, Prediction
+
+T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -67,6 +69,11 @@ class Context:
 
     def client(self) -> AsyncClient:
         return self.connect(self.args.api_url, self.args.api_key, timeout=self.args.timeout)
+
+    async def call(self, request: Callable[[AsyncClient], Awaitable[T]]) -> T:
+        """One request with a client of its own."""
+        async with self.client() as client:
+            return await request(client)
 
     def emit(self, value: Any) -> None:
         self.stdout.write(json.dumps(value, separators=(",", ":")) + "\n")
@@ -134,7 +141,7 @@ def rows(fields: list[tuple[str, str]]) -> str:
 async def list_command(
     ctx: Context,
     noun: str,
-    read_page: Callable[[AsyncClient, str | None], Awaitable[PredictionPage | JobPage]],
+    read_page: Callable[[AsyncClient, str | None], Awaitable[Page[Any]]],
     line: Callable[[Any], str],
 ) -> int:
     """`inference <noun> list`: one page (--all: every page), as the API's JSON or one `line` per item."""

@@ -373,15 +373,13 @@ async def _jobs_list(ctx: Context) -> int:
 
 
 async def _jobs_cancel(ctx: Context) -> int:
-    async with ctx.client() as client:
-        job = await client.jobs.cancel(ctx.args.id)
+    job = await ctx.call(lambda client: client.jobs.cancel(ctx.args.id))
     ctx.show(job, f"{job.id} {job.status.value}\n")
     return EXIT_OK
 
 
 async def _jobs_retry(ctx: Context) -> int:
-    async with ctx.client() as client:
-        job = await client.jobs.retry(ctx.args.id)
+    job = await ctx.call(lambda client: client.jobs.retry(ctx.args.id))
     ctx.show(job, f"{job.id} {job.status.value} (retry of {job.parent_id})\n")
     return EXIT_OK
 
@@ -389,7 +387,6 @@ async def _jobs_retry(ctx: Context) -> int:
 async def _jobs_download(ctx: Context) -> int:
     args = ctx.args
     targets = _targets(args.output, args.errors, Path(args.id))
-    async with ctx.client() as client:
-        files = await _download(client, args.id, targets)
+    files = await ctx.call(lambda client: _download(client, args.id, targets))
     _report(ctx, files.job, files)
     return EXIT_OK

@@ -72,7 +72,6 @@ async def _list(ctx: Context) -> int:
 
 
 async def _cancel(ctx: Context) -> int:
-    async with ctx.client() as client:
-        prediction = await client.predictions.cancel(ctx.args.id)
+    prediction = await ctx.call(lambda client: client.predictions.cancel(ctx.args.id))
     ctx.show(prediction, f"{prediction.id} {prediction.status.value}\n")
     return EXIT_OK
