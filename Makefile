@@ -52,6 +52,7 @@ test-e2e: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: install
 	$(VENV)/bin/mypy layers/inference_core api/inference_api functions local_stack model/model_server

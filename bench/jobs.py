@@ -291,20 +291,21 @@ def interactive(api: httpx.Client, texts: list[str], concurrency: int) -> dict[s
 
 
 def time_chunk_finishing(durations: list[tuple[str, float]]) -> None:
-    """Times every `finish_chunk` (read a chunk's output, write its part files, move the counters, settle): the
-    completion function's work per chunk. A wrapper in the module; the product's code is unchanged."""
-    from inference_core.logic import job_runs
+    """Times every chunk notification (read a chunk's output, write its part files, move the counters, settle):
+    the completion function's work per chunk. A wrapper in the module; the product's code is unchanged."""
+    from inference_core.logic import job_driver
 
-    finish = job_runs.finish_chunk
+    on_notification = job_driver.on_notification
 
-    def timed(job: Any, chunk: int, *rest: Any, **kwargs: Any) -> Any:
+    def timed(notification: Any, *rest: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
+        job_id = notification.inference_id.rpartition("-")[0]
         try:
-            return finish(job, chunk, *rest, **kwargs)
+            return on_notification(notification, *rest, **kwargs)
         finally:
-            durations.append((job.id, time.perf_counter() - started))
+            durations.append((job_id, time.perf_counter() - started))
 
-    job_runs.finish_chunk = timed
+    job_driver.on_notification = timed
 
 
 def model_server_rate(url: str, texts: list[str], chunk: int, in_flight: int, bulk: bool = False) -> dict[str, Any]:

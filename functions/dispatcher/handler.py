@@ -12,14 +12,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from inference_core.logic.dispatch import QueuedMessage, dispatch
 from inference_core.observability import logger, metrics
+from inference_core.sqs_batch import SqsRecord, receive_count
 
 
-def _message(record: dict[str, Any]) -> QueuedMessage:
-    receive_count = str(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
+def _message(record: SqsRecord) -> QueuedMessage:
     return QueuedMessage(
         message_id=str(record["messageId"]),
         body=str(record.get("body", "")),
-        receive_count=int(receive_count) if receive_count.isdigit() else 1,
+        receive_count=receive_count(record),
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from inference_core.logic.job_runs import sweep_jobs
+from inference_core.logic.job_sweep import sweep_jobs
 from inference_core.logic.sweeper import sweep
 from inference_core.observability import logger, metrics
 

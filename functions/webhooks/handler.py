@@ -14,24 +14,23 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from inference_core.dal.webhook_events import EventMessage, webhook_events
 from inference_core.logic.webhooks import RetryLater, deliver
 from inference_core.observability import logger, metrics
+from inference_core.sqs_batch import RetryRecord, SqsRecord, each_record, receive_count
 
 # Must equal the WebhookQueue's redrive maxReceiveCount (the template sets both from one parameter).
 MAX_ATTEMPTS = int(os.environ.get("WEBHOOK_MAX_ATTEMPTS", "8"))
 
 
+def record_handler(record: SqsRecord) -> None:
+    attempt = receive_count(record)
+    message = EventMessage.from_json(str(record.get("body", "")))  # a malformed event fails alone, then the DLQ
+    try:
+        deliver(message, attempt, last_attempt=attempt >= MAX_ATTEMPTS)
+    except RetryLater as later:
+        webhook_events().retry_in(record["receiptHandle"], later.seconds)
+        raise RetryRecord from later
+
+
 @metrics.log_metrics(capture_cold_start_metric=True)
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    failures = []
-    for record in event.get("Records", []):
-        attempt = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
-        try:
-            message = EventMessage.from_json(str(record.get("body", "")))
-            deliver(message, attempt, last_attempt=attempt >= MAX_ATTEMPTS)
-        except RetryLater as later:
-            webhook_events().retry_in(record["receiptHandle"], later.seconds)
-            failures.append({"itemIdentifier": record["messageId"]})
-        except Exception as exc:  # a malformed event or a dependency failure: retried by SQS, then dead-lettered
-            logger.exception("webhook event failed", message_id=record.get("messageId"), error_type=type(exc).__name__)
-            failures.append({"itemIdentifier": record["messageId"]})
-    return {"batchItemFailures": failures}
+    return each_record(event, record_handler)

@@ -90,7 +90,8 @@ def create_app(config: ServerConfig | None = None, embedder: Embedder | None = N
         except Exception as exc:  # out of memory, a broken model: the whole invocation fails
             log.exception("model failure")
             return _error(500, "model_failure", f"{type(exc).__name__}: {exc}")
-        # 7 decimals keep cosine parity far above 0.9999 and halve the bytes of full float reprs.
+        # Rounded to 7 decimals (cosine parity stays far above 0.9999). This does not shorten the JSON: each value is
+        # still a float32, printed as the float64 repr of that value (up to 17 digits).
         vectors = np.round(result.vectors, 7).tolist() if result else []
         answers: list[str] = []
         start = 0

@@ -346,7 +346,7 @@ def test_a_job_past_its_window_expires_and_keeps_what_finished(
     driver.answer()
     driver.complete()
     driver.answer()  # chunk 1 answered but its notification not yet handled
-    monkeypatch.setattr("inference_core.logic.job_runs.utc_now", lambda: utc_now() + timedelta(hours=25))
+    monkeypatch.setattr("inference_core.logic.job_sweep.utc_now", lambda: utc_now() + timedelta(hours=25))
     driver.sweep()
     assert get_job(pipeline, headers, job["id"])["status"] == "expired"
     driver.complete()
@@ -359,7 +359,7 @@ def test_a_job_past_its_window_expires_and_keeps_what_finished(
 def test_a_job_never_uploaded_expires(pipeline: Pipeline, driver: JobDriver, monkeypatch: pytest.MonkeyPatch) -> None:
     headers = pipeline.headers()
     job = create_job(pipeline, headers)
-    monkeypatch.setattr("inference_core.logic.job_runs.utc_now", lambda: utc_now() + timedelta(hours=25))
+    monkeypatch.setattr("inference_core.logic.job_sweep.utc_now", lambda: utc_now() + timedelta(hours=25))
     driver.sweep()
     expired = get_job(pipeline, headers, job["id"])
     assert expired["status"] == "expired"
@@ -389,7 +389,7 @@ def test_a_lost_chunk_notification_is_finished_by_the_sweeper(
     driver.answer()
     pipeline.lose_notifications()
     late = utc_now() + timedelta(seconds=get_settings().invocation_timeout_seconds + 3600)
-    monkeypatch.setattr("inference_core.logic.job_runs.utc_now", lambda: late)
+    monkeypatch.setattr("inference_core.logic.job_sweep.utc_now", lambda: late)
     driver.sweep()
     done = get_job(pipeline, headers, job["id"])
     assert done["status"] == "completed"

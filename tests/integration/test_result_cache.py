@@ -15,7 +15,7 @@ from inference_core.dal.batches import BatchStore
 from inference_core.dal.objects import ObjectStore
 from inference_core.dal.predictions import PredictionStore
 from inference_core.errors import TransientError
-from inference_core.logic import dispatch, job_runs
+from inference_core.logic import dispatch, job_driver
 from inference_core.logic.dispatch import QueuedMessage
 from inference_core.logic.sweeper import sweep
 from inference_core.settings import get_settings
@@ -467,13 +467,13 @@ def test_a_bulk_job_answered_whole_by_the_cache_finishes_every_chunk_without_dee
     run(pipeline, headers, [f"text {i}" for i in range(5)])
     invoked = len(pipeline.invocations)
     depth: list[int] = []
-    real_finish = job_runs.finish_chunk
+    real_finish = job_driver.finish_chunk
 
     def measured(*args: Any, **kwargs: Any) -> Any:
         depth.append(len(inspect.stack(0)))
         return real_finish(*args, **kwargs)
 
-    monkeypatch.setattr(job_runs, "finish_chunk", measured)
+    monkeypatch.setattr(job_driver, "finish_chunk", measured)
     job = create_job(pipeline, headers)
     upload(job, jsonl(lines))
     driver.run()
@@ -519,7 +519,7 @@ def test_a_long_run_of_cached_chunks_goes_on_in_a_fresh_invocation(
 ) -> None:
     monkeypatch.setenv("JOB_CHUNK_MAX_INPUTS", "1")
     get_settings.cache_clear()
-    monkeypatch.setattr(job_runs, "FINISH_IN_PLACE_SECONDS", 0.0)  # hand on after every chunk
+    monkeypatch.setattr(job_driver, "FINISH_IN_PLACE_SECONDS", 0.0)  # hand on after every chunk
     driver = JobDriver(pipeline)
     headers = pipeline.headers()
     run(pipeline, headers, ["x", "y"])
@@ -568,6 +568,27 @@ def test_hits_that_cannot_be_stored_send_the_whole_batch_to_the_model(
     assert final["status"] == "succeeded"
     assert pipeline.batch_lines(pipeline.invocations[-1])[0]["inputs"] == ["cached", "new"]
     assert final["output"]["embeddings"] == expected(["cached", "new"])
+
+
+def test_a_lookup_whose_hits_could_not_be_stored_is_counted_once_with_nothing_served(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    headers = pipeline.headers()
+    run(pipeline, headers, "cached")
+    real_put = ObjectStore.put
+
+    def no_hits(self: ObjectStore, key: str, body: bytes, content_type: str) -> str:
+        if key.endswith(".hits.jsonl"):
+            raise TransientError("slow down", reason="throttled")
+        return real_put(self, key, body, content_type)
+
+    monkeypatch.setattr(ObjectStore, "put", no_hits)
+    capsys.readouterr()
+    run(pipeline, headers, ["cached", "new"])
+
+    emitted = emitted_metrics(capsys.readouterr().out)
+    assert emitted["CacheLookups"] == [2.0]  # one lookup of two texts, not one per attempt at using it
+    assert emitted["InputsServedFromCache"] == [0.0]  # the model computed both
 
 
 def test_one_completion_invocation_writes_several_batches_back_together(

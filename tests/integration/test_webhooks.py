@@ -250,17 +250,16 @@ def test_an_event_that_could_not_be_queued_is_queued_by_the_sweeper(
 ) -> None:
     from functions.sweeper import handler as sweeper_handler
     from inference_core.dal.webhook_events import WebhookEventQueue
-    from inference_core.errors import TransientError
 
-    real_send = WebhookEventQueue.send
+    real_send = WebhookEventQueue.send_many
     failures = iter([True])
 
-    def flaky_send(self: WebhookEventQueue, message: Any) -> None:
+    def flaky_send(self: WebhookEventQueue, messages: Any) -> set[str]:
         if next(failures, False):
-            raise TransientError("SQS is throttling", reason="throttled")
-        real_send(self, message)
+            return set()  # SQS throttled the request: nothing queued
+        return real_send(self, messages)
 
-    monkeypatch.setattr(WebhookEventQueue, "send", flaky_send)
+    monkeypatch.setattr(WebhookEventQueue, "send_many", flaky_send)
     headers = pipeline.headers()
     created = pipeline.submit(headers, "hello", webhook=receiver)
     pipeline.dispatch()
@@ -274,6 +273,25 @@ def test_an_event_that_could_not_be_queued_is_queued_by_the_sweeper(
 
     assert len(Receiver.seen) == 1
     assert json.loads(Receiver.seen[0][1])["data"]["id"] == created["id"]
+
+
+def test_a_record_with_a_receive_count_that_is_no_number_is_delivered_and_fails_nothing_else(
+    pipeline: Pipeline, receiver: str
+) -> None:
+    headers = pipeline.headers()
+    for text in ("one", "two"):
+        pipeline.submit(headers, text, webhook=receiver)
+    pipeline.dispatch()
+    pipeline.endpoint_succeeds(pipeline.invocations[-1])
+    pipeline.complete()
+    messages = pipeline.receive("WebhookQueue")
+    assert len(messages) == 2
+    messages[0]["Attributes"]["ApproximateReceiveCount"] = "many"
+
+    result = pipeline.deliver("WebhookQueue", messages, webhook_handler.lambda_handler)
+
+    assert result == {"batchItemFailures": []}
+    assert len(Receiver.seen) == 2
 
 
 @pytest.mark.parametrize("body", ["not json", "{}", '{"event": "prediction.completed"}', "[]"])

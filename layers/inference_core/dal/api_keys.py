@@ -7,7 +7,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from inference_core.dal.aws_errors import AwsFailure, classify, translate
+from inference_core.dal.aws_errors import condition_failed, translate
 from inference_core.dal.clients import cached_factory
 from inference_core.dal.table import Table, from_attrs, iso, key, parse_dt, to_attrs
 from inference_core.domain.api_keys import ApiKey
@@ -67,7 +67,7 @@ class ApiKeyStore:
                 ExpressionAttributeValues={":at": {"S": iso(at) or ""}},
             )
         except ClientError as exc:
-            if classify(exc) is AwsFailure.CONDITION_FAILED:
+            if condition_failed(exc):
                 return False
             raise translate(exc, "could not revoke the API key") from exc
         except BotoCoreError as exc:

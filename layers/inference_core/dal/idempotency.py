@@ -8,7 +8,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from inference_core.dal.aws_errors import AwsFailure, classify, translate
+from inference_core.dal.aws_errors import condition_failed, translate
 from inference_core.dal.clients import cached_factory
 from inference_core.dal.table import Table, from_attrs, key, to_attrs
 from inference_core.settings import get_settings
@@ -73,7 +73,7 @@ class IdempotencyStore:
                 ExpressionAttributeValues={":id": {"S": prediction_id}},
             )
         except ClientError as exc:
-            if classify(exc) is not AwsFailure.CONDITION_FAILED:
+            if not condition_failed(exc):
                 raise translate(exc, "could not release the idempotency key") from exc
         except BotoCoreError as exc:
             raise translate(exc, "could not release the idempotency key") from exc

@@ -12,8 +12,11 @@ jobs/<job>/validation-errors.jsonl      the lines refused before anything ran
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+from inference_core.dal.objects import object_store
+from inference_core.domain.batches import BatchLine
 from inference_core.settings import get_settings
 
 JSONL = ".jsonl"
@@ -54,6 +57,17 @@ def chunk_cache_key(job_id: str, chunk: int) -> str:
 def chunk_sent_key(job_id: str, chunk: int) -> str:
     """What the endpoint gets of a chunk: the texts the cache did not answer, with the model's parameters only."""
     return f"{work_prefix(job_id)}chunks/{chunk:06d}.sent{JSONL}"
+
+
+# A chunk object holds at most a chunk's worth of lines (a few MB).
+_MAX_CHUNK_BYTES = 512 * 1024 * 1024
+
+
+def chunk_lines(job_id: str, chunk: int) -> Iterator[BatchLine]:
+    """The lines of chunk n as the planner wrote them (a line that does not parse is a bug, not input)."""
+    for raw in object_store().lines(chunk_key(job_id, chunk), _MAX_CHUNK_BYTES):
+        if raw.strip():
+            yield BatchLine.model_validate_json(raw)
 
 
 def part_key(job_id: str, chunk: int, kind: str) -> str:

@@ -5,8 +5,13 @@ the gate: a claim (`next_chunk` + 1, the chunk into `running`, the gate's `in_fl
 and a finish (the chunk out of `running`, its counts added, the gate - 1). A chunk that is not in `running`
 cannot be finished again, so counters move exactly once however often a notification arrives.
 
-Active jobs (validating, in progress, cancelling, expired before assembly) sit in the sparse open index under one
-partition, ordered by when they were last served: the scheduler reads the least recently served first.
+Every status change is a named transition whose condition comes from the state machine in `domain.jobs`
+(`SOURCES`); a write that causes a webhook event keeps the event on the record (`outbox`) in the same write.
+
+Open jobs sit in the sparse open index in one of three partitions: active (validating, in progress, cancelling,
+expired before assembly; ordered by when they were last served, so the scheduler reads the least recently served
+first), waiting for their file (kept apart so unused upload links never crowd the scheduler's read), and finished
+with an event still to queue (due for the sweeper a little after the write).
 """
 
 from __future__ import annotations
@@ -20,12 +25,13 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from inference_core.dal.aws_errors import AwsFailure, classify, error_code, translate
+from inference_core.dal.aws_errors import condition_failed, translate
 from inference_core.dal.clients import cached_factory
 from inference_core.dal.idempotency import IdempotencyClaim, IdempotencyKeyTaken, idempotency_store
 from inference_core.dal.table import (
     CURSOR_KEYS,
     Table,
+    Update,
     decode_cursor,
     encode_cursor,
     from_attrs,
@@ -34,15 +40,27 @@ from inference_core.dal.table import (
     parse_dt,
     to_attrs,
 )
-from inference_core.dal.webhook_events import webhook_events
-from inference_core.domain.jobs import Estimate, Job, JobSource, JobStatus, LineError
+from inference_core.domain.jobs import (
+    ASSEMBLED,
+    ASSEMBLING,
+    Estimate,
+    Job,
+    JobPlan,
+    JobSource,
+    JobStatus,
+    LineError,
+    cancel_target,
+    check_transition,
+    closes_at_once,
+)
 from inference_core.domain.predictions import ErrorInfo
-from inference_core.domain.webhooks import WebhookEvent
+from inference_core.domain.webhooks import OUTBOX_GRACE, PendingEvent
 from inference_core.settings import get_settings
 
 ACTIVE_JOBS = "JOBS"
-# Jobs still waiting for their file sit apart, so that many unused upload links never crowd the scheduler's read.
 WAITING_JOBS = "JOBS#WAITING"
+# Finished jobs whose webhook event is not queued yet: the sweeper queues it once it is due.
+OUTBOX_JOBS = "JOBS#OUTBOX"
 _GATE = "GATE#bulk-chunks"
 
 
@@ -135,6 +153,7 @@ def _to_job(item: Mapping[str, Any]) -> Job:
         estimate=estimate,
         output_key=item.get("output_key"),
         error_key=item.get("error_key"),
+        outbox=tuple(sorted(PendingEvent.decode(v) for v in item.get("outbox") or ())),
     )
 
 
@@ -184,9 +203,10 @@ class JobStore:
         next_cursor = encode_cursor({k: last[k] for k in CURSOR_KEYS}) if last else None
         return [records[i] for i in ids if i in records], next_cursor
 
-    def active(self, limit: int = 100, partition: str = ACTIVE_JOBS) -> list[Job]:
-        """Jobs that may still need work (or, with WAITING_JOBS, that wait for their file), least recently served
-        first, at most `limit`."""
+    def active(self, limit: int = 100, partition: str = ACTIVE_JOBS, due_by: datetime | None = None) -> list[Job]:
+        """Open jobs of one partition, least recently served (or, `due_by`, earliest due) first, at most `limit`:
+        by default those that may still need work; WAITING_JOBS those that wait for their file; OUTBOX_JOBS
+        finished jobs whose event is not queued yet."""
         ids: list[str] = []
         query: dict[str, Any] = {
             "TableName": self.table.name,
@@ -195,6 +215,9 @@ class JobStore:
             "ExpressionAttributeValues": {":pk": {"S": partition}},
             "Limit": limit,
         }
+        if due_by is not None:
+            query["KeyConditionExpression"] += " AND open_due <= :due"
+            query["ExpressionAttributeValues"][":due"] = {"S": iso(due_by)}
         try:
             while len(ids) < limit:
                 response = self.table.client.query(**query)
@@ -215,7 +238,7 @@ class JobStore:
             raise translate(exc, "could not read the chunk gate") from exc
         return int(response.get("Item", {}).get("in_flight", {}).get("N", "0"))
 
-    # -- transitions ---------------------------------------------------------------------------------------------
+    # -- creation ------------------------------------------------------------------------------------------------
 
     def create(self, job: Job, claim: IdempotencyClaim | None = None) -> bool:
         """False when a job with this id exists (a duplicate S3 event for the same object version). With an
@@ -232,87 +255,84 @@ class JobStore:
                 claim_put: Any = idempotency_store().claim_put(claim, job.id, job.created_at)
                 self.table.client.transact_write_items(TransactItems=[{"Put": put}, {"Put": claim_put}])
         except ClientError as exc:
-            if classify(exc) is AwsFailure.CONDITION_FAILED:
-                return False
-            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-            if claim is not None and reasons[1:2] == ["ConditionalCheckFailed"]:
+            if claim is not None and condition_failed(exc, item=1):
                 raise IdempotencyKeyTaken(claim.key) from exc
+            if condition_failed(exc):
+                return False
             raise translate(exc, "could not create the job") from exc
         except BotoCoreError as exc:
             raise translate(exc, "could not create the job") from exc
         return True
 
+    # -- status transitions (each an edge of domain.jobs.SOURCES) ----------------------------------------------
+
     def begin_validation(self, job_id: str, at: datetime, stale_before: datetime) -> bool:
         """awaiting_upload -> validating, or take over a validation that stopped (its function died)."""
-        return self._update(
-            job_id,
-            "SET #status = :validating, validation_started = :at, open_pk = :active",
-            "#status = :awaiting OR (#status = :validating AND "
-            "(attribute_not_exists(validation_started) OR validation_started < :stale))",
-            {
-                ":validating": JobStatus.VALIDATING.value,
-                ":awaiting": JobStatus.AWAITING_UPLOAD.value,
-                ":at": iso(at),
-                ":stale": iso(stale_before),
-                ":active": ACTIVE_JOBS,
-            },
+        update = Update().set("validation_started", iso(at)).set("open_pk", ACTIVE_JOBS)
+        status, started = update.name("status"), update.name("validation_started")
+        update.when(
+            f"{status} = {update.value(JobStatus.AWAITING_UPLOAD.value)} OR attribute_not_exists({started}) "
+            f"OR {started} < {update.value(iso(stale_before))}"
+        )
+        sources = {JobStatus.AWAITING_UPLOAD, JobStatus.VALIDATING}
+        return self._transition(job_id, JobStatus.VALIDATING, sources, update, at) is not None
+
+    def plan(self, job_id: str, to: JobStatus, plan: JobPlan, at: datetime, event: PendingEvent | None) -> Job | None:
+        """validating -> in progress (chunks to run), validated (a dry run) or failed (the file is unusable)."""
+        update = self._with_plan(Update(), plan, at)
+        return self._transition(job_id, to, {JobStatus.VALIDATING}, update, at, finishes=to.is_terminal, event=event)
+
+    def plan_stopped(self, job: Job, plan: JobPlan, at: datetime) -> Job | None:
+        """A job cancelled or expired while its file was validated keeps that status, but gets its plan: its
+        assembly needs it."""
+        update = self._with_plan(Update(), plan, at)
+        return self._transition(job.id, job.status, {job.status}, update, at)
+
+    def cancel(self, job: Job, at: datetime, event: PendingEvent | None) -> Job | None:
+        """Stop launching chunks: a job without its file ends `cancelled` at once, one with a file is
+        `cancelling` until assembly. None when the job was no longer in `job.status`."""
+        update = Update().set("stopped_at", iso(at))
+        finishes = closes_at_once(job.status)
+        return self._transition(
+            job.id, cancel_target(job.status), {job.status}, update, at, finishes=finishes, event=event
         )
 
-    def planned(
+    def expire(self, job: Job, at: datetime, event: PendingEvent | None) -> Job | None:
+        """Past its completion window: no chunk is launched after this (a job without its file ends at once)."""
+        update = Update().set("stopped_at", iso(at))
+        finishes = closes_at_once(job.status)
+        return self._transition(job.id, JobStatus.EXPIRED, {job.status}, update, at, finishes=finishes, event=event)
+
+    def claim_assembly(self, job: Job, at: datetime, stale_before: datetime) -> Job | None:
+        """One assembler per job: every chunk launched has finished, and nobody else is assembling (or they
+        stopped long ago). An in-progress job becomes `finalizing`; cancelling and expired jobs keep theirs."""
+        update = Update().set("assembly_started", iso(at))
+        started = update.name("assembly_started")
+        update.when(f"size({update.name('chunks_running')}) = {update.value(0)}")
+        update.when(f"attribute_exists({update.name('chunk_count')})")
+        if job.status is JobStatus.IN_PROGRESS:
+            update.when(f"{update.name('next_chunk')} = {update.name('chunk_count')}")  # every chunk launched
+        update.when(f"attribute_not_exists({started}) OR {started} < {update.value(iso(stale_before))}")
+        update.when(f"attribute_not_exists({update.name('completed_at')})")
+        return self._transition(job.id, ASSEMBLING[job.status], {job.status}, update, at)
+
+    def assembled(
         self,
-        job_id: str,
-        *,
-        from_status: JobStatus,
-        status: JobStatus,
-        total: int,
-        failed: int,
-        input_count: int,
-        chunk_count: int,
-        errors: list[LineError],
+        job: Job,
+        output_key: str,
+        error_key: str,
+        extra_failed: int,
         at: datetime,
-        estimate: Estimate | None = None,
-        error: ErrorInfo | None = None,
-    ) -> bool:
-        """validating -> in_progress (chunks to run), validated (dry run) or failed (the file is unusable). A job
-        cancelled or expired while it was validated keeps that status (`from_status` = `status`) but gets its plan,
-        which its assembly needs."""
-        values: dict[str, Any] = {
-            ":to": status.value,
-            ":from": from_status.value,
-            ":total": total,
-            ":failed": failed,
-            ":inputs": input_count,
-            ":chunks": chunk_count,
-            ":errors": json.dumps([e.to_json() for e in errors], separators=(",", ":")),
-            ":at": iso(at),
-            ":zero": 0,
-            ":empty": {},
-        }
-        sets = [
-            "#status = :to",
-            "line_total = :total",
-            "lines_failed = :failed",
-            "lines_invalid = :failed",
-            "input_count = :inputs",
-            "chunk_count = :chunks",
-            "next_chunk = :zero",
-            "chunks_running = :empty",
-            "first_errors = :errors",
-            "started_at = :at",
-        ]
-        if estimate is not None:
-            values[":estimate"] = json.dumps(estimate.__dict__)
-            sets.append("dry_run_estimate = :estimate")
-        if error is not None:
-            values[":code"], values[":message"] = error.code, error.message
-            sets += ["error_code = :code", "error_message = :message"]
-        update = "SET " + ", ".join(sets)
-        if status.is_terminal:
-            values[":done"] = iso(at)
-            update += ", completed_at = :done REMOVE open_pk, open_due"
-        return self._update(
-            job_id, update, "#status = :from AND attribute_not_exists(chunk_count)", values, status.is_terminal
-        )
+        event: PendingEvent | None,
+    ) -> Job | None:
+        """The result files exist: the job is finished. `extra_failed` counts lines that never ran (cancelled or
+        expired before their chunk was launched)."""
+        update = Update().set("output_key", output_key).set("error_key", error_key)
+        update.add("lines_failed", extra_failed).remove("assembly_started")
+        update.when(f"attribute_not_exists({update.name('completed_at')})")
+        return self._transition(job.id, ASSEMBLED[job.status], {job.status}, update, at, finishes=True, event=event)
+
+    # -- chunks and events (no status change) --------------------------------------------------------------------
 
     def claim_chunk(self, job: Job, max_in_flight: int, at: datetime) -> ClaimResult:
         """Take the job's next chunk and a place under the gate, both or neither."""
@@ -350,10 +370,8 @@ class JobStore:
                 ]
             )
         except ClientError as exc:
-            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-            if error_code(exc) == "TransactionCanceledException" and "ConditionalCheckFailed" in reasons:
-                gate_full = reasons[0] == "ConditionalCheckFailed"
-                return ClaimResult(Claim.GATE_FULL if gate_full else Claim.REFUSED)
+            if condition_failed(exc):
+                return ClaimResult(Claim.GATE_FULL if condition_failed(exc, item=0) else Claim.REFUSED)
             raise translate(exc, "could not claim a chunk") from exc
         except BotoCoreError as exc:
             raise translate(exc, "could not claim a chunk") from exc
@@ -392,117 +410,87 @@ class JobStore:
                 ]
             )
         except ClientError as exc:
-            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-            if error_code(exc) == "TransactionCanceledException" and "ConditionalCheckFailed" in reasons:
+            if condition_failed(exc):
                 return False
             raise translate(exc, "could not finish a chunk") from exc
         except BotoCoreError as exc:
             raise translate(exc, "could not finish a chunk") from exc
         return True
 
-    def stop(
-        self, job_id: str, to: JobStatus, allowed_from: Iterable[JobStatus], at: datetime, close: bool
-    ) -> Job | None:
-        """Cancel or expire: no chunk is launched after this. `close` finishes a job that has nothing to assemble
-        (its file never came); the others are finished by assembly. None when the job was elsewhere."""
-        sources = sorted(s.value for s in allowed_from)
-        values: dict[str, Any] = {":to": to.value, ":at": iso(at)}
-        values.update({f":s{i}": s for i, s in enumerate(sources)})
-        condition = f"#status IN ({', '.join(f':s{i}' for i in range(len(sources)))})"
-        update = "SET #status = :to, stopped_at = :at"
-        if close:
-            update += ", completed_at = :at REMOVE open_pk, open_due"
-        return self._move(job_id, update, condition, values, finishes=close)
+    def progress_due(self, job_id: str, at: datetime, every: timedelta, event: PendingEvent) -> Job | None:
+        """Claim the job's next progress event (at most one per `every`), kept on the record until queued."""
+        update = Update().set("last_progress_event", iso(at)).add("outbox", {event.encode()})
+        last = update.name("last_progress_event")
+        update.when(f"attribute_not_exists({last}) OR {last} < {update.value(iso(at - every))}")
+        return self._write(job_id, update)
 
-    def claim_assembly(self, job_id: str, status: JobStatus, to: JobStatus, at: datetime, stale: datetime) -> bool:
-        """One assembler per job: every chunk launched has finished, and nobody else is assembling (or they
-        stopped long ago). An in-progress job becomes `finalizing`; cancelling and expired jobs keep theirs."""
-        return self._update(
-            job_id,
-            "SET #status = :to, assembly_started = :at",
-            "#status = :from AND size(chunks_running) = :zero AND "
-            "(#status <> :running OR next_chunk = chunk_count) AND "
-            "(attribute_not_exists(assembly_started) OR assembly_started < :stale) AND attribute_exists(open_pk) AND "
-            "attribute_exists(chunk_count)",
-            {
-                ":to": to.value,
-                ":from": status.value,
-                ":at": iso(at),
-                ":zero": 0,
-                ":running": JobStatus.IN_PROGRESS.value,
-                ":stale": iso(stale),
-            },
-        )
+    def clear_outbox(self, job: Job, queued: Iterable[PendingEvent]) -> None:
+        """Take queued events off the record; a finished job whose outbox is then empty leaves the open index."""
+        events = {event.encode() for event in queued}
+        update = Update().delete("outbox", events)
+        if job.completed_at is not None and not ({e.encode() for e in job.outbox} - events):
+            update.remove("open_pk", "open_due")
+        update.when("attribute_exists(pk)")
+        self._write(job.id, update)
 
-    def assembled(
+    def outbox_due(self, job: Job, at: datetime) -> None:
+        """Events could not be queued: make a finished job due for the sweeper's next run (open jobs are read by
+        every run anyway)."""
+        if job.completed_at is not None:
+            update = Update().set("open_due", iso(at)).when("attribute_exists(outbox)")
+            self._write(job.id, update.when(f"{update.name('open_pk')} = {update.value(OUTBOX_JOBS)}"))
+
+    # -- the one conditional write -------------------------------------------------------------------------------
+
+    def _with_plan(self, update: Update, plan: JobPlan, at: datetime) -> Update:
+        update.set("line_total", plan.total).set("lines_failed", plan.failed).set("lines_invalid", plan.failed)
+        update.set("input_count", plan.input_count).set("chunk_count", plan.chunk_count).set("next_chunk", 0)
+        update.set("chunks_running", {}).set("started_at", iso(at))
+        update.set("first_errors", json.dumps([e.to_json() for e in plan.errors], separators=(",", ":")))
+        if plan.estimate is not None:
+            update.set("dry_run_estimate", json.dumps(plan.estimate.__dict__))
+        if plan.error is not None:
+            update.set("error_code", plan.error.code).set("error_message", plan.error.message)
+        return update.when(f"attribute_not_exists({update.name('chunk_count')})")
+
+    def _transition(
         self,
         job_id: str,
-        status: JobStatus,
         to: JobStatus,
-        output_key: str,
-        error_key: str,
-        extra_failed: int,
+        sources: set[JobStatus],
+        update: Update,
         at: datetime,
-    ) -> bool:
-        """The result files exist: the job is finished. `extra_failed` counts lines that never ran (cancelled or
-        expired before their chunk was launched)."""
-        return self._update(
-            job_id,
-            "SET #status = :to, completed_at = :at, output_key = :out, error_key = :err "
-            "ADD lines_failed :extra REMOVE open_pk, open_due, assembly_started",
-            "#status = :from AND attribute_exists(open_pk)",
-            {
-                ":to": to.value,
-                ":from": status.value,
-                ":at": iso(at),
-                ":out": output_key,
-                ":err": error_key,
-                ":extra": extra_failed,
-            },
-            finishes=True,
-        )
-
-    def progress_due(self, job_id: str, at: datetime, every: timedelta) -> Job | None:
-        """Claim the job's next progress event: at most one per `every`, only for webhooks that asked for them."""
-        return self._move(
-            job_id,
-            "SET last_progress_event = :at",
-            "contains(webhook_events, :progress) AND "
-            "(attribute_not_exists(last_progress_event) OR last_progress_event < :cutoff)",
-            {":at": iso(at), ":cutoff": iso(at - every), ":progress": "progress"},
-        )
-
-    def _update(
-        self, job_id: str, update: str, condition: str, values: Mapping[str, Any], finishes: bool = False
-    ) -> bool:
-        return self._move(job_id, update, condition, values, finishes) is not None
-
-    def _move(
-        self, job_id: str, update: str, condition: str, values: Mapping[str, Any], finishes: bool = False
+        *,
+        finishes: bool = False,
+        event: PendingEvent | None = None,
     ) -> Job | None:
-        """One conditional UpdateItem. `finishes`: this write ends the job (its webhook event follows it)."""
-        names = {"#status": "status"} if "#status" in update + condition else {}
+        """A status change along edges of the state machine (`sources`, some of the edges into `to`). A write that
+        `finishes` the job takes it out of the open index or, with an event to queue, into the outbox partition
+        (due for the sweeper a little later) with the event kept on the record."""
+        check_transition(sources, to)
+        update.when_in("status", {s.value for s in sources}).set("status", to.value)
+        if finishes:
+            update.set("completed_at", iso(at))
+            if event is None:
+                update.remove("open_pk", "open_due")
+            else:
+                update.add("outbox", {event.encode()})
+                update.set("open_pk", OUTBOX_JOBS).set("open_due", iso(at + OUTBOX_GRACE))
+        return self._write(job_id, update)
+
+    def _write(self, job_id: str, update: Update) -> Job | None:
+        """One conditional UpdateItem: the job as it now is, or None when the condition failed."""
         try:
             response = self.table.client.update_item(
-                TableName=self.table.name,
-                Key=key(_pk(job_id)),
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ExpressionAttributeValues=to_attrs(values),
-                ReturnValues="ALL_NEW",
-                **({"ExpressionAttributeNames": names} if names else {}),  # type: ignore[arg-type]
+                TableName=self.table.name, Key=key(_pk(job_id)), ReturnValues="ALL_NEW", **update.request()
             )
         except ClientError as exc:
-            if classify(exc) is AwsFailure.CONDITION_FAILED:
+            if condition_failed(exc):
                 return None
             raise translate(exc, "could not update the job") from exc
         except BotoCoreError as exc:
             raise translate(exc, "could not update the job") from exc
-        job = _to_job(from_attrs(response["Attributes"]))
-        if finishes and job.webhook and "completed" in job.webhook_events:
-            # After the write that finished it (assembly, an unusable file, a dry run, a close): emitted once.
-            webhook_events().emit(WebhookEvent.JOB_COMPLETED, "job", job.id, job.tenant_id, job.webhook)
-        return job
+        return _to_job(from_attrs(response["Attributes"]))
 
 
 @cached_factory

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -13,13 +13,14 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from inference_core.dal.aws_errors import AwsFailure, classify, translate
+from inference_core.dal.aws_errors import condition_failed, translate
 from inference_core.dal.clients import cached_factory
 from inference_core.dal.idempotency import IdempotencyClaim, IdempotencyKeyTaken, IdempotencyStore, idempotency_store
 from inference_core.dal.result_cache import cache_pk, live_entry, result_cache
 from inference_core.dal.table import (
     CURSOR_KEYS,
     Table,
+    Update,
     batch_get_across,
     decode_cursor,
     encode_cursor,
@@ -29,7 +30,6 @@ from inference_core.dal.table import (
     parse_dt,
     to_attrs,
 )
-from inference_core.dal.webhook_events import webhook_events
 from inference_core.domain.clock import utc_now
 from inference_core.domain.predictions import (
     ALLOWED_SOURCES,
@@ -40,7 +40,7 @@ from inference_core.domain.predictions import (
     Transition,
 )
 from inference_core.domain.result_cache import CachedEmbedding
-from inference_core.domain.webhooks import WebhookEvent
+from inference_core.domain.webhooks import OUTBOX_GRACE, PendingEvent, WebhookEvent
 from inference_core.errors import DependencyError
 from inference_core.settings import get_settings
 
@@ -59,11 +59,13 @@ def _open_pk(prediction_id: str) -> str:
 
 @dataclass
 class MarkResult:
-    """Which predictions a batch-wide transition moved, which it found elsewhere, and which it could not reach."""
+    """Which predictions a batch-wide transition moved (and how they now are), which it found elsewhere, and which
+    it could not reach."""
 
     moved: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     unavailable: list[str] = field(default_factory=list)
+    records: dict[str, Prediction] = field(default_factory=dict)
 
 
 def _pk(prediction_id: str) -> str:
@@ -111,7 +113,7 @@ def _to_prediction(item: Mapping[str, Any]) -> Prediction:
         metadata=dict(item.get("metadata") or {}),
         webhook=item.get("webhook"),
         webhook_events=list(item.get("webhook_events") or ["completed"]),
-        webhook_pending=item.get("webhook_pending"),
+        outbox=_outbox(item),
         started_at=parse_dt(item.get("started_at")),
         completed_at=parse_dt(item.get("completed_at")),
         batch_id=item.get("batch_id"),
@@ -122,15 +124,18 @@ def _to_prediction(item: Mapping[str, Any]) -> Prediction:
     )
 
 
+def _outbox(item: Mapping[str, Any]) -> tuple[PendingEvent, ...]:
+    pending = {PendingEvent.decode(value) for value in item.get("outbox") or ()}
+    if item.get("webhook_pending"):  # kept by records written before the outbox
+        pending.add(PendingEvent.of(item["id"], WebhookEvent(item["webhook_pending"])))
+    return tuple(sorted(pending))
+
+
 def _parse_range(value: Any) -> tuple[int, int] | None:
     if not value:
         return None
     start, _, end = str(value).partition("-")
     return int(start), int(end)
-
-
-def _error_fields(error: ErrorInfo) -> dict[str, Any]:
-    return {"error_code": error.code, "error_message": error.message}
 
 
 class PredictionStore:
@@ -150,11 +155,21 @@ class PredictionStore:
 
     # -- create and read ---------------------------------------------------------------------------------------
 
-    def create(self, prediction: Prediction, sweep_at: datetime, claim: IdempotencyClaim | None = None) -> None:
-        """Write a new record, due for the sweeper at `sweep_at` unless it finishes first (or is created finished);
-        with an idempotency claim, claim the key in the same transaction."""
+    def create(
+        self,
+        prediction: Prediction,
+        sweep_at: datetime,
+        claim: IdempotencyClaim | None = None,
+        event: PendingEvent | None = None,
+    ) -> None:
+        """Write a new record, due for the sweeper at `sweep_at` unless it finishes first (or is created finished,
+        with `event` kept on it until it is queued); with an idempotency claim, claim the key in the same
+        transaction."""
         item = _to_item(prediction, self.retention)
-        if not prediction.status.is_terminal:
+        if event is not None:
+            item["outbox"] = {event.encode()}
+            sweep_at = prediction.created_at + OUTBOX_GRACE
+        if not prediction.status.is_terminal or event is not None:
             item |= {"open_pk": _open_pk(prediction.id), "open_due": iso(sweep_at)}
         put: Any = {
             "TableName": self.table.name,
@@ -169,15 +184,11 @@ class PredictionStore:
                 claim_put: Any = self.idempotency.claim_put(claim, prediction.id, prediction.created_at)
                 ddb.transact_write_items(TransactItems=[{"Put": put}, {"Put": claim_put}])
         except ClientError as exc:
-            response: Any = exc.response
-            reasons = response.get("CancellationReasons") or []
-            if claim is not None and len(reasons) > 1 and reasons[1].get("Code") == "ConditionalCheckFailed":
+            if claim is not None and condition_failed(exc, item=1):
                 raise IdempotencyKeyTaken(claim.key) from exc
             raise translate(exc, "could not store the prediction") from exc
         except BotoCoreError as exc:
             raise translate(exc, "could not store the prediction") from exc
-        if prediction.status.is_terminal:
-            self._emitted(prediction)
 
     def get(self, prediction_id: str, consistent: bool = False) -> Prediction | None:
         try:
@@ -250,15 +261,25 @@ class PredictionStore:
 
     # -- transitions ---------------------------------------------------------------------------------------------
 
-    def mark_running(self, prediction_ids: Sequence[str], batch_id: str, started_at: datetime) -> MarkResult:
-        """queued -> running in `batch_id`, for each prediction on its own (in parallel)."""
+    def mark_running(
+        self,
+        prediction_ids: Sequence[str],
+        batch_id: str,
+        started_at: datetime,
+        events: Mapping[str, PendingEvent] | None = None,
+    ) -> MarkResult:
+        """queued -> running in `batch_id`, for each prediction on its own (in parallel), each with its `started`
+        event if its webhook wants one."""
+        events = events or {}
         return self._for_each(
             prediction_ids,
             lambda pid: self._move(
                 pid,
                 PredictionStatus.RUNNING,
                 ALLOWED_SOURCES[PredictionStatus.RUNNING],
-                sets={"started_at": iso(started_at), "batch_id": batch_id},
+                Update().set("started_at", iso(started_at)).set("batch_id", batch_id),
+                at=started_at,
+                event=events.get(pid),
             ),
         )
 
@@ -270,7 +291,8 @@ class PredictionStore:
                 pid,
                 PredictionStatus.QUEUED,
                 {REQUEUE_SOURCE},
-                removes=("started_at", "batch_id"),
+                Update().remove("started_at", "batch_id"),
+                at=utc_now(),
                 batch_id=batch_id,
             ),
         )
@@ -282,48 +304,62 @@ class PredictionStore:
         output_location: str,
         output_range: tuple[int, int] | None,
         completed_at: datetime,
-    ) -> bool:
+        event: PendingEvent | None = None,
+    ) -> Prediction | None:
         """running in `batch_id` -> succeeded, pointing at its output (a byte range of the batch output, or a whole
-        object). Nothing large is written to the table. False when the record had moved on."""
-        sets: dict[str, Any] = {"completed_at": iso(completed_at), "output_location": output_location}
+        object). Nothing large is written to the table. None when the record had moved on."""
+        update = Update().set("completed_at", iso(completed_at)).set("output_location", output_location)
         if output_range is not None:
-            sets["output_range"] = f"{output_range[0]}-{output_range[1]}"
-        moved = self._move(
+            update.set("output_range", f"{output_range[0]}-{output_range[1]}")
+        return self._move(
             prediction_id,
             PredictionStatus.SUCCEEDED,
             ALLOWED_SOURCES[PredictionStatus.SUCCEEDED],
-            sets=sets,
+            update,
+            at=completed_at,
             batch_id=batch_id,
-        )
-        return moved.updated is not None
+            event=event,
+        ).updated
 
-    def fail(self, prediction_id: str, error: ErrorInfo, completed_at: datetime, batch_id: str | None = None) -> bool:
+    def fail(
+        self,
+        prediction_id: str,
+        error: ErrorInfo,
+        completed_at: datetime,
+        batch_id: str | None = None,
+        event: PendingEvent | None = None,
+    ) -> Prediction | None:
         """With `batch_id`: running in that batch -> failed. Without: queued -> failed (it never left the queue)."""
-        sources = {PredictionStatus.RUNNING} if batch_id else {PredictionStatus.QUEUED}
-        moved = self._move(
+        return self._move(
             prediction_id,
             PredictionStatus.FAILED,
-            sources,
-            sets={"completed_at": iso(completed_at), **_error_fields(error)},
+            {PredictionStatus.RUNNING} if batch_id else {PredictionStatus.QUEUED},
+            _with_error(Update().set("completed_at", iso(completed_at)), error),
+            at=completed_at,
             batch_id=batch_id,
-        )
-        return moved.updated is not None
+            event=event,
+        ).updated
 
-    def expire(self, prediction_id: str, error: ErrorInfo, at: datetime) -> bool:
-        moved = self._move(
+    def expire(
+        self, prediction_id: str, error: ErrorInfo, at: datetime, event: PendingEvent | None = None
+    ) -> Prediction | None:
+        return self._move(
             prediction_id,
             PredictionStatus.EXPIRED,
             ALLOWED_SOURCES[PredictionStatus.EXPIRED],
-            sets={"completed_at": iso(at), **_error_fields(error)},
-        )
-        return moved.updated is not None
+            _with_error(Update().set("completed_at", iso(at)), error),
+            at=at,
+            event=event,
+        ).updated
 
-    def cancel(self, prediction_id: str, at: datetime) -> Transition:
+    def cancel(self, prediction_id: str, at: datetime, event: PendingEvent | None = None) -> Transition:
         return self._move(
             prediction_id,
             PredictionStatus.CANCELLED,
             ALLOWED_SOURCES[PredictionStatus.CANCELLED],
-            sets={"completed_at": iso(at)},
+            Update().set("completed_at", iso(at)),
+            at=at,
+            event=event,
         )
 
     def due_for_sweep(self, now: datetime, limit: int) -> list[str]:
@@ -345,58 +381,39 @@ class PredictionStore:
 
     def sweep_later(self, prediction_id: str, at: datetime) -> None:
         """Move an open prediction's sweep time (it was found early, or still has time)."""
+        self._write(prediction_id, Update().set("open_due", iso(at)).when("attribute_exists(open_pk)"))
+
+    def close(self, prediction_id: str) -> None:
+        """Take a finished prediction out of the sweeper's index (a record written before terminal writes did so)."""
+        self._write(prediction_id, Update().remove(*_OPEN_ATTRIBUTES, "webhook_pending").when("attribute_exists(pk)"))
+
+    def clear_outbox(self, prediction: Prediction, queued: Iterable[PendingEvent]) -> None:
+        """Take queued events off the record; a finished prediction whose outbox is then empty leaves the index."""
+        events = {event.encode() for event in queued}
+        update = Update().delete("outbox", events).remove("webhook_pending")
+        if prediction.status.is_terminal and not ({e.encode() for e in prediction.outbox} - events):
+            update.remove(*_OPEN_ATTRIBUTES)
+        self._write(prediction.id, update.when("attribute_exists(pk)"))
+
+    def outbox_due(self, prediction: Prediction, at: datetime) -> None:
+        """Events could not be queued: make the record due for the sweeper's next run."""
+        update = Update().set("open_pk", _open_pk(prediction.id)).set("open_due", iso(at))
+        self._write(prediction.id, update.when("attribute_exists(outbox) OR attribute_exists(webhook_pending)"))
+
+    def _write(self, prediction_id: str, update: Update) -> None:
+        """A bookkeeping write (no status change): a record that no longer meets its condition is left alone."""
         try:
-            self.table.client.update_item(
-                TableName=self.table.name,
-                Key=key(_pk(prediction_id)),
-                UpdateExpression="SET open_due = :due",
-                ConditionExpression="attribute_exists(open_pk)",
-                ExpressionAttributeValues={":due": {"S": iso(at) or ""}},
-            )
+            self.table.client.update_item(TableName=self.table.name, Key=key(_pk(prediction_id)), **update.request())
         except ClientError as exc:
-            if classify(exc) is not AwsFailure.CONDITION_FAILED:
-                raise translate(exc, "could not reschedule the prediction") from exc
+            if not condition_failed(exc):
+                raise translate(exc, "could not update the prediction") from exc
         except BotoCoreError as exc:
-            raise translate(exc, "could not reschedule the prediction") from exc
+            raise translate(exc, "could not update the prediction") from exc
 
-    def close(self, prediction: Prediction) -> None:
-        """Take a finished prediction out of the sweeper's index (a record written before terminal writes did so),
-        queueing first the webhook event that could not be queued when it finished."""
-        if prediction.webhook_pending and prediction.webhook:
-            event = WebhookEvent(prediction.webhook_pending)
-            webhook_events().emit(event, "prediction", prediction.id, prediction.tenant_id, prediction.webhook)
-        try:
-            self.table.client.update_item(
-                TableName=self.table.name,
-                Key=key(_pk(prediction.id)),
-                UpdateExpression="REMOVE open_pk, open_due, webhook_pending",
-                ConditionExpression="attribute_exists(pk)",
-            )
-        except ClientError as exc:
-            if classify(exc) is not AwsFailure.CONDITION_FAILED:
-                raise translate(exc, "could not close the prediction") from exc
-        except BotoCoreError as exc:
-            raise translate(exc, "could not close the prediction") from exc
-
-    def _emit_later(self, prediction_id: str, event: WebhookEvent) -> None:
-        """The write finished the record but its event could not be queued: mark it and put it back in the
-        sweeper's index, due now, so the next sweep queues the event (the same webhook-id: receivers dedupe)."""
-        try:
-            self.table.client.update_item(
-                TableName=self.table.name,
-                Key=key(_pk(prediction_id)),
-                UpdateExpression="SET webhook_pending = :event, open_pk = :shard, open_due = :due",
-                ExpressionAttributeValues=to_attrs(
-                    {":event": event.value, ":shard": _open_pk(prediction_id), ":due": iso(utc_now())}
-                ),
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, "could not keep the webhook event for the sweeper") from exc
-
-    def _for_each(self, prediction_ids: Sequence[str], move: Any) -> MarkResult:
-        def attempt(prediction_id: str) -> tuple[str, bool | None]:
+    def _for_each(self, prediction_ids: Sequence[str], move: Callable[[str], Transition]) -> MarkResult:
+        def attempt(prediction_id: str) -> tuple[str, Transition | None]:
             try:
-                return prediction_id, move(prediction_id).updated is not None
+                return prediction_id, move(prediction_id)
             except DependencyError:  # this one alone is left as it was; the caller retries or reports it
                 return prediction_id, None
 
@@ -405,8 +422,13 @@ class PredictionStore:
             return result
         with ThreadPoolExecutor(max_workers=min(_PARALLEL_WRITES, len(prediction_ids))) as pool:
             for prediction_id, moved in pool.map(attempt, prediction_ids):
-                bucket = result.unavailable if moved is None else result.moved if moved else result.refused
-                bucket.append(prediction_id)
+                if moved is None:
+                    result.unavailable.append(prediction_id)
+                elif moved.updated is None:
+                    result.refused.append(prediction_id)
+                else:
+                    result.moved.append(prediction_id)
+                    result.records[prediction_id] = moved.updated
         return result
 
     def _move(
@@ -414,72 +436,46 @@ class PredictionStore:
         prediction_id: str,
         to_status: PredictionStatus,
         allowed_from: Iterable[PredictionStatus],
-        sets: Mapping[str, Any] | None = None,
-        removes: Iterable[str] = (),
+        update: Update,
+        *,
+        at: datetime,
         batch_id: str | None = None,
+        event: PendingEvent | None = None,
     ) -> Transition:
-        """One conditional UpdateItem: the status must be one of `allowed_from` (and the batch `batch_id`)."""
-        names = {"#status": "status"}
-        values: dict[str, Any] = {":to": to_status.value}
-        assignments = ["#status = :to"]
-        if to_status.is_terminal:
-            removes = (*removes, *_OPEN_ATTRIBUTES)  # finished: out of the sweeper's index
-        for i, (name, value) in enumerate((sets or {}).items()):
-            names[f"#s{i}"] = name
-            values[f":s{i}"] = value
-            assignments.append(f"#s{i} = :s{i}")
-        update = "SET " + ", ".join(assignments)
-        removed = list(removes)
-        if removed:
-            for i, name in enumerate(removed):
-                names[f"#r{i}"] = name
-            update += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removed)))
-        sources = sorted(s.value for s in allowed_from)
-        for i, source in enumerate(sources):
-            values[f":from{i}"] = source
-        condition = f"attribute_exists(pk) AND #status IN ({', '.join(f':from{i}' for i in range(len(sources)))})"
+        """One conditional UpdateItem: the status must be one of `allowed_from` (and the batch `batch_id`). A
+        terminal status takes the record out of the sweeper's index, unless it carries an event to queue: then it
+        stays, due a little later, with the event kept on it."""
+        update.when("attribute_exists(pk)").when_in("status", {s.value for s in allowed_from})
         if batch_id is not None:
-            names["#batch"] = "batch_id"
-            values[":batch"] = batch_id
-            condition += " AND #batch = :batch"
+            update.when(f"{update.name('batch_id')} = {update.value(batch_id)}")
+        update.set("status", to_status.value)
+        if event is not None:
+            update.add("outbox", {event.encode()})
+        if to_status.is_terminal and event is None:
+            update.remove(*_OPEN_ATTRIBUTES)
+        elif to_status.is_terminal:
+            update.set("open_pk", _open_pk(prediction_id)).set("open_due", iso(at + OUTBOX_GRACE))
         try:
             response = self.table.client.update_item(
                 TableName=self.table.name,
                 Key=key(_pk(prediction_id)),
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=to_attrs(values),
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **update.request(),
             )
         except ClientError as exc:
-            if classify(exc) is AwsFailure.CONDITION_FAILED:
+            if condition_failed(exc):
                 failed: Any = exc.response
                 old = failed.get("Item")
                 return Transition(updated=None, current=_to_prediction(from_attrs(old)) if old else None)
             raise translate(exc, "could not update the prediction") from exc
         except BotoCoreError as exc:
             raise translate(exc, "could not update the prediction") from exc
-        updated = _to_prediction(from_attrs(response["Attributes"]))
-        # After the write that moved it: a duplicate completion (or start) fails the condition and never gets here.
-        self._emitted(updated)
-        return Transition(updated=updated)
-
-    def _emitted(self, prediction: Prediction) -> None:
-        """Queue the webhook event of the status a write just gave the record, if its webhook wants it."""
-        event = _event_for(prediction.status)
-        if event is not None and prediction.webhook and event.value.split(".")[1] in prediction.webhook_events:
-            try:
-                webhook_events().emit(event, "prediction", prediction.id, prediction.tenant_id, prediction.webhook)
-            except DependencyError:
-                self._emit_later(prediction.id, event)
+        return Transition(updated=_to_prediction(from_attrs(response["Attributes"])))
 
 
-def _event_for(status: PredictionStatus) -> WebhookEvent | None:
-    if status.is_terminal:
-        return WebhookEvent.PREDICTION_COMPLETED
-    return WebhookEvent.PREDICTION_STARTED if status is PredictionStatus.RUNNING else None
+def _with_error(update: Update, error: ErrorInfo) -> Update:
+    return update.set("error_code", error.code).set("error_message", error.message)
 
 
 @cached_factory

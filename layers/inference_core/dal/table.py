@@ -48,6 +48,70 @@ def key(pk: str) -> dict[str, Any]:
 BATCH_GET_LIMIT = 100
 
 
+class Update:
+    """One UpdateItem, built clause by clause: its update and condition expressions and their placeholders. Every
+    attribute name and value goes through a placeholder, so no reserved word or odd character can break it."""
+
+    def __init__(self) -> None:
+        self._clauses: dict[str, list[str]] = {"SET": [], "REMOVE": [], "ADD": [], "DELETE": []}
+        self._conditions: list[str] = []
+        self._names: dict[str, str] = {}
+        self._values: dict[str, Any] = {}
+
+    def name(self, attribute: str) -> str:
+        """The placeholder of an attribute name (a dotted path names a map entry: `chunks_running.3`)."""
+        parts = []
+        for part in attribute.split("."):
+            placeholder = next((k for k, v in self._names.items() if v == part), None)
+            if placeholder is None:
+                placeholder = f"#n{len(self._names)}"
+                self._names[placeholder] = part
+            parts.append(placeholder)
+        return ".".join(parts)
+
+    def value(self, value: Any) -> str:
+        placeholder = f":v{len(self._values)}"
+        self._values[placeholder] = value
+        return placeholder
+
+    def set(self, attribute: str, value: Any) -> Update:
+        self._clauses["SET"].append(f"{self.name(attribute)} = {self.value(value)}")
+        return self
+
+    def remove(self, *attributes: str) -> Update:
+        self._clauses["REMOVE"] += [self.name(a) for a in attributes]
+        return self
+
+    def add(self, attribute: str, value: Any) -> Update:
+        """A number added, or elements added to a set (created if absent)."""
+        self._clauses["ADD"].append(f"{self.name(attribute)} {self.value(value)}")
+        return self
+
+    def delete(self, attribute: str, elements: Iterable[str]) -> Update:
+        """Elements taken out of a set (the set goes when it is empty)."""
+        self._clauses["DELETE"].append(f"{self.name(attribute)} {self.value(frozenset(elements))}")
+        return self
+
+    def when(self, condition: str) -> Update:
+        """Another condition, ANDed with the others; build its placeholders with `name` and `value`."""
+        self._conditions.append(f"({condition})")
+        return self
+
+    def when_in(self, attribute: str, values: Iterable[str]) -> Update:
+        placeholders = ", ".join(self.value(v) for v in sorted(values))
+        return self.when(f"{self.name(attribute)} IN ({placeholders})")
+
+    def request(self) -> dict[str, Any]:
+        """The UpdateItem arguments these make (without table and key)."""
+        expression = " ".join(f"{verb} {', '.join(parts)}" for verb, parts in self._clauses.items() if parts)
+        request: dict[str, Any] = {"UpdateExpression": expression, "ExpressionAttributeNames": dict(self._names)}
+        if self._values:
+            request["ExpressionAttributeValues"] = to_attrs(self._values)
+        if self._conditions:
+            request["ConditionExpression"] = " AND ".join(self._conditions)
+        return request
+
+
 class Table:
     def __init__(self, name: str) -> None:
         self.name = name
@@ -56,23 +120,32 @@ class Table:
     def client(self) -> DynamoDBClient:
         return dynamodb()
 
-    def batch_get(self, pks: Iterable[str], what: str, consistent: bool = True) -> list[dict[str, Any]]:
-        """The items of these keys (missing ones left out): BatchGetItem in chunks of 100, retrying unprocessed keys
-        a handful of rounds. `what` names them in errors ("predictions")."""
+    def batch_get(
+        self, pks: Iterable[str], what: str, consistent: bool = True, attributes: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        """The items of these keys (missing ones left out; only `attributes` of them when given): BatchGetItem in
+        chunks of 100, retrying unprocessed keys a handful of rounds. `what` names them in errors ("predictions")."""
         keys = list(dict.fromkeys(pks))
         found: list[dict[str, Any]] = []
         for start in range(0, len(keys), BATCH_GET_LIMIT):
-            found += batch_get_across([(self, keys[start : start + BATCH_GET_LIMIT], consistent)], what)[0]
+            read = [(self, keys[start : start + BATCH_GET_LIMIT], consistent)]
+            found += batch_get_across(read, what, attributes)[0]
         return found
 
 
-def batch_get_across(reads: Sequence[tuple[Table, Sequence[str], bool]], what: str) -> list[list[dict[str, Any]]]:
+def batch_get_across(
+    reads: Sequence[tuple[Table, Sequence[str], bool]], what: str, attributes: Sequence[str] = ()
+) -> list[list[dict[str, Any]]]:
     """One BatchGetItem over several tables (at most 100 keys in all), each with its own consistency: the items
     found, per table in the order given. Retries unprocessed keys a handful of rounds."""
     if sum(len(pks) for _, pks, _ in reads) > BATCH_GET_LIMIT:
         raise ValueError(f"one BatchGetItem reads at most {BATCH_GET_LIMIT} keys")
+    projection: dict[str, Any] = {}
+    if attributes:
+        names = {f"#p{i}": name for i, name in enumerate(attributes)}
+        projection = {"ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names}
     request: Mapping[str, Any] = {
-        table.name: {"Keys": [key(pk) for pk in dict.fromkeys(pks)], "ConsistentRead": consistent}
+        table.name: {"Keys": [key(pk) for pk in dict.fromkeys(pks)], "ConsistentRead": consistent, **projection}
         for table, pks, consistent in reads
         if pks
     }

@@ -1,22 +1,22 @@
-"""The webhook outbox: a queue of events to deliver, and the per-object delivery log.
+"""The queue of webhook events to deliver, and the per-object delivery log.
 
-Stores emit an event right after the conditional write that finishes an object with a webhook, so the write is
-the dedupe point: a duplicate completion fails its condition and emits nothing. The sender function consumes the
+Events reach the queue from the outbox (logic/outbox.py): each is written on its record by the conditional write
+that caused it, so a duplicate completion fails its condition and adds nothing. The sender function consumes the
 queue; nothing on the inference path ever calls out.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from inference_core.dal.aws_errors import translate
+from inference_core.dal.aws_errors import condition_failed, translate
 from inference_core.dal.clients import cached_factory, sqs
 from inference_core.dal.table import Table, from_attrs, key, to_attrs
-from inference_core.domain.webhooks import WebhookEvent, webhook_id
 from inference_core.settings import get_settings
 
 # The log keeps this many attempts per object (oldest dropped first would need a read: it stops growing instead).
@@ -41,19 +41,32 @@ class EventMessage:
         return cls(**{name: str(document[name]) for name in cls.__dataclass_fields__})
 
 
+_SEND_BATCH = 10  # SendMessageBatch's limit
+
+
 class WebhookEventQueue:
     def __init__(self, queue_url: str) -> None:
         self.queue_url = queue_url
-
-    def emit(self, event: WebhookEvent, subject: str, subject_id: str, tenant_id: str, url: str) -> None:
-        message = EventMessage(event.value, subject, subject_id, tenant_id, url, webhook_id(subject_id, event))
-        self.send(message)
 
     def send(self, message: EventMessage) -> None:
         try:
             sqs().send_message(QueueUrl=self.queue_url, MessageBody=message.to_json())
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, "could not queue the webhook event") from exc
+
+    def send_many(self, messages: Sequence[EventMessage]) -> set[str]:
+        """Queue events ten to a request; the webhook ids of those SQS took. A request that fails takes none of
+        its ten (they stay in the outbox), and the others still go."""
+        accepted: set[str] = set()
+        for start in range(0, len(messages), _SEND_BATCH):
+            part = messages[start : start + _SEND_BATCH]
+            entries: Any = [{"Id": str(i), "MessageBody": m.to_json()} for i, m in enumerate(part)]
+            try:
+                response = sqs().send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+            except (ClientError, BotoCoreError):
+                continue
+            accepted |= {part[int(ok["Id"])].webhook_id for ok in response.get("Successful", [])}
+        return accepted
 
     def retry_in(self, receipt_handle: str, seconds: int) -> None:
         """Hide a failed delivery until its next attempt is due."""
@@ -101,7 +114,7 @@ class DeliveryLog:
                 ),
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if condition_failed(exc):
                 return  # the log is full; deliveries go on
             raise translate(exc, "could not log the webhook delivery") from exc
         except BotoCoreError as exc:

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from inference_core.dal.aws_errors import AwsFailure, classify, translate
+from inference_core.dal.aws_errors import condition_failed, translate
 from inference_core.dal.clients import cached_factory
 from inference_core.dal.table import Table, from_attrs, iso, key, parse_dt, to_attrs
 from inference_core.settings import get_settings
@@ -58,7 +58,7 @@ class WebhookSecretStore:
                 TableName=self.table.name, Item=to_attrs(item), ConditionExpression="attribute_not_exists(pk)"
             )
         except ClientError as exc:
-            if classify(exc) is AwsFailure.CONDITION_FAILED:
+            if condition_failed(exc):
                 return False
             raise translate(exc, "could not store the webhook secret") from exc
         except BotoCoreError as exc:
@@ -79,7 +79,7 @@ class WebhookSecretStore:
                 ),
             )
         except ClientError as exc:
-            if classify(exc) is AwsFailure.CONDITION_FAILED:
+            if condition_failed(exc):
                 return False
             raise translate(exc, "could not rotate the webhook secret") from exc
         except BotoCoreError as exc:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from inference_core.domain.inputs import EmbeddingParameters, checked_texts
 from inference_core.domain.predictions import ErrorInfo
+from inference_core.domain.webhooks import PendingEvent, WebhookEvent
 
 MAX_CUSTOM_ID_CHARS = 64
 MAX_LINE_BYTES = 200 * 1024  # the same bound as one POST /v1/predictions body
@@ -47,6 +48,76 @@ class JobStatus(StrEnum):
 
 _TERMINAL = {JobStatus.VALIDATED, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED}
 
+# The job state machine: for each status, the statuses it may be reached from. The store writes no status change
+# that is not an edge here (each write's condition is built from it), and a test checks that nothing leaves a
+# terminal status. Edges from a status to itself resume work that stopped with its function (a stale validation or
+# assembly taken over) or, for `expired`, assemble what finished: the job stays `expired`.
+SOURCES: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.VALIDATING: frozenset({JobStatus.AWAITING_UPLOAD, JobStatus.VALIDATING}),
+    JobStatus.VALIDATED: frozenset({JobStatus.VALIDATING}),
+    JobStatus.FAILED: frozenset({JobStatus.VALIDATING}),
+    JobStatus.IN_PROGRESS: frozenset({JobStatus.VALIDATING}),
+    JobStatus.FINALIZING: frozenset({JobStatus.IN_PROGRESS, JobStatus.FINALIZING}),
+    JobStatus.COMPLETED: frozenset({JobStatus.FINALIZING}),
+    JobStatus.CANCELLING: frozenset({JobStatus.VALIDATING, JobStatus.IN_PROGRESS, JobStatus.CANCELLING}),
+    JobStatus.CANCELLED: frozenset({JobStatus.AWAITING_UPLOAD, JobStatus.CANCELLING}),
+    JobStatus.EXPIRED: frozenset(
+        {JobStatus.AWAITING_UPLOAD, JobStatus.VALIDATING, JobStatus.IN_PROGRESS, JobStatus.EXPIRED}
+    ),
+}
+
+# Statuses a job may be cancelled or expired from, and what becomes of it: a job with no file ends at once; one
+# with a file stops launching chunks and is assembled once those at the endpoint are back.
+CANCELLABLE = frozenset({JobStatus.AWAITING_UPLOAD, JobStatus.VALIDATING, JobStatus.IN_PROGRESS})
+EXPIRABLE = CANCELLABLE
+
+# Assembly: the status a job is assembled in (claimed from the one it had), and the one it ends in.
+ASSEMBLING: dict[JobStatus, JobStatus] = {
+    JobStatus.IN_PROGRESS: JobStatus.FINALIZING,
+    JobStatus.FINALIZING: JobStatus.FINALIZING,
+    JobStatus.CANCELLING: JobStatus.CANCELLING,
+    JobStatus.EXPIRED: JobStatus.EXPIRED,
+}
+ASSEMBLED: dict[JobStatus, JobStatus] = {
+    JobStatus.FINALIZING: JobStatus.COMPLETED,
+    JobStatus.CANCELLING: JobStatus.CANCELLED,
+    JobStatus.EXPIRED: JobStatus.EXPIRED,
+}
+
+
+class IllegalTransition(ValueError):
+    """A status change the state machine does not have: a bug in the caller, never written."""
+
+
+def check_transition(sources: set[JobStatus], to: JobStatus) -> None:
+    illegal = sorted(s.value for s in sources - SOURCES.get(to, frozenset()))
+    if illegal:
+        raise IllegalTransition(f"a job cannot go from {', '.join(illegal)} to {to.value}")
+
+
+def cancel_target(status: JobStatus) -> JobStatus:
+    """Where cancelling a job in `status` moves it."""
+    return JobStatus.CANCELLED if status is JobStatus.AWAITING_UPLOAD else JobStatus.CANCELLING
+
+
+def closes_at_once(status: JobStatus) -> bool:
+    """A job stopped before its file came has nothing to assemble: the stop finishes it."""
+    return status is JobStatus.AWAITING_UPLOAD
+
+
+def completion_event(job: Job) -> PendingEvent | None:
+    """`job.completed` when the job finishes (every terminal status), if its webhook asked for it."""
+    if job.webhook and "completed" in job.webhook_events:
+        return PendingEvent.of(job.id, WebhookEvent.JOB_COMPLETED)
+    return None
+
+
+def progress_event(job: Job, at: datetime) -> PendingEvent | None:
+    """`job.progress` (one id per event, the same on its retries), if the webhook asked for it."""
+    if job.webhook and "progress" in job.webhook_events:
+        return PendingEvent.of(job.id, WebhookEvent.JOB_PROGRESS, int(at.timestamp()))
+    return None
+
 
 class JobSource(StrEnum):
     API = "api"  # POST /v1/jobs, then a PUT to the presigned URL
@@ -75,6 +146,20 @@ class Estimate:
     endpoint_seconds: float
     cost_usd: float
     eta_seconds: float
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """What validating a job's file found: its counts, its chunks, the first invalid lines, and for a dry run or
+    a run the estimate; `error` when the file cannot run at all."""
+
+    total: int
+    failed: int
+    input_count: int
+    chunk_count: int
+    errors: list[LineError]
+    estimate: Estimate | None = None
+    error: ErrorInfo | None = None
 
 
 @dataclass
@@ -110,6 +195,8 @@ class Job:
     estimate: Estimate | None = None
     output_key: str | None = None
     error_key: str | None = None
+    # Webhook events written with the transition that caused them and not queued yet.
+    outbox: tuple[PendingEvent, ...] = ()
 
     @property
     def processed(self) -> int:
@@ -118,6 +205,13 @@ class Job:
     @property
     def chunks_left(self) -> bool:
         return self.next_chunk < self.chunk_count
+
+    @property
+    def ready_to_assemble(self) -> bool:
+        """Planned, nothing in flight, and nothing more will be launched."""
+        if self.status not in ASSEMBLING or not self.planned or self.running:
+            return False
+        return self.status is not JobStatus.IN_PROGRESS or not self.chunks_left
 
 
 class JobLine(BaseModel):
@@ -192,6 +286,19 @@ def _has_lone_surrogate(value: Any) -> bool:
         elif isinstance(item, list):
             stack.extend(item)
     return False
+
+
+def json_line(document: object) -> bytes:
+    """One line of a result, error or plan file: compact JSON, UTF-8, newline-terminated."""
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+def output_line(number: int, custom_id: str, output: dict[str, Any]) -> bytes:
+    return json_line({"custom_id": custom_id, "line": number, "output": output})
+
+
+def error_line(number: int, custom_id: str | None, error: ErrorInfo) -> bytes:
+    return json_line(LineError(number, custom_id, error).to_json())
 
 
 def chunk_line_id(line: int, custom_id: str) -> str:

@@ -9,6 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from inference_core.domain.webhooks import PendingEvent, WebhookEvent
+
 
 class PredictionStatus(StrEnum):
     QUEUED = "queued"
@@ -77,8 +79,8 @@ class Prediction(BaseModel):
     webhook: str | None = None
     # Which events the webhook gets: "completed" (every terminal status) and optionally "started".
     webhook_events: list[str] = Field(default_factory=lambda: ["completed"])
-    # An event whose queueing failed after the write that finished the record: the sweeper queues it.
-    webhook_pending: str | None = None
+    # Webhook events written with the transition that caused them and not queued yet (see PendingEvent).
+    outbox: tuple[PendingEvent, ...] = ()
     started_at: datetime | None = None
     completed_at: datetime | None = None
     batch_id: str | None = None
@@ -98,6 +100,20 @@ class Prediction(BaseModel):
             queue_ms=_elapsed_ms(self.created_at, self.started_at),
             inference_ms=_elapsed_ms(self.started_at, self.completed_at) if ran else None,
         )
+
+
+def event_on(prediction: Prediction, status: PredictionStatus) -> PendingEvent | None:
+    """The webhook event that moving this prediction to `status` causes, if its webhook asked for it: `completed`
+    for every terminal status, `started` for running."""
+    if not prediction.webhook:
+        return None
+    if status.is_terminal:
+        event, wanted = WebhookEvent.PREDICTION_COMPLETED, "completed"
+    elif status is PredictionStatus.RUNNING:
+        event, wanted = WebhookEvent.PREDICTION_STARTED, "started"
+    else:
+        return None
+    return PendingEvent.of(prediction.id, event) if wanted in prediction.webhook_events else None
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,9 @@ length-prefixed so no two different tuples hash the same bytes. The scope is the
 the cache across tenants, so one tenant cannot learn by timing what another embedded. `encoding_format` is not in
 the key: it is applied when an output is read, to cached and fresh vectors alike.
 
-Values keep the vector as little-endian float32. The model writes float32 values as JSON numbers (the shortest text
-that reads back as the same float32), so a vector read from the cache prints exactly as the fresh one did.
+Values keep the vector as little-endian float32. The model writes each float32 value as the JSON number Python
+prints for it (the shortest text of that value widened to float64, which reads back as the same float32), and the
+cache prints the float32 it kept the same way, so a vector read from the cache prints exactly as the fresh one did.
 """
 
 from __future__ import annotations

@@ -12,10 +12,15 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (the format's prefix, not a secret)
 SECRET_BYTES = 32
+# How long the writer of an event has to queue it before the sweeper may queue it instead (both may: a receiver
+# drops the duplicate by its webhook-id).
+OUTBOX_GRACE = timedelta(seconds=60)
 
 
 class WebhookEvent(StrEnum):
@@ -23,6 +28,27 @@ class WebhookEvent(StrEnum):
     PREDICTION_STARTED = "prediction.started"
     JOB_COMPLETED = "job.completed"
     JOB_PROGRESS = "job.progress"
+
+
+@dataclass(frozen=True, order=True)
+class PendingEvent:
+    """An event kept on its record (the outbox) from the write that caused it until it is queued for delivery: the
+    write and the event stand or fall together, and the sweeper queues whatever a crash or an outage left there."""
+
+    event: WebhookEvent
+    webhook_id: str
+
+    def encode(self) -> str:
+        return f"{self.event.value} {self.webhook_id}"
+
+    @classmethod
+    def decode(cls, value: str) -> PendingEvent:
+        event, _, msg_id = value.partition(" ")
+        return cls(WebhookEvent(event), msg_id)
+
+    @classmethod
+    def of(cls, subject_id: str, event: WebhookEvent, sequence: int = 0) -> PendingEvent:
+        return cls(event, webhook_id(subject_id, event, sequence))
 
 
 def new_secret() -> str:

@@ -26,8 +26,9 @@ from inference_core.domain.batches import (
     ResultLine,
 )
 from inference_core.domain.clock import utc_now
-from inference_core.domain.predictions import ErrorInfo, Prediction, PredictionStatus
+from inference_core.domain.predictions import ErrorInfo, Prediction, PredictionStatus, event_on
 from inference_core.domain.result_cache import CachedEmbedding, fresh_entries, is_complete, merge, result_line
+from inference_core.logic import outbox
 from inference_core.logic.result_cache import write_back
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
@@ -46,6 +47,7 @@ class CompletionOutcome:
     succeeded: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    finished: list[Prediction] = field(default_factory=list)  # as the finishing writes left them
 
 
 def parse_notification(body: str) -> AsyncInferenceNotification:
@@ -124,6 +126,7 @@ def complete(
         results = _merge_hits(batch_id, results, hits_location)
     for prediction in ready:
         _settle(prediction, notification, output_location, results, now, outcome)
+    outbox.flush(outcome.finished)
     return outcome
 
 
@@ -202,34 +205,42 @@ def _settle(
     outcome: CompletionOutcome,
 ) -> None:
     store = prediction_store()
+    batch_id = outcome.batch_id
     located = results.get(prediction.id)
     answered_whole = located is not None and located.location is not None and located.output is not None
+    error: ErrorInfo | None = None
     if notification.invocation_status == InvocationStatus.FAILED and not answered_whole:
         error = ErrorInfo.of("inference_failed", notification.failure_reason or "the model endpoint failed the batch")
-        _record(prediction, store.fail(prediction.id, error, now, batch_id=outcome.batch_id), False, now, outcome)
-        return
-    if located is None:
+    elif located is None:
         error = ErrorInfo.of("missing_output", "the model returned no result for this prediction")
-        _record(prediction, store.fail(prediction.id, error, now, batch_id=outcome.batch_id), False, now, outcome)
     elif located.line.error is not None:
         error = ErrorInfo.of(located.line.error.code, located.line.error.message)
-        _record(prediction, store.fail(prediction.id, error, now, batch_id=outcome.batch_id), False, now, outcome)
-    elif located.size <= get_settings().inline_output_max_bytes:
+    if error is not None or located is None:
+        event = event_on(prediction, PredictionStatus.FAILED)
+        moved = store.fail(prediction.id, error or _NO_OUTPUT, now, batch_id=batch_id, event=event)
+        _record(prediction, moved, now, outcome)
+        return
+    event = event_on(prediction, PredictionStatus.SUCCEEDED)
+    if located.size <= get_settings().inline_output_max_bytes:
         # The status record points at the line in the output SageMaker already wrote: nothing large is stored.
         location = located.location or output_location
-        moved = store.succeed(prediction.id, outcome.batch_id, location, (located.start, located.end), now)
-        _record(prediction, moved, True, now, outcome)
+        moved = store.succeed(prediction.id, batch_id, location, (located.start, located.end), now, event)
     else:
         # Too large to inline in a response: a copy of its own, served as a presigned link.
         standalone = result_store().put_standalone(prediction.id, located.line.output or {})
-        moved = store.succeed(prediction.id, outcome.batch_id, standalone, None, now)
-        _record(prediction, moved, True, now, outcome)
+        moved = store.succeed(prediction.id, batch_id, standalone, None, now, event)
+    _record(prediction, moved, now, outcome)
 
 
-def _record(prediction: Prediction, moved: bool, succeeded: bool, now: datetime, outcome: CompletionOutcome) -> None:
-    if not moved:
+_NO_OUTPUT = ErrorInfo.of("missing_output", "the model returned no result for this prediction")
+
+
+def _record(prediction: Prediction, moved: Prediction | None, now: datetime, outcome: CompletionOutcome) -> None:
+    if moved is None:
         outcome.ignored.append(prediction.id)  # cancelled in the meantime: its result is discarded
         return
+    outcome.finished.append(moved)
+    succeeded = moved.status is PredictionStatus.SUCCEEDED
     if succeeded:
         outcome.succeeded.append(prediction.id)
         metrics.add_metric(name="PredictionsSucceeded", unit=MetricUnit.Count, value=1)
@@ -239,5 +250,6 @@ def _record(prediction: Prediction, moved: bool, succeeded: bool, now: datetime,
     if prediction.started_at is not None:
         inference_ms = int((now - prediction.started_at).total_seconds() * 1000)
         metrics.add_metric(name="InferenceTime", unit=MetricUnit.Milliseconds, value=inference_ms)
-    status = PredictionStatus.SUCCEEDED if succeeded else PredictionStatus.FAILED
-    logger.info("prediction finished", prediction_id=prediction.id, status=status.value, batch_id=outcome.batch_id)
+    logger.info(
+        "prediction finished", prediction_id=prediction.id, status=moved.status.value, batch_id=outcome.batch_id
+    )

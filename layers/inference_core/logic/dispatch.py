@@ -26,7 +26,7 @@ from inference_core.dal.results import result_store
 from inference_core.dal.table import BATCH_GET_LIMIT
 from inference_core.domain.batches import BatchLine, BatchRecord, WorkItem
 from inference_core.domain.clock import utc_now
-from inference_core.domain.predictions import EXPIRED, ErrorInfo, Prediction, PredictionStatus
+from inference_core.domain.predictions import EXPIRED, ErrorInfo, Prediction, PredictionStatus, event_on
 from inference_core.domain.result_cache import (
     CachedEmbedding,
     missing,
@@ -35,6 +35,7 @@ from inference_core.domain.result_cache import (
     result_line,
 )
 from inference_core.errors import DependencyError, NotFoundError, PermanentDependencyError
+from inference_core.logic import outbox
 from inference_core.logic.result_cache import keys_for, lookup, lookup_failed, record_lookup
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
@@ -70,6 +71,7 @@ class Skip(StrEnum):
 class Send:
     message: QueuedMessage
     work: WorkItem
+    record: Prediction
 
 
 @dataclass(frozen=True)
@@ -136,9 +138,12 @@ class CacheLookup:
             lookup.ranges[pid] = (len(body), len(body) + len(line) - 2)  # the newline is not part of the line
             body += line
         lookup.hits_body = bytes(body)
-        looked_up = sum(len(k) for k in keys.values())
-        record_lookup(looked_up, sum(1 for entries in found.values() for e in entries if e))
         return lookup
+
+    def record(self) -> None:
+        """The lookup's metrics (once per batch, whatever happens to the hits afterwards)."""
+        hits = sum(1 for entries in self.found.values() for entry in entries if entry)
+        record_lookup(sum(len(k) for k in self.keys.values()), hits)
 
     @property
     def partial(self) -> bool:
@@ -205,7 +210,7 @@ def plan_batch(
             plan.expire.append(Expire(message, record))
             planned.add(work.prediction_id)
         else:
-            plan.send.append(Send(message, work))
+            plan.send.append(Send(message, work, record))
             planned.add(work.prediction_id)
     return plan
 
@@ -272,19 +277,27 @@ def cache_keys(work: WorkItem) -> list[str] | None:
 def send_batch(plan: BatchPlan, now: datetime, cached: Mapping[str, CachedEmbedding] | None = None) -> DispatchOutcome:
     store = prediction_store()
     outcome = DispatchOutcome(failed_message_ids=[*plan.reject, *plan.retry], skipped=len(plan.skip))
+    expired: list[Prediction] = []
     for expiring in plan.expire:
         try:
-            store.expire(expiring.prediction.id, EXPIRED, now)
+            event = event_on(expiring.prediction, PredictionStatus.EXPIRED)
+            if moved_record := store.expire(expiring.prediction.id, EXPIRED, now, event):
+                expired.append(moved_record)
             metrics.add_metric(name="PredictionsExpired", unit=MetricUnit.Count, value=1)
             outcome.skipped += 1
         except DependencyError:
             outcome.failed_message_ids.append(expiring.message.message_id)
+    outbox.flush(expired)
     if not plan.send:
         return outcome
 
     batch_id = str(uuid.uuid4())
     started = utc_now()
-    marked = store.mark_running([s.work.prediction_id for s in plan.send], batch_id, started)
+    started_events = {
+        s.work.prediction_id: event for s in plan.send if (event := event_on(s.record, PredictionStatus.RUNNING))
+    }
+    marked = store.mark_running([s.work.prediction_id for s in plan.send], batch_id, started, started_events)
+    outbox.flush(marked.records.values())
     moved = set(marked.moved)
     unavailable = set(marked.unavailable)
     # Could not be marked: SQS redelivers them and they go out in a later batch.
@@ -305,6 +318,7 @@ def send_batch(plan: BatchPlan, now: datetime, cached: Mapping[str, CachedEmbedd
             # Without the hits object nothing can point at the cached results: the model computes them all.
             logger.warning("result cache hits not stored; sending the whole batch", batch_id=batch_id)
             lookup = CacheLookup.of(sending, {})
+    lookup.record()  # what was served from the cache in the end
     if lookup.to_model:
         _send_to_model(lookup, batch_id, hits_location, started, now, outcome)
     if hits_location:
@@ -374,28 +388,33 @@ def _finish_from_cache(lookup: CacheLookup, batch_id: str, hits_location: str, o
     completed_at = utc_now()
     inline_max = get_settings().inline_output_max_bytes
 
-    def finish(send: Send) -> bool | None:
+    def finish(send: Send) -> Prediction | bool:
+        """The finished record; False when it had moved on; True when it must go back to the queue."""
         pid = send.work.prediction_id
         start, end = lookup.ranges[pid]
+        event = event_on(send.record, PredictionStatus.SUCCEEDED)
         try:
             if end - start + 1 <= inline_max:
-                return store.succeed(pid, batch_id, hits_location, (start, end), completed_at)
+                return store.succeed(pid, batch_id, hits_location, (start, end), completed_at, event) or False
             # As completion does: too large to inline in a response, a copy of its own behind a link.
             location = result_store().put_standalone(pid, partial_output(lookup.found[pid]))
-            return store.succeed(pid, batch_id, location, None, completed_at)
+            return store.succeed(pid, batch_id, location, None, completed_at, event) or False
         except Exception:  # this one alone goes back to the queue; the others still finish
             logger.exception("a prediction answered from the cache could not be finished", prediction_id=pid)
             store.requeue([pid], batch_id)  # reports, never raises; if it fails too, completion finishes it
-            return None
+            return True
 
     again: list[str] = []
+    finished: list[Prediction] = []
     with ThreadPoolExecutor(max_workers=min(_PARALLEL_FINISHES, len(lookup.whole) or 1)) as pool:
         for send, moved in zip(lookup.whole, pool.map(finish, lookup.whole), strict=True):
-            if moved is None:
+            if moved is True:
                 again.append(send.message.message_id)
-            elif moved:
+            elif isinstance(moved, Prediction):
+                finished.append(moved)
                 outcome.from_cache.append(send.work.prediction_id)
                 metrics.add_metric(name="PredictionsSucceeded", unit=MetricUnit.Count, value=1)
+    outbox.flush(finished)
     if lookup.whole:
         logger.info("predictions answered from the result cache", batch_id=batch_id, count=len(outcome.from_cache))
     return again
@@ -411,15 +430,19 @@ def _give_back(sending: list[Send], batch_id: str, exc: DependencyError, now: da
     last = [s for s in sending if s.message.receive_count >= max_receive_count]
     again = [s.work.prediction_id for s in sending if s.message.receive_count < max_receive_count]
     stuck = store.requeue(again, batch_id).unavailable
+    failed: list[Prediction] = []
     for send in last:
         error = ErrorInfo.of(
             "dispatch_failed",
             f"the model endpoint could not take the request after {send.message.receive_count} attempts: {exc.reason}",
         )
+        event = event_on(send.record, PredictionStatus.FAILED)
         try:
-            store.fail(send.work.prediction_id, error, now, batch_id=batch_id)
+            if moved := store.fail(send.work.prediction_id, error, now, batch_id=batch_id, event=event):
+                failed.append(moved)
         except DependencyError:
             stuck.append(send.work.prediction_id)
+    outbox.flush(failed)
     if stuck:
         # Left `running` with no invocation behind them: the sweeper finds and fails them.
         logger.error("predictions left running after a refused invocation", prediction_ids=stuck, batch_id=batch_id)

@@ -12,7 +12,6 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 from urllib.parse import unquote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -28,15 +27,17 @@ from inference_core.domain.jobs import (
     MAX_LINE_BYTES,
     Estimate,
     Job,
+    JobPlan,
     JobSource,
     JobStatus,
     LineError,
     chunk_line_id,
+    completion_event,
     estimated_tokens,
     parse_line,
 )
 from inference_core.domain.predictions import ErrorInfo
-from inference_core.logic.job_runs import launch, ready_to_assemble, settle
+from inference_core.logic import job_driver, outbox
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
 
@@ -132,7 +133,7 @@ def _run_command(command: str, job_id: str, outcome: IntakeOutcome) -> None:
     if job is None:
         raise MalformedIntakeMessage(f"a command for an unknown job: {job_id!r}")
     if command == "settle":
-        settle(job.id)
+        job_driver.settle([job.id])
     elif command == "build_retry":
         _build_retry(job)
     else:
@@ -262,42 +263,41 @@ def _validate_and_plan(job: Job, outcome: IntakeOutcome) -> None:
     if not started or not store.begin_validation(job.id, now, now - VALIDATION_STALE):
         outcome.ignored.append(job.id)  # planned already, or another delivery of this event is validating it
         return
-    plan = _validate(job)
+    found = _validate(job)
     status = JobStatus.IN_PROGRESS
-    if plan.file_error is not None:
+    if found.file_error is not None:
         status = JobStatus.FAILED
+        # Before the job is failed: a pipeline waits on the manifest, and a retried message finds the job done.
+        _write_failure_manifest(job, found.file_error)
     elif job.dry_run:
         status = JobStatus.VALIDATED
-    estimate = _estimate(plan) if job.dry_run or status is JobStatus.IN_PROGRESS else None
-    arguments: dict[str, Any] = {
-        "total": plan.total,
-        "failed": plan.failed,
-        "input_count": plan.inputs,
-        "chunk_count": plan.chunks,
-        "errors": plan.shown,
-        "at": utc_now(),
-        "estimate": estimate,
-        "error": plan.file_error,
-    }
-    if not store.planned(job.id, from_status=JobStatus.VALIDATING, status=status, **arguments):
-        # Cancelled or expired while it was validated: it keeps that status, and its plan for the assembly.
+    plan = JobPlan(
+        total=found.total,
+        failed=found.failed,
+        input_count=found.inputs,
+        chunk_count=found.chunks,
+        errors=found.shown,
+        estimate=_estimate(found) if job.dry_run or status is JobStatus.IN_PROGRESS else None,
+        error=found.file_error,
+    )
+    at = utc_now()
+    planned = store.plan(job.id, status, plan, at, completion_event(job) if status.is_terminal else None)
+    if planned is None:
+        # Cancelled or expired while it was validated: it keeps that status, and gets its plan for the assembly.
         current = store.get(job.id)
         if current is None or current.status not in (JobStatus.CANCELLING, JobStatus.EXPIRED):
             return
-        store.planned(job.id, from_status=current.status, status=current.status, **arguments)
+        planned = store.plan_stopped(current, plan, at)
+        if planned is None:
+            return
+    outbox.flush([planned])
     outcome.jobs.append(job.id)
-    metrics.add_metric(name="JobLinesAccepted", unit=MetricUnit.Count, value=plan.total - plan.failed)
+    metrics.add_metric(name="JobLinesAccepted", unit=MetricUnit.Count, value=found.total - found.failed)
     logger.info(
-        "job planned", job_id=job.id, status=status.value, total=plan.total, failed=plan.failed, chunks=plan.chunks
+        "job planned", job_id=job.id, status=status.value, total=found.total, failed=found.failed, chunks=found.chunks
     )
-    if status is JobStatus.FAILED:
-        _write_failure_manifest(job, plan.file_error)
-        return
-    planned = store.get(job.id)
-    if planned is not None and ready_to_assemble(planned):
-        settle(job.id)
-    elif planned is not None and planned.status is JobStatus.IN_PROGRESS:
-        launch()
+    if not planned.status.is_terminal or planned.ready_to_assemble:
+        job_driver.settle([job.id])
 
 
 def _validate(job: Job) -> _Plan:

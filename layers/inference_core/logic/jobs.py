@@ -15,8 +15,9 @@ from inference_core.dal.objects import object_store
 from inference_core.dal.queue import job_commands
 from inference_core.dal.table import InvalidCursor
 from inference_core.domain.clock import utc_now
-from inference_core.domain.jobs import Job, JobSource, JobStatus
+from inference_core.domain.jobs import CANCELLABLE, Job, JobSource, JobStatus, closes_at_once, completion_event
 from inference_core.errors import IdempotencyConflictError, InvalidStateError, NotFoundError, ValidationFailedError
+from inference_core.logic import outbox
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
 
@@ -141,23 +142,20 @@ def list_for_tenant(tenant_id: str, limit: int, cursor: str | None) -> JobPage:
     return JobPage(items, next_cursor)
 
 
-_CANCELLABLE = (JobStatus.AWAITING_UPLOAD, JobStatus.VALIDATING, JobStatus.IN_PROGRESS)
-
-
 def cancel(tenant_id: str, job_id: str, now: datetime | None = None) -> Job:
     """Stops launching chunks at once. Chunks already at the endpoint finish and are kept; the job is then
     assembled (`cancelling` -> `cancelled`) with the lines that never ran in its error file."""
     job = get(tenant_id, job_id)
     if job.status in (JobStatus.CANCELLING, JobStatus.CANCELLED):
         return job  # cancelling twice is not an error
-    if job.status not in _CANCELLABLE:
+    if job.status not in CANCELLABLE:
         raise InvalidStateError(f"a {job.status.value} job cannot be cancelled", {"id": job_id, "status": job.status})
-    waiting = job.status is JobStatus.AWAITING_UPLOAD
-    to = JobStatus.CANCELLED if waiting else JobStatus.CANCELLING
-    stopped = job_store().stop(job_id, to, [job.status], now or utc_now(), close=waiting)
+    ends_now = closes_at_once(job.status)
+    stopped = job_store().cancel(job, now or utc_now(), completion_event(job) if ends_now else None)
     if stopped is None:
         return cancel(tenant_id, job_id, now)  # it moved meanwhile: decide again on its new status
-    if not waiting:
+    outbox.flush([stopped])
+    if not ends_now:
         job_commands().send("settle", job_id)  # assemble now if nothing is in flight (not inside this request)
     logger.info("job cancelled", job_id=job_id, was=job.status.value)
     return stopped

@@ -21,7 +21,7 @@ from inference_core.dal.results import result_store
 from inference_core.dal.table import InvalidCursor
 from inference_core.domain.batches import WorkItem
 from inference_core.domain.clock import utc_now
-from inference_core.domain.predictions import ErrorInfo, NewPrediction, Page, Prediction, PredictionStatus
+from inference_core.domain.predictions import ErrorInfo, NewPrediction, Page, Prediction, PredictionStatus, event_on
 from inference_core.domain.result_cache import CACHE_PARAMETER, partial_output
 from inference_core.errors import (
     DependencyError,
@@ -30,6 +30,7 @@ from inference_core.errors import (
     NotFoundError,
     ValidationFailedError,
 )
+from inference_core.logic import outbox
 from inference_core.logic.result_cache import keys_for, lookup, record_lookup
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
@@ -105,7 +106,10 @@ def submit(
         request_queue().send(message)
     except Exception:
         # Never leave a queued record that nothing will dispatch: fail it, and free the key for a retry.
-        store.fail(prediction.id, ENQUEUE_FAILED, utc_now())
+        failed = store.fail(
+            prediction.id, ENQUEUE_FAILED, utc_now(), event=event_on(prediction, PredictionStatus.FAILED)
+        )
+        outbox.flush([failed] if failed else [])
         if idempotency_key:
             idempotency_store().release(tenant_id, idempotency_key, prediction.id)
         raise
@@ -117,13 +121,16 @@ def submit(
 def _create(prediction: Prediction, claim: IdempotencyClaim | None, fingerprint: str) -> Prediction:
     """Write the record; when another request with the same key won the race between our read and our write,
     that request's prediction instead."""
+    event = event_on(prediction, prediction.status) if prediction.status.is_terminal else None
     try:
-        prediction_store().create(prediction, first_sweep(prediction.created_at), claim)
+        prediction_store().create(prediction, first_sweep(prediction.created_at), claim, event)
     except IdempotencyKeyTaken:
         replay = _replay(prediction.tenant_id, claim.key if claim else "", fingerprint)
         if replay:
             return replay
         raise
+    if event is not None:
+        outbox.flush([prediction.model_copy(update={"outbox": (event,)})])
     return prediction
 
 
@@ -218,9 +225,12 @@ def cancel(tenant_id: str, prediction_id: str, now: datetime | None = None) -> P
     current = get(tenant_id, prediction_id, consistent=True)
     if current.status == PredictionStatus.CANCELLED:
         return current  # cancelling twice is not an error
-    transition = prediction_store().cancel(prediction_id, now or utc_now())
+    transition = prediction_store().cancel(
+        prediction_id, now or utc_now(), event=event_on(current, PredictionStatus.CANCELLED)
+    )
     updated, refused = transition.updated, transition.current
     if updated:
+        outbox.flush([updated])
         logger.info("prediction cancelled", prediction_id=prediction_id, was=current.status.value)
         return updated
     status = refused.status if refused else current.status

@@ -4,6 +4,7 @@
   dispatcher died before invoking): if the batch output exists it is completed from it, exactly as completion
   would; if a failure object exists the batch fails with its reason; otherwise it fails with `lost_notification`.
 - A `queued` prediction past its time to live that nothing dispatched ends `expired`.
+- Webhook events still kept on a record (their queueing failed, or the function died after the write) are queued.
 Everything else that is found early is given a later sweep time; anything finished is dropped from the index.
 """
 
@@ -22,7 +23,9 @@ from inference_core.dal.predictions import prediction_store
 from inference_core.dal.queue import request_dead_letters
 from inference_core.domain.batches import AsyncInferenceNotification, InvocationStatus, WorkItem
 from inference_core.domain.clock import utc_now
-from inference_core.domain.predictions import EXPIRED, ErrorInfo, Prediction, PredictionStatus
+from inference_core.domain.predictions import EXPIRED, ErrorInfo, Prediction, PredictionStatus, event_on
+from inference_core.domain.webhooks import PendingEvent
+from inference_core.logic import outbox
 from inference_core.logic.completion import complete
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
@@ -45,6 +48,8 @@ class SweepPlan:
     stuck_batches: dict[str, list[Prediction]] = field(default_factory=dict)
     later: dict[str, datetime] = field(default_factory=dict)  # prediction id -> next sweep time
     close: list[str] = field(default_factory=list)
+    # Records with webhook events not queued yet (a finished one leaves the index once they are).
+    flush: list[Prediction] = field(default_factory=list)
 
 
 @dataclass
@@ -56,6 +61,7 @@ class SweepOutcome:
     rescheduled: int = 0
     closed: int = 0
     dead_lettered: int = 0
+    events_queued: int = 0
 
 
 def plan_sweep(records: list[Prediction], now: datetime, ttl: timedelta, running_grace: timedelta) -> SweepPlan:
@@ -63,8 +69,11 @@ def plan_sweep(records: list[Prediction], now: datetime, ttl: timedelta, running
     plan = SweepPlan()
     stuck: dict[str, list[Prediction]] = defaultdict(list)
     for record in records:
+        if record.outbox:
+            plan.flush.append(record)
         if record.status.is_terminal:
-            plan.close.append(record.id)
+            if not record.outbox:
+                plan.close.append(record.id)
         elif record.status == PredictionStatus.QUEUED:
             deadline = record.created_at + ttl
             if now >= deadline:
@@ -100,13 +109,13 @@ def sweep(now: datetime | None = None) -> SweepOutcome:
     outcome = SweepOutcome()
     # Each action stands alone: one failure (throttling, an unreadable object) must not stop the rest of the run,
     # or the same item would stop every run after it.
+    outcome.events_queued = _isolated("queue events", "outbox", partial(outbox.flush, plan.flush))
     for record in plan.expire:
-        outcome.expired += _isolated("expire", record.id, partial(store.expire, record.id, EXPIRED, now))
+        outcome.expired += _isolated("expire", record.id, partial(_expire, record, now))
     for prediction_id, at in plan.later.items():
         outcome.rescheduled += _isolated("reschedule", prediction_id, partial(store.sweep_later, prediction_id, at))
-    by_id = {record.id: record for record in records}
     for prediction_id in plan.close:
-        outcome.closed += _isolated("close", prediction_id, partial(store.close, by_id[prediction_id]))
+        outcome.closed += _isolated("close", prediction_id, partial(store.close, prediction_id))
     for batch_id, stuck in plan.stuck_batches.items():
         _isolated("finish batch", batch_id, partial(_finish_batch, batch_id, stuck, now, lost_after, outcome))
     outcome.dead_lettered = _isolated("dead letters", "request DLQ", partial(_fail_dead_lettered, now))
@@ -120,6 +129,12 @@ def sweep(now: datetime | None = None) -> SweepOutcome:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     logger.info("sweep done", found=len(ids), **outcome.__dict__)
     return outcome
+
+
+def _expire(record: Prediction, now: datetime) -> bool:
+    expired = prediction_store().expire(record.id, EXPIRED, now, event_on(record, PredictionStatus.EXPIRED))
+    outbox.flush([expired] if expired else [])
+    return expired is not None
 
 
 def _isolated(action: str, subject: str, work: Callable[[], object]) -> int:
@@ -181,7 +196,13 @@ def _fail_dead_lettered(now: datetime) -> int:
         f"the model endpoint could not take the request after {get_settings().max_receive_count} attempts; "
         "it is in the request dead-letter queue",
     )
-    return sum(1 for p in queued if store.fail(p.id, error, now))
+    failed = [moved for p in queued if (moved := store.fail(p.id, error, now, event=_failed_event(p)))]
+    outbox.flush(failed)
+    return len(failed)
+
+
+def _failed_event(prediction: Prediction) -> PendingEvent | None:
+    return event_on(prediction, PredictionStatus.FAILED)
 
 
 def _work_item(body: str) -> WorkItem | None:
@@ -193,10 +214,11 @@ def _work_item(body: str) -> WorkItem | None:
 
 def _fail_lost(records: list[Prediction], batch_id: str, now: datetime) -> int:
     store = prediction_store()
-    failed = sum(1 for r in records if store.fail(r.id, LOST, now, batch_id=batch_id))
+    failed = [m for r in records if (m := store.fail(r.id, LOST, now, batch_id=batch_id, event=_failed_event(r)))]
+    outbox.flush(failed)
     if failed:
-        logger.warning("predictions failed: notification lost", batch_id=batch_id, count=failed)
-    return failed
+        logger.warning("predictions failed: notification lost", batch_id=batch_id, count=len(failed))
+    return len(failed)
 
 
 def _failure_reason(location: str) -> str:
