@@ -19,18 +19,12 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Coroutine, Generator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
 import httpx
-
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
-    from inference_client.async_client import AsyncIO
-    from inference_client.client import BlockingIO
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -152,16 +146,30 @@ class Run(Generic[T, R]):
 # -- methods from operations ---------------------------------------------------------------------------------------
 
 
+class BlockingDriver(Protocol):
+    """What runs a synchronous class's operations (`client.BlockingIO`)."""
+
+    def call(self, operation: Operation[R]) -> R: ...
+    def drive(self, run: Run[T, Any]) -> Iterator[T]: ...
+
+
+class AsyncDriver(Protocol):
+    """What runs an asyncio class's operations (`async_client.AsyncIO`)."""
+
+    def call(self, operation: Operation[R]) -> Awaitable[R]: ...
+    def drive(self, run: Run[T, Any]) -> AsyncIterator[T]: ...
+
+
 class Blocking:
     """Base of the synchronous classes (`Client`, `Predictions`, ...): `_io` runs their operations."""
 
-    _io: BlockingIO
+    _io: BlockingDriver
 
 
 class Awaiting:
     """Base of the asyncio classes (`AsyncClient`, `AsyncPredictions`, ...): `_io` runs their operations."""
 
-    _io: AsyncIO
+    _io: AsyncDriver
 
 
 class _Method:

@@ -127,7 +127,7 @@ class _Tasks:
             await asyncio.gather(*running, return_exceptions=True)
 
 
-class AsyncClient(BaseClient, Awaiting):
+class AsyncClient(Awaiting, BaseClient):
     """asyncio client. Use as `async with AsyncClient() as client:`, or `await client.aclose()`."""
 
     def __init__(
@@ -145,13 +145,14 @@ class AsyncClient(BaseClient, Awaiting):
         random: Callable[[], float] = _random.random,
     ) -> None:
         super().__init__(api_url, api_key, timeout, retry, breaker, observers, clock, random)
-        self._io = AsyncIO(httpx.AsyncClient(transport=transport, follow_redirects=False), sleep)
+        self._http = httpx.AsyncClient(transport=transport, follow_redirects=False)
+        self._io = AsyncIO(self._http, sleep)
         self.predictions = AsyncPredictions(self)
         self.jobs = AsyncJobs(self)
         self.webhooks = AsyncWebhooks(self)
 
     async def aclose(self) -> None:
-        await self._io.http.aclose()
+        await self._http.aclose()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -160,13 +161,13 @@ class AsyncClient(BaseClient, Awaiting):
         await self.aclose()
 
 
-class AsyncPredictions(PredictionsBase, Awaiting):
+class AsyncPredictions(Awaiting, PredictionsBase):
     """`client.predictions`: create, get, list, cancel and wait (see `Predictions`)."""
 
 
-class AsyncJobs(JobsBase, Awaiting):
+class AsyncJobs(Awaiting, JobsBase):
     """`client.jobs`: create (and upload), get, list, cancel, retry, wait, download (see `Jobs`)."""
 
 
-class AsyncWebhooks(WebhooksBase, Awaiting):
+class AsyncWebhooks(Awaiting, WebhooksBase):
     """`client.webhooks`: the tenant's signing secret, for `verify_webhook` on the receiving side."""

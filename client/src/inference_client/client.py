@@ -124,7 +124,7 @@ class _Threads:
             self._pool.shutdown(wait=finished, cancel_futures=True)
 
 
-class Client(BaseClient, Blocking):
+class Client(Blocking, BaseClient):
     """Synchronous client. Use as a context manager, or call `close()`.
 
     >>> with Client() as client:  # INFERENCE_API_URL and INFERENCE_API_KEY
@@ -146,13 +146,14 @@ class Client(BaseClient, Blocking):
         random: Callable[[], float] = _random.random,
     ) -> None:
         super().__init__(api_url, api_key, timeout, retry, breaker, observers, clock, random)
-        self._io = BlockingIO(httpx.Client(transport=transport, follow_redirects=False), sleep)
+        self._http = httpx.Client(transport=transport, follow_redirects=False)
+        self._io = BlockingIO(self._http, sleep)
         self.predictions = Predictions(self)
         self.jobs = Jobs(self)
         self.webhooks = Webhooks(self)
 
     def close(self) -> None:
-        self._io.http.close()
+        self._http.close()
 
     def __enter__(self) -> Client:
         return self
@@ -161,13 +162,13 @@ class Client(BaseClient, Blocking):
         self.close()
 
 
-class Predictions(PredictionsBase, Blocking):
+class Predictions(Blocking, PredictionsBase):
     """`client.predictions`: create, get, list, cancel and wait."""
 
 
-class Jobs(JobsBase, Blocking):
+class Jobs(Blocking, JobsBase):
     """`client.jobs`: bulk jobs over a JSONL file: create (and upload), get, list, cancel, retry, wait, download."""
 
 
-class Webhooks(WebhooksBase, Blocking):
+class Webhooks(Blocking, WebhooksBase):
     """`client.webhooks`: the tenant's signing secret, for `verify_webhook` on the receiving side."""
