@@ -65,6 +65,9 @@ def parse(argv: list[str] | None) -> Options:
     parser.add_argument(
         "--schedule-interval", type=float, default=10.0, help="seconds between runs of scheduled functions (sweeper)"
     )
+    parser.add_argument(
+        "--instances", type=int, default=1, help="instances of the local endpoint (they share one model server)"
+    )
     parser.add_argument("--verbose", action="store_true", help="show the functions' logs and the model server's")
     args = parser.parse_args(argv)
     parameters = dict(item.split("=", 1) for item in args.param)
@@ -77,6 +80,7 @@ def parse(argv: list[str] | None) -> Options:
         batching_window=args.batching_window,
         pollers_per_function=args.pollers,
         schedule_interval=args.schedule_interval,
+        endpoint_instances=max(1, args.instances),
         verbose=args.verbose,
     )
 

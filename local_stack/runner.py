@@ -45,6 +45,7 @@ class Options:
     batching_window: float | None = None
     pollers_per_function: int = 2
     schedule_interval: float = 10.0  # seconds between runs of scheduled functions (the sweeper)
+    endpoint_instances: int = 1  # instances the local endpoint runs (and reports to DescribeEndpoint)
     verbose: bool = False
 
 
@@ -188,6 +189,7 @@ class LocalStack:
             max_concurrent_invocations=int(async_config["ClientConfig"]["MaxConcurrentInvocationsPerInstance"]),
             model_url=self.urls["model"],
             region=REGION,
+            instances=self.options.endpoint_instances,
         )
 
     def _serve(self, app: Any, host: str, port: int) -> None:

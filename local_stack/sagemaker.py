@@ -1,9 +1,12 @@
 """A local SageMaker asynchronous endpoint: InvokeEndpointAsync over HTTP, backed by the real model server.
 
 The dispatcher's unchanged boto3 `sagemaker-runtime` client reaches it through the endpoint override. Like
-SageMaker it answers 202 at once, queues the request, runs at most MaxConcurrentInvocationsPerInstance at a
-time, drops requests older than RequestTTLSeconds, gives the model InvocationTimeoutSeconds, writes the output
-(or failure) object to the endpoint config's S3 paths and publishes the success (or error) notification.
+SageMaker it answers 202 at once, queues the request (first come, first served), runs at most
+MaxConcurrentInvocationsPerInstance at a time on each of its instances, drops requests older than
+RequestTTLSeconds, gives the model InvocationTimeoutSeconds, writes the output (or failure) object to the endpoint
+config's S3 paths and publishes the success (or error) notification. It also answers the control plane's
+DescribeEndpoint (the `sagemaker` client), with the instances it runs: several "instances" share one model server,
+whose batcher takes their invocations together.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class EndpointConfig:
     max_concurrent_invocations: int
     model_url: str  # the model server's base URL
     region: str = "us-east-1"
+    instances: int = 1  # instances in service (each runs max_concurrent_invocations at once)
 
 
 @dataclass
@@ -69,6 +73,9 @@ class EndpointStats:
     succeeded: int = 0
     failed: int = 0
     rejected: int = 0
+    running: int = 0  # invocations at the model now
+    bulk_running: int = 0  # of those, job chunks
+    peak_bulk_running: int = 0  # the most job chunks at the model at once so far
 
 
 def _split(location: str) -> tuple[str, str]:
@@ -85,6 +92,7 @@ def _aws_error(status: int, code: str, message: str) -> JSONResponse:
 def create_endpoint_app(config: EndpointConfig, s3: Any, sns: Any) -> FastAPI:
     faults = Faults()
     stats = EndpointStats()
+    started_at = time.time()
     queue: asyncio.Queue[_Invocation] = asyncio.Queue()
 
     async def run(invocation: _Invocation, client: httpx.AsyncClient) -> None:
@@ -170,21 +178,59 @@ def create_endpoint_app(config: EndpointConfig, s3: Any, sns: Any) -> FastAPI:
         async with httpx.AsyncClient() as client:
             while True:
                 invocation = await queue.get()
+                bulk = "priority=bulk" in invocation.custom_attributes
+                stats.running += 1
+                stats.bulk_running += bulk
+                stats.peak_bulk_running = max(stats.peak_bulk_running, stats.bulk_running)
                 try:
                     await run(invocation, client)
                 except Exception:
                     log.exception("invocation %s crashed", invocation.inference_id)
                 finally:
+                    stats.running -= 1
+                    stats.bulk_running -= bulk
                     queue.task_done()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        workers = [asyncio.create_task(worker()) for _ in range(config.max_concurrent_invocations)]
+        workers = [asyncio.create_task(worker()) for _ in range(config.max_concurrent_invocations * config.instances)]
         yield
         for task in workers:
             task.cancel()
 
     app = FastAPI(title="Local SageMaker asynchronous endpoint", lifespan=lifespan)
+
+    @app.post("/")
+    async def control_plane(request: Request) -> Response:
+        """The `sagemaker` API (JSON 1.1): DescribeEndpoint, which the bulk scheduler reads its capacity from."""
+        target = request.headers.get("x-amz-target", "")
+        document = await request.json()
+        if target != "SageMaker.DescribeEndpoint":
+            return _aws_error(400, "UnknownOperationException", f"{target} is not emulated here")
+        if document.get("EndpointName") != config.endpoint_name:
+            return _aws_error(400, "ValidationException", f'Could not find endpoint "{document.get("EndpointName")}".')
+        arn = f"arn:aws:sagemaker:{config.region}:123456789012:endpoint/{config.endpoint_name}"
+        return JSONResponse(
+            {
+                "EndpointName": config.endpoint_name,
+                "EndpointArn": arn,
+                "EndpointConfigName": f"{config.endpoint_name}-config",
+                "EndpointStatus": "InService",
+                "CreationTime": started_at,
+                "LastModifiedTime": started_at,
+                "ProductionVariants": [
+                    {
+                        "VariantName": "AllTraffic",
+                        "CurrentWeight": 1.0,
+                        "DesiredWeight": 1.0,
+                        "CurrentInstanceCount": config.instances,
+                        "DesiredInstanceCount": config.instances,
+                    }
+                ],
+            },
+            headers={"x-amzn-RequestId": str(uuid.uuid4())},
+            media_type="application/x-amz-json-1.1",
+        )
 
     @app.post("/endpoints/{endpoint_name}/async-invocations")
     async def invoke_endpoint_async(endpoint_name: str, request: Request) -> Response:
@@ -226,7 +272,7 @@ def create_endpoint_app(config: EndpointConfig, s3: Any, sns: Any) -> FastAPI:
 
     @app.get("/_local/stats")
     def get_stats() -> dict[str, Any]:
-        return {**stats.__dict__, "queued": queue.qsize()}
+        return {**stats.__dict__, "queued": queue.qsize(), "instances": config.instances}
 
     @app.post("/_local/faults")
     async def set_faults(request: Request) -> dict[str, Any]:

@@ -9,10 +9,10 @@ without code changes. Nothing here records payloads or responses (see docs/archi
 from __future__ import annotations
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 # Service name and namespace come from POWERTOOLS_SERVICE_NAME / POWERTOOLS_METRICS_NAMESPACE (template Globals).
 logger = Logger()
 metrics = Metrics()
 
-__all__ = ["MetricUnit", "logger", "metrics"]
+__all__ = ["MetricUnit", "logger", "metrics", "single_metric"]

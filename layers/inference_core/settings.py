@@ -54,10 +54,13 @@ class Settings:
     # A running prediction is swept this long after its invocation timeout has passed.
     sweep_margin_seconds: int
 
-    # Bulk jobs: chunk size, the bound on bulk chunks in flight at the endpoint, and how long a job may run.
+    # Bulk jobs: chunk size, the most bulk chunks in flight at the endpoint (the gate follows the instances in
+    # service below this), and how long a job may run.
     job_chunk_max_inputs: int
     job_max_in_flight_chunks: int
     job_completion_window_hours: int
+    # The endpoint's concurrent invocations per instance: bulk may take all but one of them on each instance.
+    max_concurrent_invocations_per_instance: int
     # What a dry run's estimate assumes: the endpoint's measured items/s per instance and its hourly price.
     endpoint_items_per_second: float
     instance_price_per_hour: float
@@ -83,6 +86,8 @@ class Settings:
     job_max_lines: int = 1_000_000
     job_max_file_bytes: int = 1024**3
     job_upload_url_seconds: int = 3600
+    # How long a read of the endpoint's instances in service is used before it is read again.
+    endpoint_capacity_seconds: float = 30.0
     # Only the local stack sets this: plain-http webhook receivers on loopback (the template never does; a test
     # checks).
     allow_loopback_webhooks: bool = False

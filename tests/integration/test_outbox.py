@@ -192,3 +192,63 @@ def test_a_started_event_left_on_the_record_goes_out_with_the_completion(
     record = prediction_store().get(created["id"], consistent=True)
     assert record is not None
     assert record.outbox == ()
+
+
+def test_a_job_whose_finishing_writer_died_is_announced_by_the_sweeper_after_the_grace(
+    pipeline: Pipeline, receiver: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The function dies right after the write that finished the job: nothing queues the event it kept.
+    monkeypatch.setattr("inference_core.logic.job_assembly.outbox.flush", lambda records: 0)
+    headers = pipeline.headers()
+    job = create_job(pipeline, headers, webhook=receiver)
+    upload(job, jsonl(good_lines(2)))
+    JobDriver(pipeline).run()
+    monkeypatch.undo()
+    finished = job_store().get(job["id"])
+    assert finished is not None
+    assert finished.status.value == "completed"
+    assert len(finished.outbox) == 1
+
+    sweep(pipeline, monkeypatch)  # within the grace the writer may still queue it: the sweeper leaves it
+    assert pipeline.receive("WebhookQueue") == []
+    sweep(pipeline, monkeypatch, later=OUTBOX_GRACE + timedelta(seconds=1))
+    send_webhooks(pipeline)
+
+    [(delivery_headers, body)] = delivered("job.completed")
+    assert delivery_headers["webhook-id"] == webhook_id(job["id"], WebhookEvent.JOB_COMPLETED)
+    assert body["data"]["status"] == "completed"
+    assert job["id"] not in {j.id for j in job_store().active(partition=OUTBOX_JOBS)}
+
+
+def test_a_progress_event_left_on_a_job_that_finishes_without_an_event_of_its_own_is_still_delivered(
+    pipeline: Pipeline, receiver: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The webhook wants progress only: the finishing write causes no event, yet the job must stay where the
+    # sweeper finds it until the progress event still on it is queued.
+    monkeypatch.setenv("JOB_CHUNK_MAX_INPUTS", "1")
+    get_settings.cache_clear()
+    real_send = WebhookEventQueue.send_many
+
+    def refuse_progress(self: WebhookEventQueue, messages: list[EventMessage]) -> set[str]:
+        return set() if any(m.event == "job.progress" for m in messages) else real_send(self, messages)
+
+    monkeypatch.setattr(WebhookEventQueue, "send_many", refuse_progress)
+    headers = pipeline.headers()
+    job = create_job(pipeline, headers, webhook=receiver, webhook_events_filter=["progress"])
+    upload(job, jsonl(good_lines(2)))
+    JobDriver(pipeline).run()
+    finished = job_store().get(job["id"])
+    assert finished is not None
+    assert finished.status.value == "completed"
+    assert finished.outbox  # its progress event could not be queued
+    assert job["id"] in {j.id for j in job_store().active(partition=OUTBOX_JOBS)}
+
+    monkeypatch.setattr(WebhookEventQueue, "send_many", real_send)
+    sweep(pipeline, monkeypatch, later=OUTBOX_GRACE + timedelta(seconds=1))
+    send_webhooks(pipeline)
+
+    assert {body["type"] for _, body in delivered("job.progress")} == {"job.progress"}
+    left = job_store().get(job["id"])
+    assert left is not None
+    assert left.outbox == ()
+    assert job["id"] not in {j.id for j in job_store().active(partition=OUTBOX_JOBS)}

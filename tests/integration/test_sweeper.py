@@ -180,11 +180,11 @@ def test_one_failing_action_does_not_stop_the_rest_of_the_sweep(
     real_expire = store.expire
     calls: list[str] = []
 
-    def throttled_once(prediction_id: str, *args: Any) -> bool:
+    def throttled_once(prediction_id: str, *args: Any, **kwargs: Any) -> bool:
         calls.append(prediction_id)
         if len(calls) == 1:
             raise TransientError("throttled", reason="ThrottlingException")
-        return real_expire(prediction_id, *args)
+        return real_expire(prediction_id, *args, **kwargs)
 
     monkeypatch.setattr(store, "expire", throttled_once)
 

@@ -42,7 +42,8 @@ def cached_factory(build: Callable[[], T]) -> Callable[[], T]:
 @cache
 def client(service: str) -> Any:
     settings = get_settings()
-    if service == "sagemaker-runtime":
+    if service in ("sagemaker-runtime", "sagemaker"):
+        # Locally one emulator answers both the runtime (InvokeEndpointAsync) and DescribeEndpoint.
         endpoint_url = settings.sagemaker_runtime_endpoint_url or settings.aws_endpoint_url
         return boto3.client(
             service, region_name=settings.aws_region, endpoint_url=endpoint_url, config=_SAGEMAKER_CONFIG
@@ -69,6 +70,11 @@ def sqs() -> SQSClient:
 def sagemaker_runtime() -> SageMakerRuntimeClient:
     runtime: SageMakerRuntimeClient = client("sagemaker-runtime")
     return runtime
+
+
+def sagemaker() -> Any:
+    """The control plane (DescribeEndpoint only); untyped: its stubs are not worth a cold-start dependency."""
+    return client("sagemaker")
 
 
 def reset_clients() -> None:

@@ -1,11 +1,11 @@
-"""SageMaker Runtime access: one InvokeEndpointAsync per batch."""
+"""SageMaker access: one InvokeEndpointAsync per batch, and the endpoint's instances in service."""
 
 from __future__ import annotations
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from inference_core.dal.aws_errors import translate
-from inference_core.dal.clients import cached_factory, sagemaker_runtime
+from inference_core.dal.clients import cached_factory, sagemaker, sagemaker_runtime
 from inference_core.dal.objects import batch_output_key
 from inference_core.settings import get_settings
 
@@ -36,6 +36,15 @@ class AsyncEndpoint:
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, "the endpoint did not take the batch") from exc
         return response.get("OutputLocation", "")
+
+    def instances_in_service(self) -> int:
+        """Instances serving the endpoint now (every production variant's CurrentInstanceCount)."""
+        try:
+            response = sagemaker().describe_endpoint(EndpointName=self.endpoint_name)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, "could not read the endpoint's instances") from exc
+        variants = response.get("ProductionVariants") or []
+        return sum(int(variant.get("CurrentInstanceCount") or 0) for variant in variants)
 
 
 @cached_factory

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -39,10 +37,13 @@ from inference_core.dal.table import (
     key,
     parse_dt,
     to_attrs,
+    without_events,
 )
 from inference_core.domain.jobs import (
     ASSEMBLED,
     ASSEMBLING,
+    Claim,
+    ClaimResult,
     Estimate,
     Job,
     JobPlan,
@@ -70,18 +71,6 @@ def _pk(job_id: str) -> str:
 
 def _served(at: datetime, job_id: str) -> str:
     return f"{iso(at)}#{job_id}"
-
-
-class Claim(StrEnum):
-    CLAIMED = "claimed"
-    GATE_FULL = "gate_full"  # as many bulk chunks are in flight as the endpoint is allowed
-    REFUSED = "refused"  # the job moved on (another scheduler took the chunk, or it stopped)
-
-
-@dataclass(frozen=True)
-class ClaimResult:
-    outcome: Claim
-    chunk: int = -1
 
 
 def _to_item(job: Job, retention: timedelta) -> dict[str, Any]:
@@ -266,7 +255,7 @@ class JobStore:
 
     # -- status transitions (each an edge of domain.jobs.SOURCES) ----------------------------------------------
 
-    def begin_validation(self, job_id: str, at: datetime, stale_before: datetime) -> bool:
+    def begin_validation(self, job: Job, at: datetime, stale_before: datetime) -> bool:
         """awaiting_upload -> validating, or take over a validation that stopped (its function died)."""
         update = Update().set("validation_started", iso(at)).set("open_pk", ACTIVE_JOBS)
         status, started = update.name("status"), update.name("validation_started")
@@ -275,18 +264,19 @@ class JobStore:
             f"OR {started} < {update.value(iso(stale_before))}"
         )
         sources = {JobStatus.AWAITING_UPLOAD, JobStatus.VALIDATING}
-        return self._transition(job_id, JobStatus.VALIDATING, sources, update, at) is not None
+        return self._transition(job, JobStatus.VALIDATING, sources, update, at) is not None
 
-    def plan(self, job_id: str, to: JobStatus, plan: JobPlan, at: datetime, event: PendingEvent | None) -> Job | None:
+    def plan(self, job: Job, to: JobStatus, plan: JobPlan, at: datetime, event: PendingEvent | None) -> Job | None:
         """validating -> in progress (chunks to run), validated (a dry run) or failed (the file is unusable)."""
         update = self._with_plan(Update(), plan, at)
-        return self._transition(job_id, to, {JobStatus.VALIDATING}, update, at, finishes=to.is_terminal, event=event)
+        sources = {JobStatus.VALIDATING}
+        return self._transition(job, to, sources, update, at, finishes=to.is_terminal, event=event)
 
     def plan_stopped(self, job: Job, plan: JobPlan, at: datetime) -> Job | None:
         """A job cancelled or expired while its file was validated keeps that status, but gets its plan: its
         assembly needs it."""
         update = self._with_plan(Update(), plan, at)
-        return self._transition(job.id, job.status, {job.status}, update, at)
+        return self._transition(job, job.status, {job.status}, update, at)
 
     def cancel(self, job: Job, at: datetime, event: PendingEvent | None) -> Job | None:
         """Stop launching chunks: a job without its file ends `cancelled` at once, one with a file is
@@ -294,14 +284,14 @@ class JobStore:
         update = Update().set("stopped_at", iso(at))
         finishes = closes_at_once(job.status)
         return self._transition(
-            job.id, cancel_target(job.status), {job.status}, update, at, finishes=finishes, event=event
+            job, cancel_target(job.status), {job.status}, update, at, finishes=finishes, event=event
         )
 
     def expire(self, job: Job, at: datetime, event: PendingEvent | None) -> Job | None:
         """Past its completion window: no chunk is launched after this (a job without its file ends at once)."""
         update = Update().set("stopped_at", iso(at))
         finishes = closes_at_once(job.status)
-        return self._transition(job.id, JobStatus.EXPIRED, {job.status}, update, at, finishes=finishes, event=event)
+        return self._transition(job, JobStatus.EXPIRED, {job.status}, update, at, finishes=finishes, event=event)
 
     def claim_assembly(self, job: Job, at: datetime, stale_before: datetime) -> Job | None:
         """One assembler per job: every chunk launched has finished, and nobody else is assembling (or they
@@ -314,7 +304,7 @@ class JobStore:
             update.when(f"{update.name('next_chunk')} = {update.name('chunk_count')}")  # every chunk launched
         update.when(f"attribute_not_exists({started}) OR {started} < {update.value(iso(stale_before))}")
         update.when(f"attribute_not_exists({update.name('completed_at')})")
-        return self._transition(job.id, ASSEMBLING[job.status], {job.status}, update, at)
+        return self._transition(job, ASSEMBLING[job.status], {job.status}, update, at)
 
     def assembled(
         self,
@@ -330,7 +320,7 @@ class JobStore:
         update = Update().set("output_key", output_key).set("error_key", error_key)
         update.add("lines_failed", extra_failed).remove("assembly_started")
         update.when(f"attribute_not_exists({update.name('completed_at')})")
-        return self._transition(job.id, ASSEMBLED[job.status], {job.status}, update, at, finishes=True, event=event)
+        return self._transition(job, ASSEMBLED[job.status], {job.status}, update, at, finishes=True, event=event)
 
     # -- chunks and events (no status change) --------------------------------------------------------------------
 
@@ -422,23 +412,26 @@ class JobStore:
         update = Update().set("last_progress_event", iso(at)).add("outbox", {event.encode()})
         last = update.name("last_progress_event")
         update.when(f"attribute_not_exists({last}) OR {last} < {update.value(iso(at - every))}")
+        update.when(f"attribute_not_exists({update.name('completed_at')})")  # a finished job has no more progress
         return self._write(job_id, update)
 
     def clear_outbox(self, job: Job, queued: Iterable[PendingEvent]) -> None:
-        """Take queued events off the record; a finished job whose outbox is then empty leaves the open index."""
-        events = {event.encode() for event in queued}
-        update = Update().delete("outbox", events)
-        if job.completed_at is not None and not ({e.encode() for e in job.outbox} - events):
-            update.remove("open_pk", "open_due")
-        update.when("attribute_exists(pk)")
-        self._write(job.id, update)
+        """Take queued events off the record. A finished job leaves the open index once nothing is left on it:
+        decided on the record as it is now (an event added meanwhile keeps it there)."""
+        sent = {event.encode() for event in queued}
+        if job.completed_at is not None:
+            closing = without_events(Update(), sent).remove("open_pk", "open_due")
+            if self._write(job.id, closing.when("attribute_exists(pk)")) is not None:
+                return
+        if sent:  # something else is on it: the sweeper queues and closes it later
+            self._write(job.id, Update().delete("outbox", sent).when("attribute_exists(pk)"))
 
     def outbox_due(self, job: Job, at: datetime) -> None:
         """Events could not be queued: make a finished job due for the sweeper's next run (open jobs are read by
         every run anyway)."""
         if job.completed_at is not None:
-            update = Update().set("open_due", iso(at)).when("attribute_exists(outbox)")
-            self._write(job.id, update.when(f"{update.name('open_pk')} = {update.value(OUTBOX_JOBS)}"))
+            update = Update().set("open_pk", OUTBOX_JOBS).set("open_due", iso(at))
+            self._write(job.id, update.when(f"attribute_exists({update.name('completed_at')})"))
 
     # -- the one conditional write -------------------------------------------------------------------------------
 
@@ -455,7 +448,7 @@ class JobStore:
 
     def _transition(
         self,
-        job_id: str,
+        job: Job,
         to: JobStatus,
         sources: set[JobStatus],
         update: Update,
@@ -465,18 +458,21 @@ class JobStore:
         event: PendingEvent | None = None,
     ) -> Job | None:
         """A status change along edges of the state machine (`sources`, some of the edges into `to`). A write that
-        `finishes` the job takes it out of the open index or, with an event to queue, into the outbox partition
-        (due for the sweeper a little later) with the event kept on the record."""
+        `finishes` the job takes it out of the open index or, when it has a webhook (events may be on it), into the
+        outbox partition, due for the sweeper a little later, until the flush has queued what is on it."""
         check_transition(sources, to)
+        if event is not None and not finishes:
+            raise ValueError("only a write that finishes the job causes an event")
         update.when_in("status", {s.value for s in sources}).set("status", to.value)
         if finishes:
             update.set("completed_at", iso(at))
-            if event is None:
-                update.remove("open_pk", "open_due")
-            else:
+            if event is not None:
                 update.add("outbox", {event.encode()})
+            if job.webhook:
                 update.set("open_pk", OUTBOX_JOBS).set("open_due", iso(at + OUTBOX_GRACE))
-        return self._write(job_id, update)
+            else:
+                update.remove("open_pk", "open_due")
+        return self._write(job.id, update)
 
     def _write(self, job_id: str, update: Update) -> Job | None:
         """One conditional UpdateItem: the job as it now is, or None when the condition failed."""

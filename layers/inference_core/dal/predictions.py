@@ -29,6 +29,7 @@ from inference_core.dal.table import (
     key,
     parse_dt,
     to_attrs,
+    without_events,
 )
 from inference_core.domain.clock import utc_now
 from inference_core.domain.predictions import (
@@ -38,6 +39,7 @@ from inference_core.domain.predictions import (
     Prediction,
     PredictionStatus,
     Transition,
+    event_on,
 )
 from inference_core.domain.result_cache import CachedEmbedding
 from inference_core.domain.webhooks import OUTBOX_GRACE, PendingEvent, WebhookEvent
@@ -155,21 +157,16 @@ class PredictionStore:
 
     # -- create and read ---------------------------------------------------------------------------------------
 
-    def create(
-        self,
-        prediction: Prediction,
-        sweep_at: datetime,
-        claim: IdempotencyClaim | None = None,
-        event: PendingEvent | None = None,
-    ) -> None:
-        """Write a new record, due for the sweeper at `sweep_at` unless it finishes first (or is created finished,
-        with `event` kept on it until it is queued); with an idempotency claim, claim the key in the same
+    def create(self, prediction: Prediction, sweep_at: datetime, claim: IdempotencyClaim | None = None) -> None:
+        """Write a new record, due for the sweeper at `sweep_at` unless it finishes first (one created finished, with
+        a webhook, keeps its event until it is queued); with an idempotency claim, claim the key in the same
         transaction."""
         item = _to_item(prediction, self.retention)
-        if event is not None:
-            item["outbox"] = {event.encode()}
+        if prediction.status.is_terminal and prediction.webhook:
+            event = event_on(prediction, prediction.status)
+            item["outbox"] = {event.encode()} if event else None
             sweep_at = prediction.created_at + OUTBOX_GRACE
-        if not prediction.status.is_terminal or event is not None:
+        if not prediction.status.is_terminal or prediction.webhook:
             item |= {"open_pk": _open_pk(prediction.id), "open_due": iso(sweep_at)}
         put: Any = {
             "TableName": self.table.name,
@@ -261,16 +258,18 @@ class PredictionStore:
 
     # -- transitions ---------------------------------------------------------------------------------------------
 
+    # Every transition takes the record as it was read (`record`, when the caller has it): its webhook decides
+    # which event, if any, the write keeps on it (domain.predictions.event_on).
+
     def mark_running(
         self,
         prediction_ids: Sequence[str],
         batch_id: str,
         started_at: datetime,
-        events: Mapping[str, PendingEvent] | None = None,
+        records: Mapping[str, Prediction] | None = None,
     ) -> MarkResult:
-        """queued -> running in `batch_id`, for each prediction on its own (in parallel), each with its `started`
-        event if its webhook wants one."""
-        events = events or {}
+        """queued -> running in `batch_id`, for each prediction on its own (in parallel)."""
+        records = records or {}
         return self._for_each(
             prediction_ids,
             lambda pid: self._move(
@@ -279,7 +278,7 @@ class PredictionStore:
                 ALLOWED_SOURCES[PredictionStatus.RUNNING],
                 Update().set("started_at", iso(started_at)).set("batch_id", batch_id),
                 at=started_at,
-                event=events.get(pid),
+                record=records.get(pid),
             ),
         )
 
@@ -304,7 +303,8 @@ class PredictionStore:
         output_location: str,
         output_range: tuple[int, int] | None,
         completed_at: datetime,
-        event: PendingEvent | None = None,
+        *,
+        record: Prediction | None = None,
     ) -> Prediction | None:
         """running in `batch_id` -> succeeded, pointing at its output (a byte range of the batch output, or a whole
         object). Nothing large is written to the table. None when the record had moved on."""
@@ -318,7 +318,7 @@ class PredictionStore:
             update,
             at=completed_at,
             batch_id=batch_id,
-            event=event,
+            record=record,
         ).updated
 
     def fail(
@@ -327,7 +327,8 @@ class PredictionStore:
         error: ErrorInfo,
         completed_at: datetime,
         batch_id: str | None = None,
-        event: PendingEvent | None = None,
+        *,
+        record: Prediction | None = None,
     ) -> Prediction | None:
         """With `batch_id`: running in that batch -> failed. Without: queued -> failed (it never left the queue)."""
         return self._move(
@@ -337,11 +338,11 @@ class PredictionStore:
             _with_error(Update().set("completed_at", iso(completed_at)), error),
             at=completed_at,
             batch_id=batch_id,
-            event=event,
+            record=record,
         ).updated
 
     def expire(
-        self, prediction_id: str, error: ErrorInfo, at: datetime, event: PendingEvent | None = None
+        self, prediction_id: str, error: ErrorInfo, at: datetime, *, record: Prediction | None = None
     ) -> Prediction | None:
         return self._move(
             prediction_id,
@@ -349,17 +350,17 @@ class PredictionStore:
             ALLOWED_SOURCES[PredictionStatus.EXPIRED],
             _with_error(Update().set("completed_at", iso(at)), error),
             at=at,
-            event=event,
+            record=record,
         ).updated
 
-    def cancel(self, prediction_id: str, at: datetime, event: PendingEvent | None = None) -> Transition:
+    def cancel(self, prediction_id: str, at: datetime, *, record: Prediction | None = None) -> Transition:
         return self._move(
             prediction_id,
             PredictionStatus.CANCELLED,
             ALLOWED_SOURCES[PredictionStatus.CANCELLED],
             Update().set("completed_at", iso(at)),
             at=at,
-            event=event,
+            record=record,
         )
 
     def due_for_sweep(self, now: datetime, limit: int) -> list[str]:
@@ -384,31 +385,41 @@ class PredictionStore:
         self._write(prediction_id, Update().set("open_due", iso(at)).when("attribute_exists(open_pk)"))
 
     def close(self, prediction_id: str) -> None:
-        """Take a finished prediction out of the sweeper's index (a record written before terminal writes did so)."""
-        self._write(prediction_id, Update().remove(*_OPEN_ATTRIBUTES, "webhook_pending").when("attribute_exists(pk)"))
+        """Take a finished prediction with nothing left to queue out of the sweeper's index."""
+        update = Update().remove(*_OPEN_ATTRIBUTES).when("attribute_exists(pk)")
+        self._write(
+            prediction_id, update.when("attribute_not_exists(outbox)").when("attribute_not_exists(webhook_pending)")
+        )
 
     def clear_outbox(self, prediction: Prediction, queued: Iterable[PendingEvent]) -> None:
-        """Take queued events off the record; a finished prediction whose outbox is then empty leaves the index."""
-        events = {event.encode() for event in queued}
-        update = Update().delete("outbox", events).remove("webhook_pending")
-        if prediction.status.is_terminal and not ({e.encode() for e in prediction.outbox} - events):
-            update.remove(*_OPEN_ATTRIBUTES)
-        self._write(prediction.id, update.when("attribute_exists(pk)"))
+        """Take queued events off the record. A finished prediction leaves the sweeper's index once nothing is left
+        on it: decided on the record as it is now (an event added meanwhile keeps it there)."""
+        sent = {event.encode() for event in queued}
+        if prediction.status.is_terminal:
+            closing = without_events(Update(), sent).remove(*_OPEN_ATTRIBUTES, "webhook_pending")
+            if self._write(prediction.id, closing.when("attribute_exists(pk)")):
+                return
+        if sent:  # something else is on it (or it was kept the old way): the sweeper closes it later
+            self._write(
+                prediction.id, Update().delete("outbox", sent).remove("webhook_pending").when("attribute_exists(pk)")
+            )
 
     def outbox_due(self, prediction: Prediction, at: datetime) -> None:
         """Events could not be queued: make the record due for the sweeper's next run."""
         update = Update().set("open_pk", _open_pk(prediction.id)).set("open_due", iso(at))
-        self._write(prediction.id, update.when("attribute_exists(outbox) OR attribute_exists(webhook_pending)"))
+        self._write(prediction.id, update.when("attribute_exists(pk)"))
 
-    def _write(self, prediction_id: str, update: Update) -> None:
-        """A bookkeeping write (no status change): a record that no longer meets its condition is left alone."""
+    def _write(self, prediction_id: str, update: Update) -> bool:
+        """A bookkeeping write (no status change); False when the record no longer meets its condition."""
         try:
             self.table.client.update_item(TableName=self.table.name, Key=key(_pk(prediction_id)), **update.request())
         except ClientError as exc:
-            if not condition_failed(exc):
-                raise translate(exc, "could not update the prediction") from exc
+            if condition_failed(exc):
+                return False
+            raise translate(exc, "could not update the prediction") from exc
         except BotoCoreError as exc:
             raise translate(exc, "could not update the prediction") from exc
+        return True
 
     def _for_each(self, prediction_ids: Sequence[str], move: Callable[[str], Transition]) -> MarkResult:
         def attempt(prediction_id: str) -> tuple[str, Transition | None]:
@@ -440,18 +451,20 @@ class PredictionStore:
         *,
         at: datetime,
         batch_id: str | None = None,
-        event: PendingEvent | None = None,
+        record: Prediction | None = None,
     ) -> Transition:
-        """One conditional UpdateItem: the status must be one of `allowed_from` (and the batch `batch_id`). A
-        terminal status takes the record out of the sweeper's index, unless it carries an event to queue: then it
-        stays, due a little later, with the event kept on it."""
+        """One conditional UpdateItem: the status must be one of `allowed_from` (and the batch `batch_id`). The event
+        this move causes is kept on the record. A terminal status takes the record out of the sweeper's index,
+        unless it has a webhook (events may be left on it): then it stays, due a little later, until the outbox
+        flush (or the sweeper) has queued what is on it."""
         update.when("attribute_exists(pk)").when_in("status", {s.value for s in allowed_from})
         if batch_id is not None:
             update.when(f"{update.name('batch_id')} = {update.value(batch_id)}")
         update.set("status", to_status.value)
+        event = event_on(record, to_status) if record is not None else None
         if event is not None:
             update.add("outbox", {event.encode()})
-        if to_status.is_terminal and event is None:
+        if to_status.is_terminal and (record is None or not record.webhook):
             update.remove(*_OPEN_ATTRIBUTES)
         elif to_status.is_terminal:
             update.set("open_pk", _open_pk(prediction_id)).set("open_due", iso(at + OUTBOX_GRACE))

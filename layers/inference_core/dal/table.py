@@ -192,3 +192,13 @@ def decode_cursor(cursor: str, partition: str) -> dict[str, Any]:
     except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidCursor("invalid cursor") from exc
     return {name: {"S": value} for name, value in plain.items()}
+
+
+def without_events(update: Update, sent: set[str]) -> Update:
+    """Take `sent` off the outbox, on the condition that nothing else is on it."""
+    if not sent:
+        return update.when("attribute_not_exists(outbox)")
+    outbox = update.name("outbox")
+    contains = " AND ".join(f"contains({outbox}, {update.value(event)})" for event in sorted(sent))
+    update.delete("outbox", sent)
+    return update.when(f"attribute_not_exists({outbox}) OR (size({outbox}) = {update.value(len(sent))} AND {contains})")

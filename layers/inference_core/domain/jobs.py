@@ -119,6 +119,20 @@ def progress_event(job: Job, at: datetime) -> PendingEvent | None:
     return None
 
 
+class Claim(StrEnum):
+    """What an attempt to take a job's next chunk and a place under the bulk gate came to."""
+
+    CLAIMED = "claimed"
+    GATE_FULL = "gate_full"  # as many bulk chunks are in flight as the endpoint is allowed
+    REFUSED = "refused"  # the job moved on (another scheduler took the chunk, or it stopped)
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    outcome: Claim
+    chunk: int = -1
+
+
 class JobSource(StrEnum):
     API = "api"  # POST /v1/jobs, then a PUT to the presigned URL
     INBOX = "inbox"  # a file dropped under inbox/<tenant>/

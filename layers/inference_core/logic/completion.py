@@ -26,7 +26,7 @@ from inference_core.domain.batches import (
     ResultLine,
 )
 from inference_core.domain.clock import utc_now
-from inference_core.domain.predictions import ErrorInfo, Prediction, PredictionStatus, event_on
+from inference_core.domain.predictions import ErrorInfo, Prediction, PredictionStatus
 from inference_core.domain.result_cache import CachedEmbedding, fresh_entries, is_complete, merge, result_line
 from inference_core.logic import outbox
 from inference_core.logic.result_cache import write_back
@@ -216,19 +216,17 @@ def _settle(
     elif located.line.error is not None:
         error = ErrorInfo.of(located.line.error.code, located.line.error.message)
     if error is not None or located is None:
-        event = event_on(prediction, PredictionStatus.FAILED)
-        moved = store.fail(prediction.id, error or _NO_OUTPUT, now, batch_id=batch_id, event=event)
+        moved = store.fail(prediction.id, error or _NO_OUTPUT, now, batch_id=batch_id, record=prediction)
         _record(prediction, moved, now, outcome)
         return
-    event = event_on(prediction, PredictionStatus.SUCCEEDED)
     if located.size <= get_settings().inline_output_max_bytes:
         # The status record points at the line in the output SageMaker already wrote: nothing large is stored.
         location = located.location or output_location
-        moved = store.succeed(prediction.id, batch_id, location, (located.start, located.end), now, event)
+        moved = store.succeed(prediction.id, batch_id, location, (located.start, located.end), now, record=prediction)
     else:
         # Too large to inline in a response: a copy of its own, served as a presigned link.
         standalone = result_store().put_standalone(prediction.id, located.line.output or {})
-        moved = store.succeed(prediction.id, batch_id, standalone, None, now, event)
+        moved = store.succeed(prediction.id, batch_id, standalone, None, now, record=prediction)
     _record(prediction, moved, now, outcome)
 
 

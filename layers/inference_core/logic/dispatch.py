@@ -26,7 +26,7 @@ from inference_core.dal.results import result_store
 from inference_core.dal.table import BATCH_GET_LIMIT
 from inference_core.domain.batches import BatchLine, BatchRecord, WorkItem
 from inference_core.domain.clock import utc_now
-from inference_core.domain.predictions import EXPIRED, ErrorInfo, Prediction, PredictionStatus, event_on
+from inference_core.domain.predictions import EXPIRED, ErrorInfo, Prediction, PredictionStatus
 from inference_core.domain.result_cache import (
     CachedEmbedding,
     missing,
@@ -280,8 +280,7 @@ def send_batch(plan: BatchPlan, now: datetime, cached: Mapping[str, CachedEmbedd
     expired: list[Prediction] = []
     for expiring in plan.expire:
         try:
-            event = event_on(expiring.prediction, PredictionStatus.EXPIRED)
-            if moved_record := store.expire(expiring.prediction.id, EXPIRED, now, event):
+            if moved_record := store.expire(expiring.prediction.id, EXPIRED, now, record=expiring.prediction):
                 expired.append(moved_record)
             metrics.add_metric(name="PredictionsExpired", unit=MetricUnit.Count, value=1)
             outcome.skipped += 1
@@ -293,10 +292,8 @@ def send_batch(plan: BatchPlan, now: datetime, cached: Mapping[str, CachedEmbedd
 
     batch_id = str(uuid.uuid4())
     started = utc_now()
-    started_events = {
-        s.work.prediction_id: event for s in plan.send if (event := event_on(s.record, PredictionStatus.RUNNING))
-    }
-    marked = store.mark_running([s.work.prediction_id for s in plan.send], batch_id, started, started_events)
+    records = {s.work.prediction_id: s.record for s in plan.send}
+    marked = store.mark_running(list(records), batch_id, started, records)
     outbox.flush(marked.records.values())
     moved = set(marked.moved)
     unavailable = set(marked.unavailable)
@@ -392,13 +389,14 @@ def _finish_from_cache(lookup: CacheLookup, batch_id: str, hits_location: str, o
         """The finished record; False when it had moved on; True when it must go back to the queue."""
         pid = send.work.prediction_id
         start, end = lookup.ranges[pid]
-        event = event_on(send.record, PredictionStatus.SUCCEEDED)
         try:
             if end - start + 1 <= inline_max:
-                return store.succeed(pid, batch_id, hits_location, (start, end), completed_at, event) or False
+                return (
+                    store.succeed(pid, batch_id, hits_location, (start, end), completed_at, record=send.record) or False
+                )
             # As completion does: too large to inline in a response, a copy of its own behind a link.
             location = result_store().put_standalone(pid, partial_output(lookup.found[pid]))
-            return store.succeed(pid, batch_id, location, None, completed_at, event) or False
+            return store.succeed(pid, batch_id, location, None, completed_at, record=send.record) or False
         except Exception:  # this one alone goes back to the queue; the others still finish
             logger.exception("a prediction answered from the cache could not be finished", prediction_id=pid)
             store.requeue([pid], batch_id)  # reports, never raises; if it fails too, completion finishes it
@@ -436,9 +434,8 @@ def _give_back(sending: list[Send], batch_id: str, exc: DependencyError, now: da
             "dispatch_failed",
             f"the model endpoint could not take the request after {send.message.receive_count} attempts: {exc.reason}",
         )
-        event = event_on(send.record, PredictionStatus.FAILED)
         try:
-            if moved := store.fail(send.work.prediction_id, error, now, batch_id=batch_id, event=event):
+            if moved := store.fail(send.work.prediction_id, error, now, batch_id=batch_id, record=send.record):
                 failed.append(moved)
         except DependencyError:
             stuck.append(send.work.prediction_id)

@@ -18,10 +18,11 @@ from inference_core.dal.queue import job_commands
 from inference_core.domain.batches import AsyncInferenceNotification
 from inference_core.domain.clock import utc_now
 from inference_core.errors import DependencyError
+from inference_core.logic import capacity
 from inference_core.logic.job_assembly import assemble_if_ready
 from inference_core.logic.job_chunks import ChunkOutcome, complete_chunk, finish_chunk
 from inference_core.logic.job_scheduling import ChunkScheduler
-from inference_core.observability import logger
+from inference_core.observability import MetricUnit, logger, metrics
 
 # Every function that runs this loop has a longer timeout than this.
 FINISH_IN_PLACE_SECONDS = 20.0
@@ -47,8 +48,8 @@ def settle(job_ids: Iterable[str], now: datetime | None = None) -> Settled:
     now = now or utc_now()
     settled = Settled()
     for job_id in sorted(set(job_ids)):
-        settled.assembled += assemble_if_ready(job_id, now)
-    scheduler = ChunkScheduler(now)
+        settled.assembled += _assemble(job_id, now)
+    scheduler = ChunkScheduler.for_now(now)
     started = time.monotonic()
     finished_here: set[str] = set()
     while scheduler.has_work:
@@ -60,12 +61,28 @@ def settle(job_ids: Iterable[str], now: datetime | None = None) -> Settled:
         if not done.in_place:
             break  # the gate is full, or nothing more can go
         for item in done.in_place:
-            finish_chunk(item.job, item.chunk, None, item.error, now)
+            try:
+                finish_chunk(item.job, item.chunk, None, item.error, now)
+            except Exception:  # the chunk stays running: the sweeper recovers it; the others go on
+                logger.exception("a chunk could not be finished in place", job_id=item.job.id, chunk=item.chunk)
+                metrics.add_metric(name="SweepErrors", unit=MetricUnit.Count, value=1)
+                continue
             scheduler.finished(item.job, item.chunk)
             finished_here.add(item.job.id)
     for job_id in sorted(finished_here):
-        settled.assembled += assemble_if_ready(job_id, now)
+        settled.assembled += _assemble(job_id, now)
+    capacity.publish_backlog(scheduler.jobs)
     return settled
+
+
+def _assemble(job_id: str, now: datetime) -> bool:
+    """One job's assembly; its failure (retried by the sweeper's next round) never stops the others'."""
+    try:
+        return assemble_if_ready(job_id, now)
+    except Exception:
+        logger.exception("job assembly failed; the sweeper retries it", job_id=job_id)
+        metrics.add_metric(name="SweepErrors", unit=MetricUnit.Count, value=1)
+        return False
 
 
 def _continue_later(job_ids: list[str]) -> None:

@@ -260,7 +260,7 @@ def _validate_and_plan(job: Job, outcome: IntakeOutcome) -> None:
     store = job_store()
     now = utc_now()
     started = job.status in (JobStatus.AWAITING_UPLOAD, JobStatus.VALIDATING)
-    if not started or not store.begin_validation(job.id, now, now - VALIDATION_STALE):
+    if not started or not store.begin_validation(job, now, now - VALIDATION_STALE):
         outcome.ignored.append(job.id)  # planned already, or another delivery of this event is validating it
         return
     found = _validate(job)
@@ -281,7 +281,7 @@ def _validate_and_plan(job: Job, outcome: IntakeOutcome) -> None:
         error=found.file_error,
     )
     at = utc_now()
-    planned = store.plan(job.id, status, plan, at, completion_event(job) if status.is_terminal else None)
+    planned = store.plan(job, status, plan, at, completion_event(job) if status.is_terminal else None)
     if planned is None:
         # Cancelled or expired while it was validated: it keeps that status, and gets its plan for the assembly.
         current = store.get(job.id)

@@ -1,39 +1,39 @@
 """Scheduling bulk chunks: fill the free places under the gate with chunks of active jobs, fairly, and send each
 to the endpoint.
 
-Interactive traffic comes first, twice over. Bulk chunks never flood the endpoint: at most a bounded number are
-at SageMaker at once (its own queue is first come, first served) and the rest wait in S3, so an interactive batch
-always finds a free invocation slot. And chunks are sent with `priority=bulk`, so the model container runs any
-waiting interactive batch before each next slice of a chunk.
-
-Jobs share those places fairly: one job holds at most all places but one (so a job that arrives finds one free at
-the next chunk boundary), and free places go to the job with the fewest chunks in flight, then to the one served
-least recently.
+Interactive traffic comes first, twice over. Bulk chunks never flood the endpoint: the gate
+(`domain.capacity.bulk_places`) follows the instances in service and leaves each instance a slot for interactive
+batches (SageMaker's own queue is first come, first served), and the rest wait in S3. And chunks are sent with
+`priority=bulk`, so the model container runs any waiting interactive batch before each next slice of a chunk.
+Jobs share the places fairly (`domain.capacity.FairQueue`).
 
 A chunk the result cache answers whole, or one the endpoint refuses, is not sent: the scheduler hands it back
 as `InPlace`, to be finished by the caller (the driver), which then asks for more.
+
+`ChunkScheduler` does its I/O through `Ports`, so the capacity simulation (bench/scale.py) runs this very loop
+against simulated claims and a simulated endpoint.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from inference_core.dal import job_files
 from inference_core.dal.endpoint import async_endpoint
-from inference_core.dal.jobs import Claim, job_store
+from inference_core.dal.jobs import job_store
 from inference_core.dal.objects import object_store
 from inference_core.domain.batches import BatchLine
-from inference_core.domain.jobs import Job, json_line
+from inference_core.domain.capacity import FairQueue, places_per_job
+from inference_core.domain.jobs import Claim, ClaimResult, Job, json_line
 from inference_core.domain.predictions import ErrorInfo
 from inference_core.domain.result_cache import CachePlanLine, missing, model_parameters
 from inference_core.errors import DependencyError
+from inference_core.logic import capacity
 from inference_core.logic.job_chunks import chunk_inference_id
 from inference_core.logic.result_cache import keys_for, lookup, record_lookup
 from inference_core.observability import MetricUnit, logger, metrics
-from inference_core.settings import get_settings
 
 # A claim refused because another scheduler took the chunk: look at the job again this many times at most.
 _MAX_REFUSALS = 8
@@ -55,48 +55,74 @@ class Round:
     in_place: list[InPlace] = field(default_factory=list)
 
 
+class Ports(Protocol):
+    """What scheduling reads and writes: the gate and job records, and the endpoint."""
+
+    def claim(self, job: Job, places: int, now: datetime) -> ClaimResult: ...
+
+    def refresh(self, job_id: str) -> Job | None: ...
+
+    def send(self, job: Job, chunk: int, now: datetime) -> InPlace | None: ...
+
+
+class StorePorts:
+    """The product's: DynamoDB transactions on the gate and the job, the chunk objects, InvokeEndpointAsync."""
+
+    def claim(self, job: Job, places: int, now: datetime) -> ClaimResult:
+        return job_store().claim_chunk(job, places, now)
+
+    def refresh(self, job_id: str) -> Job | None:
+        return job_store().get(job_id)
+
+    def send(self, job: Job, chunk: int, now: datetime) -> InPlace | None:
+        return _send(job, chunk, now)
+
+
 class ChunkScheduler:
-    """One read of the active jobs, then as many rounds of claims as the caller wants: each round fills the free
+    """Over one read of the active jobs, as many rounds of claims as the caller wants: each round fills the free
     places; chunks finished in place between rounds (`finished`) make room for the next."""
 
-    def __init__(self, now: datetime) -> None:
-        settings = get_settings()
+    def __init__(self, jobs: list[Job], places: int, ports: Ports, now: datetime) -> None:
         self.now = now
-        self.gate = settings.job_max_in_flight_chunks
-        self.per_job = max(1, self.gate - 1)
-        self._order = itertools.count()
-        self._waiting: list[tuple[int, int, Job]] = []
+        self.places = places
+        self.per_job = places_per_job(places)
+        self.ports = ports
+        self.jobs = jobs  # as this scheduler leaves them: their waiting chunks make the bulk backlog
+        self._waiting: FairQueue[Job] = FairQueue()
         self._refusals = 0
-        for job in job_store().active():
+        for job in jobs:  # least recently served first: ties go to them
             self._offer(job)
+
+    @classmethod
+    def for_now(cls, now: datetime) -> ChunkScheduler:
+        return cls(job_store().active(), capacity.bulk_places_now(), StorePorts(), now)
 
     @property
     def has_work(self) -> bool:
         return bool(self._waiting)
 
     def jobs_waiting(self) -> list[Job]:
-        return [job for _, _, job in self._waiting]
+        return list(self._waiting)
 
     def fill(self) -> Round:
         """Claim and send chunks until the gate is full or no job can take another."""
-        store = job_store()
         done = Round()
         while self._waiting:
-            _, _, job = heapq.heappop(self._waiting)
-            claim = store.claim_chunk(job, self.gate, self.now)
+            job = self._waiting.pop()
+            claim = self.ports.claim(job, self.places, self.now)
             if claim.outcome is Claim.GATE_FULL:
-                heapq.heappush(self._waiting, (len(job.running), next(self._order), job))
+                self._waiting.offer(len(job.running), job)
                 break
             if claim.outcome is Claim.REFUSED:
                 # Another scheduler took this chunk, or the job stopped: look again, a few times at most.
                 self._refusals += 1
-                fresh = store.get(job.id) if self._refusals <= _MAX_REFUSALS else None
+                fresh = self.ports.refresh(job.id) if self._refusals <= _MAX_REFUSALS else None
                 if fresh is not None:
                     self._offer(fresh)
                 continue
             job.next_chunk += 1
             job.running[claim.chunk] = self.now
-            in_place = _send(job, claim.chunk, self.now)
+            in_place = self.ports.send(job, claim.chunk, self.now)
             if in_place is None:
                 done.launched += 1
             else:
@@ -109,13 +135,12 @@ class ChunkScheduler:
     def finished(self, job: Job, chunk: int) -> None:
         """A chunk of `job` finished in place: its place is free, and the job may take another."""
         job.running.pop(chunk, None)
-        if all(waiting is not job for _, _, waiting in self._waiting):
+        if all(waiting is not job for waiting in self._waiting):
             self._offer(job)
 
     def _offer(self, job: Job) -> None:
         if job.status.runs_chunks and job.chunks_left and len(job.running) < self.per_job:
-            # Fewest chunks in flight first; among equals, the order `active()` gives (least recently served).
-            heapq.heappush(self._waiting, (len(job.running), next(self._order), job))
+            self._waiting.offer(len(job.running), job)
 
 
 def _send(job: Job, chunk: int, now: datetime) -> InPlace | None:

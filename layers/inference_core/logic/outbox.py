@@ -27,7 +27,9 @@ from inference_core.observability import MetricUnit, logger, metrics
 
 def flush(records: Iterable[Prediction | Job]) -> int:
     """Queue the events kept on these records and take them off; returns how many were queued."""
-    pending = [record for record in records if record.outbox]
+    # A finished record with a webhook stays in the sweeper's index until its outbox is empty, even when this
+    # transition caused no event (an earlier one may still be on it): it is closed here.
+    pending = [record for record in records if record.outbox or (_finished(record) and record.webhook)]
     if not pending:
         return 0
     messages = [_message(record, event.event.value, event.webhook_id) for record in pending for event in record.outbox]
@@ -35,7 +37,7 @@ def flush(records: Iterable[Prediction | Job]) -> int:
     for record in pending:
         sent = [event for event in record.outbox if event.webhook_id in queued]
         try:
-            if sent:
+            if sent or _finished(record):
                 _store(record).clear_outbox(record, sent)
             if len(sent) < len(record.outbox):
                 _store(record).outbox_due(record, utc_now())
@@ -52,6 +54,10 @@ class _OutboxStore(Protocol):
     def clear_outbox(self, record: Any, queued: Iterable[PendingEvent]) -> None: ...
 
     def outbox_due(self, record: Any, at: datetime) -> None: ...
+
+
+def _finished(record: Prediction | Job) -> bool:
+    return record.completed_at is not None if isinstance(record, Job) else record.status.is_terminal
 
 
 def _store(record: Prediction | Job) -> _OutboxStore:

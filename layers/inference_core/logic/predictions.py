@@ -106,9 +106,7 @@ def submit(
         request_queue().send(message)
     except Exception:
         # Never leave a queued record that nothing will dispatch: fail it, and free the key for a retry.
-        failed = store.fail(
-            prediction.id, ENQUEUE_FAILED, utc_now(), event=event_on(prediction, PredictionStatus.FAILED)
-        )
+        failed = store.fail(prediction.id, ENQUEUE_FAILED, utc_now(), record=prediction)
         outbox.flush([failed] if failed else [])
         if idempotency_key:
             idempotency_store().release(tenant_id, idempotency_key, prediction.id)
@@ -121,16 +119,16 @@ def submit(
 def _create(prediction: Prediction, claim: IdempotencyClaim | None, fingerprint: str) -> Prediction:
     """Write the record; when another request with the same key won the race between our read and our write,
     that request's prediction instead."""
-    event = event_on(prediction, prediction.status) if prediction.status.is_terminal else None
     try:
-        prediction_store().create(prediction, first_sweep(prediction.created_at), claim, event)
+        prediction_store().create(prediction, first_sweep(prediction.created_at), claim)
     except IdempotencyKeyTaken:
         replay = _replay(prediction.tenant_id, claim.key if claim else "", fingerprint)
         if replay:
             return replay
         raise
-    if event is not None:
-        outbox.flush([prediction.model_copy(update={"outbox": (event,)})])
+    if prediction.status.is_terminal and prediction.webhook:
+        event = event_on(prediction, prediction.status)
+        outbox.flush([prediction.model_copy(update={"outbox": (event,) if event else ()})])
     return prediction
 
 
@@ -225,9 +223,7 @@ def cancel(tenant_id: str, prediction_id: str, now: datetime | None = None) -> P
     current = get(tenant_id, prediction_id, consistent=True)
     if current.status == PredictionStatus.CANCELLED:
         return current  # cancelling twice is not an error
-    transition = prediction_store().cancel(
-        prediction_id, now or utc_now(), event=event_on(current, PredictionStatus.CANCELLED)
-    )
+    transition = prediction_store().cancel(prediction_id, now or utc_now(), record=current)
     updated, refused = transition.updated, transition.current
     if updated:
         outbox.flush([updated])

@@ -23,8 +23,7 @@ from inference_core.dal.predictions import prediction_store
 from inference_core.dal.queue import request_dead_letters
 from inference_core.domain.batches import AsyncInferenceNotification, InvocationStatus, WorkItem
 from inference_core.domain.clock import utc_now
-from inference_core.domain.predictions import EXPIRED, ErrorInfo, Prediction, PredictionStatus, event_on
-from inference_core.domain.webhooks import PendingEvent
+from inference_core.domain.predictions import EXPIRED, ErrorInfo, Prediction, PredictionStatus
 from inference_core.logic import outbox
 from inference_core.logic.completion import complete
 from inference_core.observability import MetricUnit, logger, metrics
@@ -132,7 +131,7 @@ def sweep(now: datetime | None = None) -> SweepOutcome:
 
 
 def _expire(record: Prediction, now: datetime) -> bool:
-    expired = prediction_store().expire(record.id, EXPIRED, now, event_on(record, PredictionStatus.EXPIRED))
+    expired = prediction_store().expire(record.id, EXPIRED, now, record=record)
     outbox.flush([expired] if expired else [])
     return expired is not None
 
@@ -196,13 +195,9 @@ def _fail_dead_lettered(now: datetime) -> int:
         f"the model endpoint could not take the request after {get_settings().max_receive_count} attempts; "
         "it is in the request dead-letter queue",
     )
-    failed = [moved for p in queued if (moved := store.fail(p.id, error, now, event=_failed_event(p)))]
+    failed = [moved for p in queued if (moved := store.fail(p.id, error, now, record=p))]
     outbox.flush(failed)
     return len(failed)
-
-
-def _failed_event(prediction: Prediction) -> PendingEvent | None:
-    return event_on(prediction, PredictionStatus.FAILED)
 
 
 def _work_item(body: str) -> WorkItem | None:
@@ -214,7 +209,7 @@ def _work_item(body: str) -> WorkItem | None:
 
 def _fail_lost(records: list[Prediction], batch_id: str, now: datetime) -> int:
     store = prediction_store()
-    failed = [m for r in records if (m := store.fail(r.id, LOST, now, batch_id=batch_id, event=_failed_event(r)))]
+    failed = [m for r in records if (m := store.fail(r.id, LOST, now, batch_id=batch_id, record=r))]
     outbox.flush(failed)
     if failed:
         logger.warning("predictions failed: notification lost", batch_id=batch_id, count=len(failed))
