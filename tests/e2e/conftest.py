@@ -80,7 +80,11 @@ class RunningStack:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    state = tmp_path_factory.mktemp("local-stack")
+    yield from start_stack(tmp_path_factory.mktemp("local-stack"))
+
+
+def start_stack(state: Path, *extra: str) -> Iterator[RunningStack]:
+    """`python -m local_stack` with the e2e settings (and `extra` arguments) until the generator is closed."""
     port = free_port("127.0.0.1")
     log = (state / "stack.log").open("wb")
     process = subprocess.Popen(
@@ -105,6 +109,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
             "SweepMarginSeconds=1",
             "--schedule-interval",
             "1",
+            *extra,
         ],
         cwd=REPO,
         stdout=log,

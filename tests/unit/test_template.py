@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from inference_core.domain.capacity import bulk_places
 from local_stack.template import load_template, resources_of_type
 
 
@@ -66,10 +67,29 @@ def test_the_dispatch_timeout_setting_is_the_dispatchers_timeout() -> None:
     assert template["Globals"]["Function"]["Environment"]["Variables"]["DISPATCH_TIMEOUT_SECONDS"] == timeout
 
 
-def test_bulk_chunks_leave_the_endpoint_a_slot_for_interactive_batches() -> None:
+def test_bulk_chunks_leave_each_instance_a_slot_for_interactive_batches() -> None:
     parameters = load_template()["Parameters"]
+    per_instance = parameters["MaxConcurrentInvocationsPerInstance"]["Default"]
+    cap = parameters["JobMaxInFlightChunks"]["Default"]
 
-    assert parameters["JobMaxInFlightChunks"]["Default"] < parameters["MaxConcurrentInvocationsPerInstance"]["Default"]
+    for instances in range(1, parameters["MaxInstanceCount"]["Default"] * 4 + 1):
+        assert bulk_places(instances, per_instance, cap) < instances * per_instance
+    assert cap >= parameters["MaxInstanceCount"]["Default"] * (per_instance - 1)  # the cap never binds at the default
+
+
+def test_the_endpoint_scales_on_the_bulk_backlog_too() -> None:
+    resources = load_template()["Resources"]
+    policy = resources["BulkBacklogTargetTracking"]["Properties"]["TargetTrackingScalingPolicyConfiguration"]
+    queries = policy["CustomizedMetricSpecification"]["Metrics"]
+
+    [metric] = [q["MetricStat"]["Metric"] for q in queries if "MetricStat" in q]
+    assert metric["MetricName"] == "BulkBacklogSecondsPerInstance"
+    assert metric["Namespace"] == "InferenceBackend"
+    assert [q["Expression"] for q in queries if q.get("ReturnData")] == ["FILL(waiting, 0)"]
+    assert policy["TargetValue"] == {"Ref": "BulkBacklogSecondsTarget"}
+    for function in ("CompletionFunction", "JobsFunction", "SweeperFunction"):
+        actions = [a for s in resources[function]["Properties"]["Policies"][0]["Statement"] for a in s["Action"]]
+        assert "sagemaker:DescribeEndpoint" in actions, function
 
 
 def test_uploads_and_inbox_files_reach_the_jobs_function_through_a_queue() -> None:

@@ -16,8 +16,11 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
+
+from inference_core.domain.jobs import Job
 
 T = TypeVar("T")
 
@@ -68,3 +71,32 @@ def instances_for(backlog_seconds: float, target_per_instance: float, maximum: i
     if backlog_seconds <= 0 or target_per_instance <= 0:
         return 0
     return min(maximum, math.ceil(backlog_seconds / target_per_instance))
+
+
+@dataclass(frozen=True)
+class BulkBacklog:
+    """What the jobs and sweeper functions publish after each round of scheduling."""
+
+    chunks: int  # chunks waiting in S3, all jobs
+    inputs: int
+    seconds_per_instance: float  # the metric the bulk scaling policy tracks
+    per_job: dict[str, int] = field(default_factory=dict)  # chunks waiting, by job id
+
+
+def bulk_backlog(jobs: Iterable[Job], items_per_second: float, instances: int) -> BulkBacklog:
+    waiting = [job for job in jobs if job.status.runs_chunks]
+    per_job = {job.id: job.chunk_count - job.next_chunk for job in waiting}
+    inputs = sum(_inputs_waiting(job) for job in waiting)
+    return BulkBacklog(
+        chunks=sum(per_job.values()),
+        inputs=inputs,
+        seconds_per_instance=bulk_backlog_per_instance(inputs, items_per_second, instances),
+        per_job=per_job,
+    )
+
+
+def _inputs_waiting(job: Job) -> int:
+    """Inputs of the chunks not launched yet (chunks are cut to about the same number of inputs)."""
+    if job.chunk_count == 0:
+        return 0
+    return round(job.input_count * (job.chunk_count - job.next_chunk) / job.chunk_count)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from inference_core.dal.clients import cached_factory
 from inference_core.dal.endpoint import async_endpoint
-from inference_core.domain.capacity import bulk_backlog_per_instance, bulk_places
+from inference_core.domain.capacity import bulk_backlog, bulk_places
 from inference_core.domain.jobs import Job
 from inference_core.errors import DependencyError
 from inference_core.observability import MetricUnit, logger, metrics, single_metric
@@ -53,24 +53,13 @@ def bulk_places_now() -> int:
 def publish_backlog(jobs: Iterable[Job]) -> None:
     """The bulk backlog, for the dashboard and the scaling policy: chunks waiting in S3 per job and in all, and
     the seconds of one instance's time they hold per instance in service (the metric the bulk policy tracks)."""
-    settings = get_settings()
-    waiting = [job for job in jobs if job.status.runs_chunks]
-    chunks = sum(job.chunk_count - job.next_chunk for job in waiting)
-    inputs = sum(_inputs_waiting(job) for job in waiting)
     instances = instances_in_service()
-    per_instance = bulk_backlog_per_instance(inputs, settings.endpoint_items_per_second, instances)
-    metrics.add_metric(name="BulkChunksWaiting", unit=MetricUnit.Count, value=chunks)
-    metrics.add_metric(name="BulkBacklogSecondsPerInstance", unit=MetricUnit.Seconds, value=round(per_instance, 1))
+    backlog = bulk_backlog(jobs, get_settings().endpoint_items_per_second, instances)
+    metrics.add_metric(name="BulkChunksWaiting", unit=MetricUnit.Count, value=backlog.chunks)
+    metrics.add_metric(
+        name="BulkBacklogSecondsPerInstance", unit=MetricUnit.Seconds, value=round(backlog.seconds_per_instance, 1)
+    )
     metrics.add_metric(name="EndpointInstancesInService", unit=MetricUnit.Count, value=instances)
-    for job in waiting:
-        with single_metric(
-            name="BulkChunksWaiting", unit=MetricUnit.Count, value=job.chunk_count - job.next_chunk
-        ) as one:
-            one.add_dimension(name="job_id", value=job.id)
-
-
-def _inputs_waiting(job: Job) -> int:
-    """Inputs of the chunks not launched yet (chunks are cut to about the same number of inputs)."""
-    if job.chunk_count == 0:
-        return 0
-    return round(job.input_count * (job.chunk_count - job.next_chunk) / job.chunk_count)
+    for job_id, chunks in backlog.per_job.items():
+        with single_metric(name="BulkChunksWaiting", unit=MetricUnit.Count, value=chunks) as one:
+            one.add_dimension(name="job_id", value=job_id)

@@ -37,7 +37,7 @@ from inference_core.domain.jobs import (
     parse_line,
 )
 from inference_core.domain.predictions import ErrorInfo
-from inference_core.logic import job_driver, outbox
+from inference_core.logic import capacity, job_driver, outbox
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
 
@@ -376,9 +376,16 @@ def _estimate(plan: _Plan) -> Estimate:
         tokens=plan.tokens,
         endpoint_seconds=round(endpoint_seconds, 3),
         cost_usd=round(endpoint_seconds / 3600 * settings.instance_price_per_hour, 6),
-        # The endpoint's time plus the per-chunk round trip of the pipeline, with the gate's parallelism.
-        eta_seconds=round(endpoint_seconds + 2.0 * plan.chunks / max(1, settings.job_max_in_flight_chunks), 1),
+        eta_seconds=_eta_seconds(endpoint_seconds, plan.chunks),
     )
+
+
+def _eta_seconds(endpoint_seconds: float, chunks: int) -> float:
+    """The endpoint's time spread over the instances in service now, plus the pipeline's round trip per chunk (about
+    2 s) over the places the gate opens for them; at least a tenth of a second."""
+    instances = capacity.instances_in_service()
+    eta = endpoint_seconds / max(1, instances) + 2.0 * chunks / capacity.bulk_places_now()
+    return max(0.1, round(eta, 1))
 
 
 def _write_failure_manifest(job: Job, error: ErrorInfo | None) -> None:
