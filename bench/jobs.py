@@ -382,7 +382,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 predict(a, "warm-up")
                 # The values in effect: the template's defaults, or the overrides.
                 env = stack.stack.env if stack.stack else {}
-                chunk, in_flight = int(env["JOB_CHUNK_MAX_INPUTS"]), int(env["JOB_MAX_IN_FLIGHT_CHUNKS"])
+                chunk, cap = int(env["JOB_CHUNK_MAX_INPUTS"]), int(env["JOB_MAX_IN_FLIGHT_CHUNKS"])
+                # What the gate opens on the local endpoint's one instance (older trees: the cap alone).
+                per_instance = env.get("MAX_CONCURRENT_INVOCATIONS_PER_INSTANCE")
+                in_flight = min(cap, max(1, int(per_instance) - 1)) if per_instance else cap
                 results["chunk_size"], results["in_flight"] = chunk, in_flight
                 results["bulk_slice"] = getattr(ServerConfig.from_env(), "bulk_slice_texts", "(not set)")
                 model_server_rate(stack.urls["model"], texts[:chunk], chunk, 1)  # warm-up
@@ -560,7 +563,7 @@ def render(results: dict[str, Any], args: argparse.Namespace, wall: float, revis
         "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores ({cpu_model()}), {device}; "
         f"`python -m bench.jobs` took {wall / 60:.1f} min; {revision}. Template parameters: JobChunkMaxInputs={chunk}, "
-        f"JobMaxInFlightChunks={in_flight} ("
+        f"JobMaxInFlightChunks/the gate on one instance={in_flight} ("
         + (
             "overridden: " + ", ".join(f"{k}={v}" for k, v in results["parameters"].items())
             if results["parameters"]

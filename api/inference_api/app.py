@@ -12,8 +12,9 @@ from fastapi.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
 from inference_api import errors
-from inference_api.routes import health, jobs, predictions, webhooks
-from inference_api.schemas import MAX_BODY_BYTES
+from inference_api.errors import request_id_of
+from inference_api.routes import health, jobs, openai_compat, predictions, webhooks
+from inference_api.schemas import LARGE_BODY_BYTES, MAX_BODY_BYTES
 from inference_core.observability import MetricUnit, metrics
 
 DOCS_ASSETS_URL = "/docs/static"
@@ -62,17 +63,26 @@ def create_app() -> FastAPI:
     app.include_router(predictions.router)
     app.include_router(jobs.router)
     app.include_router(webhooks.router)
+    app.include_router(openai_compat.router)
 
     @app.middleware("http")
     async def reject_large_bodies(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         # Refuse by Content-Length before reading anything; the route re-checks the body it actually got.
+        limit = LARGE_BODY_BYTES if request.url.path == "/v1/embeddings" else MAX_BODY_BYTES
         length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return errors.error_response(413, "payload_too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
+        if length and length.isdigit() and int(length) > limit:
+            return errors.error_for(request, 413, "payload_too_large", f"the body is larger than {limit} bytes")
         response = await call_next(request)
         if request.url.path.startswith("/v1/"):
             name = "RequestsRejected" if 400 <= response.status_code < 500 else "RequestsServed"
             metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+        return response
+
+    @app.middleware("http")
+    async def request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        # OpenAI clients expose it as `_request_id` / `error.request_id`; every reply carries one.
+        response = await call_next(request)
+        response.headers.setdefault("x-request-id", request_id_of(request))
         return response
 
     return app

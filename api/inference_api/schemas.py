@@ -17,6 +17,8 @@ __all__ = ["JobOut", "PredictionOut", "Timestamp"]
 
 # Keeps a whole request inside one SQS message (256 KiB) with room for the envelope.
 MAX_BODY_BYTES = 200 * 1024
+# POST /v1/embeddings: under Lambda's 6 MB request payload once API Gateway has base64-encoded it.
+LARGE_BODY_BYTES = 4 * 1024 * 1024
 MAX_METADATA_ENTRIES = 16
 MAX_METADATA_KEY_CHARS = 64
 MAX_METADATA_VALUE_CHARS = 512

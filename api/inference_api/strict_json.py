@@ -14,18 +14,18 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
 from inference_api.errors import InvalidTextError, TooDeeplyNestedError
-from inference_api.schemas import MAX_BODY_BYTES
+from inference_api.schemas import LARGE_BODY_BYTES, MAX_BODY_BYTES
 from inference_core.errors import PayloadTooLargeError
 
 MAX_JSON_DEPTH = 32
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def check_json_body(raw: bytes) -> None:
+def check_json_body(raw: bytes, max_bytes: int = MAX_BODY_BYTES) -> None:
     """Raises a 4xx-mapped error for a body that is too large, is not valid Unicode text, or nests too deeply.
     A body that is not JSON at all is left to the framework, which answers `malformed_json`."""
-    if len(raw) > MAX_BODY_BYTES:
-        raise PayloadTooLargeError(f"the body is larger than {MAX_BODY_BYTES} bytes")
+    if len(raw) > max_bytes:
+        raise PayloadTooLargeError(f"the body is larger than {max_bytes} bytes")
     try:
         text = raw.decode("utf-8")  # strict: refuses encoded surrogates (ED A0 80) and overlong forms
     except UnicodeDecodeError as exc:
@@ -66,13 +66,22 @@ def _find_problem(document: Any) -> list[str | int] | str | None:
 class StrictJsonRoute(APIRoute):
     """An APIRoute that checks the raw body first (Starlette caches it, so FastAPI reads it again for free)."""
 
+    max_body_bytes = MAX_BODY_BYTES
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def checked(request: Request) -> Response:
             body = await request.body()
             if body:
-                check_json_body(body)
+                check_json_body(body, self.max_body_bytes)
             return await handler(request)
 
         return checked
+
+
+class LargeJsonRoute(StrictJsonRoute):
+    """The same checks with the larger bodies of POST /v1/embeddings (many texts in one request, never queued
+    whole: they are split into predictions)."""
+
+    max_body_bytes = LARGE_BODY_BYTES

@@ -46,6 +46,9 @@ OPERATIONS = {
     "POST /v1/predictions/{prediction_id}/webhook_deliveries/redeliver",
     "GET /v1/jobs/{job_id}/webhook_deliveries",
     "POST /v1/jobs/{job_id}/webhook_deliveries/redeliver",
+    "POST /v1/embeddings",
+    "GET /v1/models",
+    "GET /v1/models/{model}",
 }
 CHECKS = [
     not_a_server_error,
