@@ -13,7 +13,7 @@ from starlette.staticfiles import StaticFiles
 
 from inference_api import errors
 from inference_api.errors import request_id_of
-from inference_api.routes import health, jobs, openai_compat, predictions, webhooks
+from inference_api.routes import health, jobs, openai_batches, openai_compat, openai_files, predictions, webhooks
 from inference_api.schemas import LARGE_BODY_BYTES, MAX_BODY_BYTES
 from inference_core.observability import MetricUnit, metrics
 
@@ -64,6 +64,8 @@ def create_app() -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(webhooks.router)
     app.include_router(openai_compat.router)
+    app.include_router(openai_files.router)
+    app.include_router(openai_batches.router)
 
     @app.middleware("http")
     async def reject_large_bodies(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -1,6 +1,6 @@
 """The one place that maps errors to HTTP: as {"error": {"code", "message", "details"}} on the native routes, and
 in OpenAI's envelope {"error": {"message", "type", "param", "code"}} on the OpenAI-compatible ones (/v1/embeddings,
-/v1/models), whose clients map the status to their exception classes."""
+/v1/models, /v1/files, /v1/batches), whose clients map the status to their exception classes."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def error_response(
     return JSONResponse(status_code=status, content=body, headers=headers)
 
 
-OPENAI_PATHS = ("/v1/embeddings", "/v1/models")
+OPENAI_PATHS = ("/v1/embeddings", "/v1/models", "/v1/files", "/v1/batches")
 # Our codes that carry a meaning of their own in OpenAI's dialect.
 _OPENAI_CODES = {"unauthorized": "invalid_api_key", "model_not_found": "model_not_found"}
 

@@ -32,6 +32,7 @@ class Settings:
     inbox_prefix: str
     outbox_prefix: str
     job_work_prefix: str
+    file_prefix: str
     request_queue_url: str
     request_dlq_url: str
     job_intake_queue_url: str
@@ -86,6 +87,8 @@ class Settings:
     job_max_lines: int = 1_000_000
     job_max_file_bytes: int = 1024**3
     job_upload_url_seconds: int = 3600
+    # A file through POST /v1/files: API Gateway hands Lambda at most 6 MB, base64-encoded for a multipart body.
+    file_max_bytes: int = 4 * 1024 * 1024
     # How long a read of the endpoint's instances in service is used before it is read again.
     endpoint_capacity_seconds: float = 30.0
     # Only the local stack sets this: plain-http webhook receivers on loopback (the template never does; a test

@@ -8,6 +8,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from inference_core.dal.aws_errors import AwsFailure, classify, condition_failed, translate
+from inference_core.dal.table import TRANSACTION_ATTEMPTS, transact_write
 from inference_core.errors import PermanentDependencyError, TransientError
 from inference_core.sqs_batch import receive_count
 
@@ -66,3 +67,47 @@ def test_a_receive_count_that_is_not_a_count_reads_as_the_first_delivery(
     attributes: dict[str, Any], count: int
 ) -> None:
     assert receive_count({"attributes": attributes}) == count
+
+
+def _cancelled(*reasons: str) -> ClientError:
+    return ClientError(
+        {
+            "Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+            "CancellationReasons": [{"Code": r} for r in reasons],
+        },
+        "TransactWriteItems",
+    )
+
+
+class _FlakyClient:
+    def __init__(self, errors: list[ClientError]) -> None:
+        self.errors = errors
+        self.calls = 0
+
+    def transact_write_items(self, TransactItems: list[dict[str, object]]) -> None:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+
+
+def test_a_transaction_cancelled_by_a_conflict_alone_is_sent_again() -> None:
+    client = _FlakyClient([_cancelled("TransactionConflict", "None"), _cancelled("None", "TransactionConflict")])
+    pauses: list[float] = []
+
+    transact_write(client, [], sleep=pauses.append)
+
+    assert client.calls == 3
+    assert len(pauses) == 2
+    assert pauses[1] > 0
+
+
+def test_a_failed_condition_is_never_sent_again_and_conflicts_give_up_after_a_few_tries() -> None:
+    condition = _FlakyClient([_cancelled("ConditionalCheckFailed", "TransactionConflict")])
+    with pytest.raises(ClientError):
+        transact_write(condition, [], sleep=lambda _: None)
+    assert condition.calls == 1
+
+    always = _FlakyClient([_cancelled("TransactionConflict")] * 10)
+    with pytest.raises(ClientError):
+        transact_write(always, [], sleep=lambda _: None)
+    assert always.calls == TRANSACTION_ATTEMPTS

@@ -6,6 +6,7 @@ import pytest
 
 from inference_core.domain import token_ids
 from inference_core.domain.inputs import MAX_INPUTS
+from inference_core.domain.openai_dialect import EmbeddingsRequest
 from inference_core.errors import NotFoundError, ValidationFailedError
 from inference_core.logic import embeddings
 
@@ -48,20 +49,27 @@ def test_each_part_has_a_key_of_its_own_content() -> None:
 def test_requests_past_the_limits_are_refused_naming_the_field(
     texts: list[str], encoding_format: str, dimensions: int | None, param: str
 ) -> None:
+    request = _request(texts, encoding_format=encoding_format, dimensions=dimensions)
     with pytest.raises(ValidationFailedError) as refused:
-        embeddings.check_request(texts, encoding_format, dimensions)
+        embeddings.checked_texts(request)
     assert refused.value.details["param"] == param
 
 
+def _request(texts: list[str], model: str = "all-MiniLM-L6-v2", **fields: object) -> EmbeddingsRequest:
+    return EmbeddingsRequest.model_validate({"input": texts, "model": model, **fields})
+
+
 def test_2048_inputs_in_base64_and_the_models_own_dimensions_pass() -> None:
-    embeddings.check_request(["x"] * 2048, "base64", 384)
+    request = _request(["x"] * 2048, encoding_format="base64", dimensions=384)
+    assert len(embeddings.checked_texts(request)) == 2048
 
 
 def test_other_model_names_are_not_found() -> None:
-    embeddings.check_model("all-MiniLM-L6-v2")
-    embeddings.check_model("sentence-transformers/all-MiniLM-L6-v2")
-    with pytest.raises(NotFoundError):
-        embeddings.check_model("text-embedding-ada-002")
+    embeddings.checked_texts(_request(["x"]))
+    embeddings.checked_texts(_request(["x"], "sentence-transformers/all-MiniLM-L6-v2"))
+    with pytest.raises(NotFoundError) as refused:
+        embeddings.checked_texts(_request(["x"], "text-embedding-ada-002"))
+    assert refused.value.code == "model_not_found"
 
 
 def test_cl100k_token_ids_decode_to_their_text_and_foreign_ids_are_refused() -> None:

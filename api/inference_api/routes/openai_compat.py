@@ -5,16 +5,16 @@ OpenAI's envelope (inference_api.errors)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel
 
 from inference_api.auth import Tenant
 from inference_api.schemas import MAX_WAIT_SECONDS
 from inference_api.strict_json import LargeJsonRoute
-from inference_core.domain import token_ids
-from inference_core.errors import ValidationFailedError
+from inference_core.domain import openai_dialect as dialect
+from inference_core.domain.openai_dialect import EmbeddingsRequest
 from inference_core.logic import embeddings
 
 router = APIRouter(prefix="/v1", route_class=LargeJsonRoute, tags=["openai-compatible"])
@@ -31,46 +31,9 @@ class OpenAIError(BaseModel):
     error: OpenAIErrorBody
 
 
-_ERRORS: dict[int | str, dict[str, type[BaseModel]]] = {
-    status: {"model": OpenAIError} for status in (400, 401, 404, 413, 503)
+OPENAI_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": OpenAIError} for status in (400, 401, 404, 409, 413, 503)
 }
-
-
-class EmbeddingsCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    input: Annotated[
-        StrictStr | list[StrictStr] | list[StrictInt] | list[list[StrictInt]],
-        Field(
-            description=f"A text, texts, or `cl100k_base` token ids (one list per text), at most "
-            f"{embeddings.MAX_REQUEST_INPUTS} items."
-        ),
-    ]
-    model: StrictStr = Field(description=f"`{embeddings.MODEL_ID}` (or `sentence-transformers/{embeddings.MODEL_ID}`).")
-    encoding_format: Literal["float", "base64"] | None = Field(
-        default=None, description="`float` (the default) or `base64` of little-endian float32 (the SDK's default)."
-    )
-    dimensions: StrictInt | None = Field(default=None, description=f"Only {embeddings.DIMENSIONS}, the model's.")
-    user: StrictStr | None = Field(default=None, max_length=256, description="Accepted and not used.")
-
-    def texts(self) -> list[str]:
-        value = self.input
-        if isinstance(value, str):
-            return [value]
-        if not value:
-            raise ValidationFailedError("input must not be empty", {"param": "input"})
-        if all(isinstance(item, int) for item in value):
-            return [_decoded(value)]  # type: ignore[arg-type]
-        if all(isinstance(item, str) for item in value):
-            return list(value)  # type: ignore[arg-type]
-        return [_decoded(item) for item in value]  # type: ignore[arg-type]
-
-
-def _decoded(ids: list[int]) -> str:
-    try:
-        return token_ids.decode(ids)
-    except token_ids.InvalidTokenIds as exc:
-        raise ValidationFailedError(f"input: {exc}", {"param": "input"}) from exc
 
 
 class EmbeddingItem(BaseModel):
@@ -104,32 +67,30 @@ class ModelList(BaseModel):
 
 
 def _model() -> ModelOut:
-    return ModelOut(id=embeddings.MODEL_ID, created=embeddings.MODEL_CREATED, owned_by="sentence-transformers")
+    return ModelOut(id=dialect.MODEL_ID, created=dialect.MODEL_CREATED, owned_by=dialect.MODEL_OWNER)
 
 
-@router.post("/embeddings", response_model=EmbeddingsResponse, responses=_ERRORS)
-async def create_embeddings(body: EmbeddingsCreate, tenant: Tenant) -> EmbeddingsResponse:
+@router.post("/embeddings", response_model=EmbeddingsResponse, responses=OPENAI_ERRORS)
+async def create_embeddings(body: EmbeddingsRequest, tenant: Tenant) -> EmbeddingsResponse:
     """Embed texts and answer at once. Past about 20 s (API Gateway's limit is 30) the reply is 503 with
     `Retry-After`; the SDK retries, and the same request then collects what was computed meanwhile."""
-    embeddings.check_model(body.model)
-    texts = body.texts()
-    encoding_format = body.encoding_format or "float"
-    embeddings.check_request(texts, encoding_format, body.dimensions)
-    result = await embeddings.embed(tenant, texts, encoding_format, MAX_WAIT_SECONDS)
+    texts = embeddings.checked_texts(body)
+    result = await embeddings.embed(tenant, texts, body.format, MAX_WAIT_SECONDS)
     return EmbeddingsResponse(
         data=[EmbeddingItem(index=i, embedding=vector) for i, vector in enumerate(result.vectors)],
-        model=embeddings.MODEL_ID,
+        model=dialect.MODEL_ID,
         usage=EmbeddingsUsage(prompt_tokens=result.prompt_tokens, total_tokens=result.prompt_tokens),
     )
 
 
-@router.get("/models", response_model=ModelList, responses=_ERRORS)
+@router.get("/models", response_model=ModelList, responses=OPENAI_ERRORS)
 def list_models(tenant: Tenant) -> ModelList:
     return ModelList(data=[_model()])
 
 
-@router.get("/models/{model:path}", response_model=ModelOut, responses=_ERRORS)
+@router.get("/models/{model:path}", response_model=ModelOut, responses=OPENAI_ERRORS)
 def get_model(model: str, tenant: Tenant) -> ModelOut:
     """`sentence-transformers/all-MiniLM-L6-v2` works too (the SDK sends the slash as %2F)."""
-    embeddings.check_model(model)
+    if not dialect.is_known_model(model):
+        raise embeddings.invalid(dialect.unknown_model(model))
     return _model()

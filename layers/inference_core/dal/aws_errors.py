@@ -69,6 +69,15 @@ def condition_failed(exc: ClientError | BotoCoreError, item: int | None = None) 
     return item is None or (item < len(reasons) and reasons[item] == _ITEM_CONDITION_FAILED)
 
 
+def conflicted(exc: ClientError | BotoCoreError) -> bool:
+    """A transaction cancelled only because another one touched the same item at the same time (or throttling):
+    it had no effect, and the same transaction may simply be sent again."""
+    if not isinstance(exc, ClientError) or error_code(exc) != TRANSACTION_CANCELLED:
+        return False
+    reasons = set(_cancellation_reasons(exc))
+    return bool(reasons & _ITEM_RETRYABLE) and reasons <= _ITEM_RETRYABLE | {"None"}
+
+
 def classify(exc: ClientError | BotoCoreError) -> AwsFailure:
     if isinstance(exc, BotoCoreError):
         return AwsFailure.TRANSIENT  # connection errors and timeouts

@@ -37,6 +37,7 @@ from inference_core.dal.table import (
     key,
     parse_dt,
     to_attrs,
+    transact_write,
     without_events,
 )
 from inference_core.domain.jobs import (
@@ -46,6 +47,7 @@ from inference_core.domain.jobs import (
     ClaimResult,
     Estimate,
     Job,
+    JobApi,
     JobPlan,
     JobSource,
     JobStatus,
@@ -69,6 +71,15 @@ def _pk(job_id: str) -> str:
     return f"JOB#{job_id}"
 
 
+def tenant_partition(tenant_id: str, api: JobApi) -> str:
+    """A tenant's jobs and its OpenAI batches are listed apart (each API lists its own)."""
+    return f"{'BATCHES' if api is JobApi.OPENAI else 'JOBS'}#{tenant_id}"
+
+
+def _listed(job: Job) -> str:
+    return f"{iso(job.created_at)}#{job.id}"
+
+
 def _served(at: datetime, job_id: str) -> str:
     return f"{iso(at)}#{job_id}"
 
@@ -90,11 +101,13 @@ def _to_item(job: Job, retention: timedelta) -> dict[str, Any]:
         "webhook": job.webhook,
         "webhook_events": job.webhook_events if job.webhook else None,
         "parent_id": job.parent_id,
+        "job_api": job.api.value,
+        "input_file_id": job.input_file_id,
         "line_total": 0,
         "lines_completed": 0,
         "lines_failed": 0,
-        "gsi1pk": f"JOBS#{job.tenant_id}",
-        "gsi1sk": f"{created}#{job.id}",
+        "gsi1pk": tenant_partition(job.tenant_id, job.api),
+        "gsi1sk": _listed(job),
         "expires_at": int((job.created_at + retention).timestamp()),
         # Every job is open from birth: the sweeper expires one that never gets its file.
         "open_pk": WAITING_JOBS if job.status is JobStatus.AWAITING_UPLOAD else ACTIVE_JOBS,
@@ -125,13 +138,19 @@ def _to_job(item: Mapping[str, Any]) -> Job:
         webhook=item.get("webhook"),
         webhook_events=list(item.get("webhook_events") or ["completed"]),
         parent_id=item.get("parent_id"),
+        api=JobApi(item.get("job_api", JobApi.NATIVE.value)),
+        input_file_id=item.get("input_file_id"),
+        validation_started=parse_dt(item.get("validation_started")),
         started_at=parse_dt(item.get("started_at")),
+        finalizing_at=parse_dt(item.get("finalizing_at")),
+        stopped_at=parse_dt(item.get("stopped_at")),
         completed_at=parse_dt(item.get("completed_at")),
         total=int(item.get("line_total", 0)),
         completed=int(item.get("lines_completed", 0)),
         failed=int(item.get("lines_failed", 0)),
         invalid=int(item.get("lines_invalid", 0)),
         input_count=int(item.get("input_count", 0)),
+        tokens=int(item.get("tokens", 0)),
         planned="chunk_count" in item,
         chunk_count=int(item.get("chunk_count", 0)),
         next_chunk=int(item.get("next_chunk", 0)),
@@ -168,10 +187,12 @@ class JobStore:
     def get_many(self, job_ids: Iterable[str]) -> dict[str, Job]:
         return {job.id: job for job in map(_to_job, self.table.batch_get((_pk(i) for i in job_ids), "jobs"))}
 
-    def list_for_tenant(self, tenant_id: str, limit: int, cursor: str | None) -> tuple[list[Job], str | None]:
+    def list_for_tenant(
+        self, tenant_id: str, limit: int, cursor: str | None, api: JobApi = JobApi.NATIVE
+    ) -> tuple[list[Job], str | None]:
         """Newest first: one index page of ids, then one batch read of the records (the index projects only
         what a prediction list shows)."""
-        partition = f"JOBS#{tenant_id}"
+        partition = tenant_partition(tenant_id, api)
         query: dict[str, Any] = {
             "TableName": self.table.name,
             "IndexName": self.tenant_index,
@@ -191,6 +212,11 @@ class JobStore:
         last = response.get("LastEvaluatedKey")
         next_cursor = encode_cursor({k: last[k] for k in CURSOR_KEYS}) if last else None
         return [records[i] for i in ids if i in records], next_cursor
+
+    def cursor_after(self, job: Job) -> str:
+        """The list cursor that starts right after `job` (OpenAI pages by the last id seen, not by a cursor)."""
+        start = {"pk": _pk(job.id), "gsi1pk": tenant_partition(job.tenant_id, job.api), "gsi1sk": _listed(job)}
+        return encode_cursor({name: {"S": value} for name, value in start.items()})
 
     def active(self, limit: int = 100, partition: str = ACTIVE_JOBS, due_by: datetime | None = None) -> list[Job]:
         """Open jobs of one partition, least recently served (or, `due_by`, earliest due) first, at most `limit`:
@@ -297,6 +323,8 @@ class JobStore:
         """One assembler per job: every chunk launched has finished, and nobody else is assembling (or they
         stopped long ago). An in-progress job becomes `finalizing`; cancelling and expired jobs keep theirs."""
         update = Update().set("assembly_started", iso(at))
+        if job.status is JobStatus.IN_PROGRESS:
+            update.set("finalizing_at", iso(at))
         started = update.name("assembly_started")
         update.when(f"size({update.name('chunks_running')}) = {update.value(0)}")
         update.when(f"attribute_exists({update.name('chunk_count')})")
@@ -328,8 +356,9 @@ class JobStore:
         """Take the job's next chunk and a place under the gate, both or neither."""
         n = job.next_chunk
         try:
-            self.table.client.transact_write_items(
-                TransactItems=[
+            transact_write(
+                self.table.client,
+                [
                     {
                         "Update": {
                             "TableName": self.table.name,
@@ -357,7 +386,7 @@ class JobStore:
                             ),
                         }
                     },
-                ]
+                ],
             )
         except ClientError as exc:
             if condition_failed(exc):
@@ -367,24 +396,27 @@ class JobStore:
             raise translate(exc, "could not claim a chunk") from exc
         return ClaimResult(Claim.CLAIMED, n)
 
-    def finish_chunk(self, job_id: str, chunk: int, completed: int, failed: int) -> bool:
+    def finish_chunk(self, job_id: str, chunk: int, completed: int, failed: int, tokens: int = 0) -> bool:
         """The chunk out of `running` with its counts, and its place under the gate back. False when it was
         finished already (a duplicate notification): nothing moves twice."""
         try:
-            self.table.client.transact_write_items(
-                TransactItems=[
+            transact_write(
+                self.table.client,
+                [
                     {
                         "Update": {
                             "TableName": self.table.name,
                             "Key": key(_pk(job_id)),
                             "UpdateExpression": (
-                                "REMOVE chunks_running.#n ADD lines_completed :c, lines_failed :f, done_chunks :set"
+                                "REMOVE chunks_running.#n "
+                                "ADD lines_completed :c, lines_failed :f, done_chunks :set, tokens :t"
                             ),
                             "ConditionExpression": "attribute_exists(chunks_running.#n)",
                             "ExpressionAttributeNames": {"#n": str(chunk)},
                             "ExpressionAttributeValues": {
                                 ":c": {"N": str(completed)},
                                 ":f": {"N": str(failed)},
+                                ":t": {"N": str(tokens)},
                                 ":set": {"NS": [str(chunk)]},
                             },
                         }
@@ -397,7 +429,7 @@ class JobStore:
                             "ExpressionAttributeValues": {":minus": {"N": "-1"}},
                         }
                     },
-                ]
+                ],
             )
         except ClientError as exc:
             if condition_failed(exc):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import random
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
-from inference_core.dal.aws_errors import translate
+from inference_core.dal.aws_errors import conflicted, translate
 from inference_core.dal.clients import dynamodb
 from inference_core.errors import TransientError
 
@@ -202,3 +203,21 @@ def without_events(update: Update, sent: set[str]) -> Update:
     contains = " AND ".join(f"contains({outbox}, {update.value(event)})" for event in sorted(sent))
     update.delete("outbox", sent)
     return update.when(f"attribute_not_exists({outbox}) OR (size({outbox}) = {update.value(len(sent))} AND {contains})")
+
+
+# A cancelled transaction on a hot item (the chunk gate, which every chunk's claim and finish touch) is sent again
+# this many times in all, after a short random pause: botocore retries throttling, not these conflicts.
+TRANSACTION_ATTEMPTS = 4
+
+
+def transact_write(client: Any, items: list[dict[str, Any]], sleep: Any = time.sleep) -> None:
+    """TransactWriteItems, sent again when DynamoDB cancelled it for a conflict alone (it then had no effect).
+    Any other error, a failed condition included, is raised as botocore raised it."""
+    for attempt in range(TRANSACTION_ATTEMPTS):
+        try:
+            client.transact_write_items(TransactItems=items)
+            return
+        except ClientError as exc:
+            if attempt + 1 >= TRANSACTION_ATTEMPTS or not conflicted(exc):
+                raise
+            sleep(random.uniform(0.01, 0.04) * 2**attempt)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -22,6 +22,10 @@ MAX_CUSTOM_ID_CHARS = 64
 MAX_LINE_BYTES = 200 * 1024  # the same bound as one POST /v1/predictions body
 # How many validation errors a job's GET shows; the error file holds them all.
 ERRORS_SHOWN = 5
+# A validation that has not finished in this long stopped with its function (Lambda's limit is 15 minutes).
+VALIDATION_STALE = timedelta(minutes=16)
+# A job waiting this long for its validation to start lost the command that starts it: the sweeper sends it again.
+VALIDATION_UNSTARTED = timedelta(minutes=2)
 
 
 class JobStatus(StrEnum):
@@ -105,11 +109,22 @@ def closes_at_once(status: JobStatus) -> bool:
     return status is JobStatus.AWAITING_UPLOAD
 
 
-def completion_event(job: Job) -> PendingEvent | None:
-    """`job.completed` when the job finishes (every terminal status), if its webhook asked for it."""
-    if job.webhook and "completed" in job.webhook_events:
-        return PendingEvent.of(job.id, WebhookEvent.JOB_COMPLETED)
-    return None
+_BATCH_EVENTS = {
+    JobStatus.COMPLETED: WebhookEvent.BATCH_COMPLETED,
+    JobStatus.FAILED: WebhookEvent.BATCH_FAILED,
+    JobStatus.EXPIRED: WebhookEvent.BATCH_EXPIRED,
+    JobStatus.CANCELLED: WebhookEvent.BATCH_CANCELLED,
+}
+
+
+def completion_event(job: Job, to: JobStatus) -> PendingEvent | None:
+    """The event of a job finishing in `to` (every terminal status), if its webhook asked for it: `job.completed`,
+    or for an OpenAI batch `batch.<status>` as OpenAI names them."""
+    if not job.webhook or "completed" not in job.webhook_events:
+        return None
+    if job.api is JobApi.OPENAI:
+        return PendingEvent.of(job.id, _BATCH_EVENTS.get(to, WebhookEvent.BATCH_COMPLETED))
+    return PendingEvent.of(job.id, WebhookEvent.JOB_COMPLETED)
 
 
 def progress_event(job: Job, at: datetime) -> PendingEvent | None:
@@ -133,10 +148,18 @@ class ClaimResult:
     chunk: int = -1
 
 
+class JobApi(StrEnum):
+    """Which API a job belongs to: its routes, its line formats and its webhook events."""
+
+    NATIVE = "native"  # /v1/jobs: lines {"custom_id", "inputs", "parameters"}
+    OPENAI = "openai"  # /v1/batches: OpenAI's request and result lines
+
+
 class JobSource(StrEnum):
     API = "api"  # POST /v1/jobs, then a PUT to the presigned URL
     INBOX = "inbox"  # a file dropped under inbox/<tenant>/
     RETRY = "retry"  # the failed lines of another job
+    FILE = "file"  # POST /v1/batches over a file of /v1/files
 
 
 @dataclass(frozen=True)
@@ -191,13 +214,19 @@ class Job:
     webhook: str | None = None
     webhook_events: list[str] = field(default_factory=lambda: ["completed"])
     parent_id: str | None = None
+    api: JobApi = JobApi.NATIVE
+    input_file_id: str | None = None  # an OpenAI batch's input file
+    validation_started: datetime | None = None
     started_at: datetime | None = None
+    finalizing_at: datetime | None = None
+    stopped_at: datetime | None = None  # cancelled or expired
     completed_at: datetime | None = None
     total: int = 0
     completed: int = 0
     failed: int = 0
     invalid: int = 0  # of `failed`: lines refused by validation, before anything ran
     input_count: int = 0
+    tokens: int = 0  # of the lines that completed, as estimated_tokens counts them
     # Set once the file is validated and cut into chunks; until then counts and chunks mean nothing.
     planned: bool = False
     chunk_count: int = 0
@@ -309,6 +338,11 @@ def json_line(document: object) -> bytes:
 
 def output_line(number: int, custom_id: str, output: dict[str, Any]) -> bytes:
     return json_line({"custom_id": custom_id, "line": number, "output": output})
+
+
+def line_number(raw: bytes) -> int:
+    """The input line a line of a job's own part or error file is about."""
+    return int(json.loads(raw)["line"])
 
 
 def error_line(number: int, custom_id: str | None, error: ErrorInfo) -> bytes:

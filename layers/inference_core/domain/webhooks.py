@@ -28,6 +28,11 @@ class WebhookEvent(StrEnum):
     PREDICTION_STARTED = "prediction.started"
     JOB_COMPLETED = "job.completed"
     JOB_PROGRESS = "job.progress"
+    # An OpenAI batch's end, as OpenAI names it (openai's `client.webhooks.unwrap()` parses them).
+    BATCH_COMPLETED = "batch.completed"
+    BATCH_FAILED = "batch.failed"
+    BATCH_EXPIRED = "batch.expired"
+    BATCH_CANCELLED = "batch.cancelled"
 
 
 @dataclass(frozen=True, order=True)

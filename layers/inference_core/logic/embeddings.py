@@ -17,19 +17,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from inference_core.dal.idempotency import idempotency_store
-from inference_core.domain.inputs import MAX_INPUT_CHARS, MAX_INPUTS
+from inference_core.domain.inputs import MAX_INPUTS
 from inference_core.domain.jobs import estimated_tokens
+from inference_core.domain.openai_dialect import EmbeddingsRequest, InvalidRequest
 from inference_core.domain.predictions import NewPrediction, Prediction, PredictionStatus
-from inference_core.errors import NotFoundError, PermanentDependencyError, TransientError, ValidationFailedError
+from inference_core.errors import (
+    DomainError,
+    NotFoundError,
+    PermanentDependencyError,
+    TransientError,
+    ValidationFailedError,
+)
 from inference_core.logic import predictions
 from inference_core.observability import logger
 
-MODEL_ID = "all-MiniLM-L6-v2"
-# What users may call it as well (the model's Hugging Face name); any other name is 404 model_not_found.
-MODEL_ALIASES = frozenset({MODEL_ID, f"sentence-transformers/{MODEL_ID}"})
-MODEL_CREATED = 1_628_553_600  # 2021-08-10, the model's release on the Hugging Face hub
-DIMENSIONS = 384
-MAX_REQUEST_INPUTS = 2048
 # Float JSON of more than this many 384-dimension vectors passes Lambda's 6 MB response limit (base64 does not).
 MAX_FLOAT_INPUTS = 1024
 _PART_TEXT_BYTES = 150_000  # of text per prediction: its queue message stays under SQS's 256 KiB
@@ -49,33 +50,26 @@ class Embeddings:
     prompt_tokens: int
 
 
-def check_model(name: str) -> None:
-    if name not in MODEL_ALIASES:
-        raise ModelNotFound(f"The model '{name[:100]}' does not exist", {"param": "model"})
+def invalid(exc: InvalidRequest) -> DomainError:
+    """The domain's refusal as the error the API maps: 404 model_not_found, else 400."""
+    if exc.code == "model_not_found":
+        return ModelNotFound(exc.message, {"param": exc.param})
+    return ValidationFailedError(exc.message, {"param": exc.param} if exc.param else None)
 
 
-def check_request(texts: Sequence[str], encoding_format: str, dimensions: int | None) -> None:
-    if not 1 <= len(texts) <= MAX_REQUEST_INPUTS:
-        raise ValidationFailedError(f"input must hold 1 to {MAX_REQUEST_INPUTS} items", {"param": "input"})
-    for index, text in enumerate(texts):
-        if not text.strip():
-            raise ValidationFailedError(f"input[{index}] is empty", {"param": "input"})
-        if len(text) > MAX_INPUT_CHARS:
-            raise ValidationFailedError(
-                f"input[{index}] is longer than {MAX_INPUT_CHARS} characters", {"param": "input"}
-            )
-    if dimensions is not None and dimensions != DIMENSIONS:
-        raise ValidationFailedError(
-            f"dimensions must be {DIMENSIONS}: {MODEL_ID} is not trained to be shortened (Matryoshka), so fewer "
-            "dimensions would not keep its meaning",
-            {"param": "dimensions"},
-        )
-    if encoding_format == "float" and len(texts) > MAX_FLOAT_INPUTS:
+def checked_texts(request: EmbeddingsRequest) -> list[str]:
+    """The request's texts once it is acceptable: OpenAI's rules, and what one Lambda response can carry."""
+    try:
+        texts = request.checked_texts()
+    except InvalidRequest as exc:
+        raise invalid(exc) from exc
+    if request.format == "float" and len(texts) > MAX_FLOAT_INPUTS:
         raise ValidationFailedError(
             f"at most {MAX_FLOAT_INPUTS} inputs with encoding_format float (the reply would pass the 6 MB response "
             "limit); send encoding_format base64 (the openai SDK's default) or fewer inputs",
             {"param": "encoding_format"},
         )
+    return texts
 
 
 def parts_of(texts: Sequence[str]) -> list[list[str]]:

@@ -18,7 +18,15 @@ from inference_core.dal import job_files
 from inference_core.dal.jobs import job_store
 from inference_core.dal.objects import batch_failure_prefix, batch_output_key, object_store, parse_s3_uri
 from inference_core.domain.batches import AsyncInferenceNotification, InvocationStatus, ResultLine
-from inference_core.domain.jobs import Job, error_line, output_line, progress_event, split_chunk_line_id
+from inference_core.domain.jobs import (
+    Job,
+    JobApi,
+    error_line,
+    estimated_tokens,
+    output_line,
+    progress_event,
+    split_chunk_line_id,
+)
 from inference_core.domain.predictions import ErrorInfo
 from inference_core.domain.result_cache import CachedEmbedding, CachePlanLine, fresh_entries, is_complete, merge
 from inference_core.errors import DependencyError, NotFoundError
@@ -57,6 +65,7 @@ class ChunkOutcome:
     finished: bool = False  # this call moved the counters (False: finished before, or the job is unknown)
     completed: int = 0
     failed: int = 0
+    tokens: int = 0
 
 
 def complete_chunk(notification: AsyncInferenceNotification, now: datetime) -> ChunkOutcome:
@@ -124,12 +133,16 @@ def finish_chunk(
                 outcome.failed += 1
                 continue
             output = encode_output(raw_output, str(line.parameters.get("encoding_format", "float")))
+            tokens = sum(estimated_tokens(text) for text in line.inputs)
+            if job.api is JobApi.OPENAI:
+                output = {**output, "prompt_tokens": tokens}  # the batch's result line reports its usage
             out.write(output_line(number, custom_id, output))
             outcome.completed += 1
+            outcome.tokens += tokens
         out.close()
         errs.close()
     write_back(fresh, now, at_once=True)  # the chunks launched next look these up
-    outcome.finished = job_store().finish_chunk(job.id, chunk, outcome.completed, outcome.failed)
+    outcome.finished = job_store().finish_chunk(job.id, chunk, outcome.completed, outcome.failed, outcome.tokens)
     if outcome.finished:
         metrics.add_metric(name="JobLinesCompleted", unit=MetricUnit.Count, value=outcome.completed)
         metrics.add_metric(name="JobLinesFailed", unit=MetricUnit.Count, value=outcome.failed)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import timedelta
 from urllib.parse import unquote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -25,8 +24,10 @@ from inference_core.domain.clock import utc_now
 from inference_core.domain.jobs import (
     ERRORS_SHOWN,
     MAX_LINE_BYTES,
+    VALIDATION_STALE,
     Estimate,
     Job,
+    JobApi,
     JobPlan,
     JobSource,
     JobStatus,
@@ -36,13 +37,12 @@ from inference_core.domain.jobs import (
     estimated_tokens,
     parse_line,
 )
+from inference_core.domain.openai_dialect import parse_batch_line
 from inference_core.domain.predictions import ErrorInfo
 from inference_core.logic import capacity, job_driver, outbox
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
 
-# A validation that has not finished in this long stopped with its function (Lambda's limit is 15 minutes).
-VALIDATION_STALE = timedelta(minutes=16)
 # Lines that are not JSON objects at all: a file made only of these is not JSON Lines.
 _NOT_AN_OBJECT = frozenset({"invalid_json", "invalid_utf8", "line_too_long", "not_an_object"})
 
@@ -134,6 +134,8 @@ def _run_command(command: str, job_id: str, outcome: IntakeOutcome) -> None:
         raise MalformedIntakeMessage(f"a command for an unknown job: {job_id!r}")
     if command == "settle":
         job_driver.settle([job.id])
+    elif command == "validate":
+        _validate_and_plan(job, outcome)
     elif command == "build_retry":
         _build_retry(job)
     else:
@@ -281,7 +283,7 @@ def _validate_and_plan(job: Job, outcome: IntakeOutcome) -> None:
         error=found.file_error,
     )
     at = utc_now()
-    planned = store.plan(job, status, plan, at, completion_event(job) if status.is_terminal else None)
+    planned = store.plan(job, status, plan, at, completion_event(job, status) if status.is_terminal else None)
     if planned is None:
         # Cancelled or expired while it was validated: it keeps that status, and gets its plan for the assembly.
         current = store.get(job.id)
@@ -315,6 +317,7 @@ def _validate(job: Job) -> _Plan:
             "file_too_large", f"the file is {size} bytes; a job file holds at most {settings.job_max_file_bytes}"
         )
         return plan
+    parse = parse_batch_line if job.api is JobApi.OPENAI else parse_line
     cutter = _ChunkCutter(job.id, settings.job_chunk_max_inputs, settings.job_chunk_max_bytes, write=not job.dry_run)
     seen: set[bytes] = set()
     with objects.writer(job_files.validation_errors_key(job.id), "application/jsonl") as errors:
@@ -328,7 +331,7 @@ def _validate(job: Job) -> _Plan:
                 )
                 errors.abort()
                 return plan
-            parsed = parse_line(raw, number)
+            parsed = parse(raw, number)
             if parsed.error is None and parsed.line is not None:
                 plan.objects_seen += 1
                 digest = hashlib.blake2b(parsed.line.custom_id.encode(), digest_size=16).digest()

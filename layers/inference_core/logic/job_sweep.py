@@ -8,8 +8,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from inference_core.dal.jobs import OUTBOX_JOBS, WAITING_JOBS, job_store
+from inference_core.dal.queue import job_commands
 from inference_core.domain.clock import utc_now
-from inference_core.domain.jobs import EXPIRABLE, Job, closes_at_once, completion_event
+from inference_core.domain.jobs import (
+    EXPIRABLE,
+    VALIDATION_STALE,
+    VALIDATION_UNSTARTED,
+    Job,
+    JobSource,
+    JobStatus,
+    closes_at_once,
+    completion_event,
+)
 from inference_core.logic import job_driver, outbox
 from inference_core.logic.job_chunks import Recovery, recover_chunk
 from inference_core.observability import MetricUnit, logger, metrics
@@ -22,6 +32,7 @@ _SWEEP_JOBS = 1000
 @dataclass
 class JobSweep:
     expired: int = 0
+    validations_restarted: int = 0
     chunks_recovered: int = 0
     chunks_lost: int = 0
     assembled: int = 0
@@ -47,6 +58,7 @@ def sweep_jobs(now: datetime | None = None) -> JobSweep:
     for job in open_jobs:
         try:
             job = _expire_if_late(job, now, window, sweep)
+            sweep.validations_restarted += _restart_validation(job, now)
             for chunk, started in sorted(job.running.items()):
                 if now - started > overdue:
                     recovered = recover_chunk(job, chunk, now, lost=now - started > lost_after)
@@ -63,10 +75,28 @@ def sweep_jobs(now: datetime | None = None) -> JobSweep:
     return sweep
 
 
+def _restart_validation(job: Job, now: datetime) -> bool:
+    """A job whose validation never started (the command that starts it was lost) or stopped with its function:
+    send the command again (a second one is refused by the validation's own claim)."""
+    if job.status is not JobStatus.VALIDATING or job.planned:
+        return False
+    if job.validation_started is None:
+        if job.source is not JobSource.FILE and job.source is not JobSource.RETRY:
+            return False  # an upload's or inbox file's validation starts from its S3 event, which S3 redelivers
+        # A retry's input is built before its validation starts: give that the time a validation has.
+        if now - job.created_at < (VALIDATION_STALE if job.source is JobSource.RETRY else VALIDATION_UNSTARTED):
+            return False
+    elif now - job.validation_started < VALIDATION_STALE:
+        return False
+    job_commands().send("build_retry" if job.source is JobSource.RETRY else "validate", job.id)
+    logger.info("job validation restarted", job_id=job.id)
+    return True
+
+
 def _expire_if_late(job: Job, now: datetime, window: timedelta, sweep: JobSweep) -> Job:
     if job.created_at + window >= now or job.status not in EXPIRABLE:
         return job
-    event = completion_event(job) if closes_at_once(job.status) else None
+    event = completion_event(job, JobStatus.EXPIRED) if closes_at_once(job.status) else None
     expired = job_store().expire(job, now, event)
     if expired is None:
         return job

@@ -15,7 +15,15 @@ from inference_core.dal.objects import object_store
 from inference_core.dal.queue import job_commands
 from inference_core.dal.table import InvalidCursor
 from inference_core.domain.clock import utc_now
-from inference_core.domain.jobs import CANCELLABLE, Job, JobSource, JobStatus, closes_at_once, completion_event
+from inference_core.domain.jobs import (
+    CANCELLABLE,
+    Job,
+    JobApi,
+    JobSource,
+    JobStatus,
+    closes_at_once,
+    completion_event,
+)
 from inference_core.errors import IdempotencyConflictError, InvalidStateError, NotFoundError, ValidationFailedError
 from inference_core.logic import outbox
 from inference_core.observability import MetricUnit, logger, metrics
@@ -57,9 +65,9 @@ def create(
     retried request answers the job the first one made (with a fresh link); `created` says which."""
     now = now or utc_now()
     events = sorted(set(webhook_events or ["completed"]))
-    fingerprint = _fingerprint("create", metadata, webhook, dry_run, events)
+    digest = fingerprint("create", metadata, webhook, dry_run, events)
     if idempotency_key:
-        replay = _replay(tenant_id, idempotency_key, fingerprint)
+        replay = _replay(tenant_id, idempotency_key, digest)
         if replay is not None:
             return replay, _upload_link(replay, now), False
     job_id = f"job_{uuid.uuid4().hex}"
@@ -76,7 +84,7 @@ def create(
         webhook=webhook,
         webhook_events=events,
     )
-    replay = _create(job, tenant_id, idempotency_key, fingerprint)
+    replay = _create(job, tenant_id, idempotency_key, digest)
     if replay is not None:
         return replay, _upload_link(replay, now), False
     logger.info("job created", job_id=job_id, dry_run=dry_run)
@@ -95,12 +103,22 @@ def _upload_link(job: Job, now: datetime) -> UploadLink:
     return UploadLink(url, {"Content-Type": UPLOAD_CONTENT_TYPE}, now + timedelta(seconds=seconds))
 
 
+def replay(tenant_id: str, key: str | None, fingerprint: str) -> Job | None:
+    """The job an earlier request with this Idempotency-Key made (IdempotencyConflictError for another request)."""
+    return _replay(tenant_id, key, fingerprint) if key else None
+
+
+def create_once(job: Job, key: str | None, fingerprint: str) -> Job | None:
+    """Write the job, claiming the key with it; the job of an earlier request when that one won the key."""
+    return _create(job, job.tenant_id, key, fingerprint)
+
+
 def _idempotency_scope(key: str) -> str:
     # Client keys are printable ASCII without spaces, so this scope never meets a prediction's key.
     return f"jobs {key}"
 
 
-def _fingerprint(operation: str, *parts: object) -> str:
+def fingerprint(operation: str, *parts: object) -> str:
     canonical = json.dumps([operation, *parts], sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -126,34 +144,35 @@ def _create(job: Job, tenant_id: str, key: str | None, fingerprint: str) -> Job 
     return None
 
 
-def get(tenant_id: str, job_id: str) -> Job:
-    """A job of this tenant; another tenant's answers exactly like an unknown one."""
+def get(tenant_id: str, job_id: str, api: JobApi = JobApi.NATIVE) -> Job:
+    """A job of this tenant and API; another tenant's (or an OpenAI batch on /v1/jobs) answers like an unknown one."""
     job = job_store().get(job_id) if job_id.startswith("job_") else None
-    if job is None or job.tenant_id != tenant_id:
+    if job is None or job.tenant_id != tenant_id or job.api is not api:
         raise NotFoundError("job not found", {"id": job_id})
     return job
 
 
-def list_for_tenant(tenant_id: str, limit: int, cursor: str | None) -> JobPage:
+def list_for_tenant(tenant_id: str, limit: int, cursor: str | None, api: JobApi = JobApi.NATIVE) -> JobPage:
     try:
-        items, next_cursor = job_store().list_for_tenant(tenant_id, limit, cursor)
+        items, next_cursor = job_store().list_for_tenant(tenant_id, limit, cursor, api)
     except InvalidCursor as exc:
         raise ValidationFailedError("invalid cursor", {"field": "cursor"}) from exc
     return JobPage(items, next_cursor)
 
 
-def cancel(tenant_id: str, job_id: str, now: datetime | None = None) -> Job:
+def cancel(tenant_id: str, job_id: str, now: datetime | None = None, api: JobApi = JobApi.NATIVE) -> Job:
     """Stops launching chunks at once. Chunks already at the endpoint finish and are kept; the job is then
     assembled (`cancelling` -> `cancelled`) with the lines that never ran in its error file."""
-    job = get(tenant_id, job_id)
+    job = get(tenant_id, job_id, api)
     if job.status in (JobStatus.CANCELLING, JobStatus.CANCELLED):
         return job  # cancelling twice is not an error
     if job.status not in CANCELLABLE:
         raise InvalidStateError(f"a {job.status.value} job cannot be cancelled", {"id": job_id, "status": job.status})
     ends_now = closes_at_once(job.status)
-    stopped = job_store().cancel(job, now or utc_now(), completion_event(job) if ends_now else None)
+    event = completion_event(job, JobStatus.CANCELLED) if ends_now else None
+    stopped = job_store().cancel(job, now or utc_now(), event)
     if stopped is None:
-        return cancel(tenant_id, job_id, now)  # it moved meanwhile: decide again on its new status
+        return cancel(tenant_id, job_id, now, api)  # it moved meanwhile: decide again on its new status
     outbox.flush([stopped])
     if not ends_now:
         job_commands().send("settle", job_id)  # assemble now if nothing is in flight (not inside this request)
@@ -169,9 +188,9 @@ def retry(
 ) -> tuple[Job, bool]:
     """A child job of only the lines that failed (or never ran). Its input file is built from the parent's input
     and error file by the jobs function; the child keeps the parent's custom_ids."""
-    fingerprint = _fingerprint("retry", job_id)
+    digest = fingerprint("retry", job_id)
     if idempotency_key:
-        replay = _replay(tenant_id, idempotency_key, fingerprint)
+        replay = _replay(tenant_id, idempotency_key, digest)
         if replay is not None:
             return replay, False
     parent = get(tenant_id, job_id)
@@ -195,7 +214,7 @@ def retry(
         webhook_events=parent.webhook_events,
         parent_id=parent.id,
     )
-    replay = _create(child, tenant_id, idempotency_key, fingerprint)
+    replay = _create(child, tenant_id, idempotency_key, digest)
     if replay is not None:
         return replay, False
     job_commands().send("build_retry", child_id)

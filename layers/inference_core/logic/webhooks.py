@@ -21,6 +21,8 @@ from inference_core.dal.predictions import prediction_store
 from inference_core.dal.results import result_store
 from inference_core.dal.webhook_events import Attempt, EventMessage, delivery_log, webhook_events
 from inference_core.domain.clock import format_timestamp, utc_now
+from inference_core.domain.jobs import JobApi
+from inference_core.domain.openai_dialect import batch_event
 from inference_core.domain.webhooks import signature_header
 from inference_core.errors import NotFoundError
 from inference_core.logic.views import job_view, prediction_view
@@ -81,6 +83,10 @@ def body_for(message: EventMessage, now: datetime) -> bytes:
     job = job_store().get(message.subject_id)
     if job is None:
         raise NotFoundError("the job is gone", {"id": message.subject_id})
+    if job.api is JobApi.OPENAI:
+        at = int((job.completed_at or now).timestamp())
+        event = batch_event(message.event, job.id, message.webhook_id, at)
+        return json.dumps(event, separators=(",", ":")).encode()
     return _envelope(message, now, job_view(job).model_dump(mode="json"))
 
 
