@@ -49,6 +49,15 @@ OPERATIONS = {
     "POST /v1/embeddings",
     "GET /v1/models",
     "GET /v1/models/{model}",
+    "POST /v1/files",
+    "GET /v1/files",
+    "GET /v1/files/{file_id}",
+    "GET /v1/files/{file_id}/content",
+    "DELETE /v1/files/{file_id}",
+    "POST /v1/batches",
+    "GET /v1/batches",
+    "GET /v1/batches/{batch_id}",
+    "POST /v1/batches/{batch_id}/cancel",
 }
 CHECKS = [
     not_a_server_error,

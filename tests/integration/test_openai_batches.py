@@ -137,19 +137,24 @@ def test_a_batch_of_good_and_bad_lines_completes_with_every_custom_id_once_in_th
     done = pipeline.api.get(f"/v1/batches/{batch['id']}", headers=headers).json()
     assert done["status"] == "completed", done
     assert done["request_counts"] == {"total": 8, "completed": 4, "failed": 4}
-    assert done["in_progress_at"] and done["finalizing_at"] and done["completed_at"]
-    assert done["failed_at"] is None and done["cancelled_at"] is None
+    assert done["in_progress_at"]
+    assert done["finalizing_at"]
+    assert done["completed_at"]
+    assert done["failed_at"] is None
+    assert done["cancelled_at"] is None
     assert done["usage"]["input_tokens"] > 0
     outputs = lines_of(pipeline, headers, done["output_file_id"])
     errors = lines_of(pipeline, headers, done["error_file_id"])
     assert [o["custom_id"] for o in outputs] == ["good-0", "good-1", "tokens", "good-2"]
     assert sorted(o["custom_id"] for o in outputs + errors) == sorted(line["custom_id"] for line in lines)
     first = outputs[0]
-    assert first["id"].startswith("batch_req_") and first["error"] is None
+    assert first["id"].startswith("batch_req_")
+    assert first["error"] is None
     assert first["response"]["status_code"] == 200
     assert first["response"]["request_id"].startswith("req_")
     body = first["response"]["body"]
-    assert body["object"] == "list" and body["model"] == "all-MiniLM-L6-v2"
+    assert body["object"] == "list"
+    assert body["model"] == "all-MiniLM-L6-v2"
     assert body["data"] == [{"object": "embedding", "index": 0, "embedding": [float(len("text of good-0")), 1.0, 0.0]}]
     assert body["usage"]["prompt_tokens"] == body["usage"]["total_tokens"] > 0
     assert all(isinstance(item["embedding"], str) for item in outputs[1]["response"]["body"]["data"])  # base64
@@ -298,8 +303,10 @@ def test_cancel_keeps_what_finished_and_the_rest_never_ran(pipeline: Pipeline, m
     done = pipeline.api.get(f"/v1/batches/{batch_id}", headers=headers).json()
     again = pipeline.api.post(f"/v1/batches/{batch_id}/cancel", headers=headers)
 
-    assert cancelling["status"] == "cancelling" and cancelling["cancelling_at"]
-    assert done["status"] == "cancelled" and done["cancelled_at"]
+    assert cancelling["status"] == "cancelling"
+    assert cancelling["cancelling_at"]
+    assert done["status"] == "cancelled"
+    assert done["cancelled_at"]
     assert done["request_counts"] == {"total": 6, "completed": 4, "failed": 2}
     never_ran = lines_of(pipeline, headers, done["error_file_id"])
     assert [(e["response"], e["error"]["code"]) for e in never_ran] == [(None, "batch_cancelled")] * 2
@@ -343,9 +350,11 @@ def test_files_page_by_the_last_id_in_either_order(pipeline: Pipeline) -> None:
     oldest = pipeline.api.get("/v1/files", params={"limit": 2, "order": "asc"}, headers=headers).json()
     after = pipeline.api.get("/v1/files", params={"limit": 2, "after": newest["last_id"]}, headers=headers).json()
 
-    assert [f["id"] for f in newest["data"]] == made[::-1][:2] and newest["has_more"] is True
+    assert [f["id"] for f in newest["data"]] == made[::-1][:2]
+    assert newest["has_more"] is True
     assert [f["id"] for f in oldest["data"]] == made[:2]
-    assert [f["id"] for f in after["data"]] == [made[0]] and after["has_more"] is False
+    assert [f["id"] for f in after["data"]] == [made[0]]
+    assert after["has_more"] is False
 
 
 def test_a_large_file_is_downloaded_through_a_short_lived_link(
