@@ -194,7 +194,7 @@ class BatchRequestLine(BaseModel):
 
 
 def parse_request_line(raw: bytes) -> BatchRequestLine:
-    """The line's envelope (what a file is refused for at upload): JSON, custom_id, POST to the batch endpoint."""
+    """The line's envelope: a JSON object of custom_id, method, url and body."""
     if len(raw) > MAX_LINE_BYTES:
         raise InvalidRequest(f"the line is longer than {MAX_LINE_BYTES} bytes")
     try:
@@ -206,14 +206,17 @@ def parse_request_line(raw: bytes) -> BatchRequestLine:
     if not isinstance(document, dict):
         raise InvalidRequest("each line must be a JSON object")
     try:
-        line = BatchRequestLine.model_validate(document)
+        return BatchRequestLine.model_validate(document)
     except ValidationError as exc:
         raise first_error(exc) from exc
+
+
+def check_target(line: BatchRequestLine) -> None:
+    """A POST to the batch's endpoint, the only request a batch runs."""
     if line.method != "POST":
         raise InvalidRequest(f"method must be POST, not {line.method[:20]!r}", "method")
     if line.url != BATCH_ENDPOINT:
         raise InvalidRequest(f"url must be {BATCH_ENDPOINT} (the only batch endpoint), not {line.url[:100]!r}", "url")
-    return line
 
 
 def job_line(request: BatchRequestLine) -> JobLine:
@@ -233,6 +236,7 @@ def parse_batch_line(raw: bytes, number: int) -> ParsedLine:
     try:
         request = parse_request_line(raw)
         custom_id = request.custom_id
+        check_target(request)
         return ParsedLine(number, line=job_line(request))
     except InvalidRequest as exc:
         return ParsedLine(number, error=LineError(number, custom_id, ErrorInfo.of(exc.code, exc.message)))

@@ -21,6 +21,7 @@ from inference_core.domain.openai_dialect import (
     MAX_BATCH_INPUTS,
     MAX_BATCH_REQUESTS,
     InvalidRequest,
+    check_target,
     is_file_id,
     parse_request_line,
     result_file_id,
@@ -125,6 +126,7 @@ def check_batch_file(content: bytes) -> None:
             continue
         try:
             line = parse_request_line(raw)
+            check_target(line)
         except InvalidRequest as exc:
             raise ValidationFailedError(f"line {number}: {exc.message}", {"param": "file", "line": number}) from exc
         digest = hashlib.blake2b(line.custom_id.encode(), digest_size=16).digest()
