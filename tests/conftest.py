@@ -18,6 +18,7 @@ import pytest
 from moto import mock_aws
 
 from inference_core.dal.clients import client, reset_clients
+from inference_core.logic import limits
 from inference_core.logic.auth import clear_key_cache
 from inference_core.observability import metrics
 from inference_core.settings import get_settings
@@ -31,6 +32,7 @@ def reset_caches() -> None:
     get_settings.cache_clear()
     reset_clients()
     clear_key_cache()
+    limits.clear_cache()
 
 
 @pytest.fixture(autouse=True)

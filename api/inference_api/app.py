@@ -12,10 +12,14 @@ from fastapi.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
 from inference_api import errors
+from inference_api.auth import RATE_STATE
 from inference_api.errors import request_id_of
 from inference_api.routes import health, jobs, openai_batches, openai_compat, openai_files, predictions, webhooks
+from inference_api.routes.openai_files import FORM_OVERHEAD_BYTES
 from inference_api.schemas import LARGE_BODY_BYTES, MAX_BODY_BYTES
+from inference_core.domain.clock import utc_now
 from inference_core.observability import MetricUnit, metrics
+from inference_core.settings import get_settings
 
 DOCS_ASSETS_URL = "/docs/static"
 
@@ -46,6 +50,14 @@ def install_docs(app: FastAPI, assets: Path) -> None:
         )
 
 
+def _body_limit(path: str) -> int:
+    if path == "/v1/embeddings":
+        return LARGE_BODY_BYTES
+    if path == "/v1/files":
+        return get_settings().file_max_bytes + FORM_OVERHEAD_BYTES
+    return MAX_BODY_BYTES
+
+
 def create_app() -> FastAPI:
     assets = docs_assets()
     app = FastAPI(
@@ -70,7 +82,7 @@ def create_app() -> FastAPI:
     @app.middleware("http")
     async def reject_large_bodies(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         # Refuse by Content-Length before reading anything; the route re-checks the body it actually got.
-        limit = LARGE_BODY_BYTES if request.url.path == "/v1/embeddings" else MAX_BODY_BYTES
+        limit = _body_limit(request.url.path)
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > limit:
             return errors.error_for(request, 413, "payload_too_large", f"the body is larger than {limit} bytes")
@@ -85,6 +97,10 @@ def create_app() -> FastAPI:
         # OpenAI clients expose it as `_request_id` / `error.request_id`; every reply carries one.
         response = await call_next(request)
         response.headers.setdefault("x-request-id", request_id_of(request))
+        rate = request.scope.get("state", {}).get(RATE_STATE)
+        if rate is not None:  # every authenticated reply says where the tenant stands (a 429 says it already)
+            for name, value in rate.headers(utc_now()).items():
+                response.headers.setdefault(name, value)
         return response
 
     return app

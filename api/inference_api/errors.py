@@ -20,6 +20,7 @@ from inference_core.errors import (
     NotFoundError,
     PayloadTooLargeError,
     PermanentDependencyError,
+    RateLimitedError,
     TransientError,
     ValidationFailedError,
 )
@@ -30,6 +31,7 @@ _STATUS: list[tuple[type[DomainError], int]] = [
     (AuthenticationError, 401),
     (NotFoundError, 404),
     (ConflictError, 409),
+    (RateLimitedError, 429),
     (ValidationFailedError, 400),
     (TransientError, 503),
     (PermanentDependencyError, 502),
@@ -124,6 +126,8 @@ async def _on_domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
     status = _domain_status(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {"Retry-After": "1"} if status == 503 else None
+    if isinstance(exc, RateLimitedError):
+        headers = {**exc.headers, "Retry-After": str(exc.retry_after)}
     param = exc.details.get("param") if isinstance(exc.details.get("param"), str) else None
     return error_for(request, status, exc.code, exc.message, exc.details or None, headers, param)
 

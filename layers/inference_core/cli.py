@@ -1,8 +1,10 @@
-"""Operator commands: create, list and revoke API keys.
+"""Operator commands: create, list and revoke API keys; read and set a tenant's limits.
 
     python -m inference_core.cli create-key --tenant acme [--name ci]
     python -m inference_core.cli list-keys [--tenant acme] [--json]
     python -m inference_core.cli revoke-key KEY_ID
+    python -m inference_core.cli set-limits --tenant acme [--requests-per-minute N] [--inputs-per-minute N]
+                                            [--open-jobs N] [--reset NAME ...]
 
 Uses TABLE_NAME, AWS_REGION and (for the local stack) AWS_ENDPOINT_URL from the environment: `source .local/env`
 first. A failure prints one line to stderr and exits 1 (2 for a bad command line).
@@ -14,13 +16,16 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import asdict
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from inference_core.domain.api_keys import ApiKey
+from inference_core.domain.limits import LIMIT_NAMES
 from inference_core.errors import ConfigurationError, DependencyError, NotFoundError
 from inference_core.logic.auth import create_api_key, list_api_keys, revoke_api_key
+from inference_core.logic.limits import set_limits
 
 _SOURCE_HINT = "did you `source .local/env`?"
 
@@ -60,7 +65,22 @@ def _describe(exc: DependencyError) -> str:
     return f"{exc.message} ({detail})"
 
 
+def _set_limits(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    overrides: dict[str, int | None] = {name: getattr(args, name) for name in LIMIT_NAMES}
+    overrides = {name: value for name, value in overrides.items() if value is not None}
+    for name in args.reset or []:
+        overrides[name.replace("-", "_")] = None
+    try:
+        now = set_limits(args.tenant, overrides)
+    except ValueError as exc:
+        parser.error(str(exc))
+    print(json.dumps({"tenant": args.tenant, **asdict(now)}))
+    return 0
+
+
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.command == "set-limits":
+        return _set_limits(args, parser)
     if args.command == "create-key":
         try:
             token, record = create_api_key(args.tenant, args.name)
@@ -97,6 +117,18 @@ def main(argv: list[str] | None = None) -> int:
     listing.add_argument("--json", action="store_true", help="a JSON array instead of a table")
     revoke = commands.add_parser("revoke-key", help="revoke a key by its id")
     revoke.add_argument("key_id")
+    limits = commands.add_parser(
+        "set-limits", help="set a tenant's limits (the others keep theirs); prints them all (within 30 s in force)"
+    )
+    limits.add_argument("--tenant", required=True)
+    for name in LIMIT_NAMES:
+        limits.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int, metavar="N")
+    limits.add_argument(
+        "--reset",
+        action="append",
+        choices=[name.replace("_", "-") for name in LIMIT_NAMES],
+        help="back to the template's default (repeatable)",
+    )
     args = parser.parse_args(argv)
 
     try:

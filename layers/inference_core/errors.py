@@ -44,6 +44,23 @@ class PayloadTooLargeError(DomainError):
     code = "payload_too_large"
 
 
+class RateLimitedError(DomainError):
+    """Over one of the tenant's limits: retry after `retry_after` seconds; `headers` say where the tenant stands."""
+
+    code = "rate_limit_exceeded"
+
+    def __init__(
+        self,
+        message: str,
+        retry_after: int,
+        headers: dict[str, str] | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, details)
+        self.retry_after = retry_after
+        self.headers = headers or {}
+
+
 class DependencyError(DomainError):
     """An AWS dependency failed. `reason` says why in words fit for a status record; `aws_error` is its code."""
 

@@ -60,6 +60,10 @@ class Settings:
     job_chunk_max_inputs: int
     job_max_in_flight_chunks: int
     job_completion_window_hours: int
+    # Per-tenant limits' defaults (an operator overrides them per tenant with `set-limits`).
+    tenant_requests_per_minute: int
+    tenant_inputs_per_minute: int
+    tenant_open_jobs: int
     # The endpoint's concurrent invocations per instance: bulk may take all but one of them on each instance.
     max_concurrent_invocations_per_instance: int
     # What a dry run's estimate assumes: the endpoint's measured items/s per instance and its hourly price.

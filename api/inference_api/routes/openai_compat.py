@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from inference_api.auth import Tenant
+from inference_api.auth import CountingTenant, Tenant, admit_async
 from inference_api.schemas import MAX_WAIT_SECONDS
 from inference_api.strict_json import LargeJsonRoute
 from inference_core.domain import openai_dialect as dialect
@@ -32,7 +32,7 @@ class OpenAIError(BaseModel):
 
 
 OPENAI_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": OpenAIError} for status in (400, 401, 404, 409, 413, 503)
+    status: {"model": OpenAIError} for status in (400, 401, 404, 409, 413, 429, 503)
 }
 
 
@@ -71,10 +71,11 @@ def _model() -> ModelOut:
 
 
 @router.post("/embeddings", response_model=EmbeddingsResponse, responses=OPENAI_ERRORS)
-async def create_embeddings(body: EmbeddingsRequest, tenant: Tenant) -> EmbeddingsResponse:
+async def create_embeddings(body: EmbeddingsRequest, request: Request, tenant: CountingTenant) -> EmbeddingsResponse:
     """Embed texts and answer at once. Past about 20 s (API Gateway's limit is 30) the reply is 503 with
     `Retry-After`; the SDK retries, and the same request then collects what was computed meanwhile."""
     texts = embeddings.checked_texts(body)
+    await admit_async(request, tenant, len(texts))
     result = await embeddings.embed(tenant, texts, body.format, MAX_WAIT_SECONDS)
     return EmbeddingsResponse(
         data=[EmbeddingItem(index=i, embedding=vector) for i, vector in enumerate(result.vectors)],

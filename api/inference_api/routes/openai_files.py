@@ -20,7 +20,7 @@ from inference_core.logic import openai_files
 from inference_core.settings import get_settings
 
 # Room for the multipart framing and the form fields around the file itself.
-_FORM_OVERHEAD_BYTES = 64 * 1024
+FORM_OVERHEAD_BYTES = 64 * 1024
 
 
 class FileRoute(APIRoute):
@@ -32,7 +32,7 @@ class FileRoute(APIRoute):
         async def checked(request: Request) -> Response:
             limit = get_settings().file_max_bytes
             declared = request.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > limit + _FORM_OVERHEAD_BYTES:
+            if declared.isdigit() and int(declared) > limit + FORM_OVERHEAD_BYTES:
                 raise PayloadTooLargeError(f"a file holds at most {limit} bytes", {"param": "file"})
             return await handler(request)
 

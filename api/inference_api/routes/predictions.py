@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
-from inference_api.auth import Tenant
+from inference_api.auth import CountingTenant, Tenant, admit_async
 from inference_api.routes.webhooks import Redelivery, WebhookDeliveryList, delivery_list, redelivery
 from inference_api.schemas import (
     MAX_BODY_BYTES,
@@ -32,6 +32,7 @@ router = APIRouter(
     responses={
         400: {"model": ErrorResponse},
         401: {"model": ErrorResponse},
+        429: {"model": ErrorResponse},
         404: {"model": ErrorResponse},
         422: {"model": ErrorResponse},
     },
@@ -77,7 +78,7 @@ async def create_prediction(
     body: PredictionCreate,
     request: Request,
     response: Response,
-    tenant: Tenant,
+    tenant: CountingTenant,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -103,8 +104,10 @@ async def create_prediction(
         raise ValidationFailedError("Idempotency-Key must be 1-255 printable ASCII characters")
     wait = _wait_seconds(prefer)
     bypass_cache = bool(_CACHE_BYPASS.search(cache_control or ""))
+    new = body.to_domain()
+    await admit_async(request, tenant, len(new.inputs))  # over a limit: 429, nothing written
     prediction, created = await asyncio.to_thread(
-        predictions.submit, tenant, body.to_domain(), idempotency_key, None, bool(wait), bypass_cache
+        predictions.submit, tenant, new, idempotency_key, None, bool(wait), bypass_cache
     )
     logger.set_correlation_id(prediction.id)
     if not created:

@@ -18,7 +18,7 @@ router = APIRouter(
     prefix="/v1/webhooks",
     route_class=StrictJsonRoute,
     tags=["webhooks"],
-    responses={401: {"model": ErrorResponse}},
+    responses={401: {"model": ErrorResponse}, 429: {"model": ErrorResponse}},
 )
 
 

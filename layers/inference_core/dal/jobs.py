@@ -218,6 +218,34 @@ class JobStore:
         start = {"pk": _pk(job.id), "gsi1pk": tenant_partition(job.tenant_id, job.api), "gsi1sk": _listed(job)}
         return encode_cursor({name: {"S": value} for name, value in start.items()})
 
+    def count_open(self, tenant_id: str, since: datetime, stop_at: int) -> int:
+        """The tenant's jobs and batches created since `since` that have not finished, counted on the tenant index
+        (it projects the status) up to `stop_at`."""
+        counted = 0
+        for api in JobApi:
+            query: dict[str, Any] = {
+                "TableName": self.table.name,
+                "IndexName": self.tenant_index,
+                "KeyConditionExpression": "gsi1pk = :pk AND gsi1sk >= :since",
+                "ExpressionAttributeValues": {
+                    ":pk": {"S": tenant_partition(tenant_id, api)},
+                    ":since": {"S": iso(since)},
+                },
+                "ProjectionExpression": "#status",
+                "ExpressionAttributeNames": {"#status": "status"},
+            }
+            try:
+                while counted < stop_at:
+                    response = self.table.client.query(**query)
+                    statuses = (JobStatus(item["status"]["S"]) for item in response.get("Items", []))
+                    counted += sum(not status.is_terminal for status in statuses)
+                    if "LastEvaluatedKey" not in response:
+                        break
+                    query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            except (ClientError, BotoCoreError) as exc:
+                raise translate(exc, "could not count open jobs") from exc
+        return counted
+
     def active(self, limit: int = 100, partition: str = ACTIVE_JOBS, due_by: datetime | None = None) -> list[Job]:
         """Open jobs of one partition, least recently served (or, `due_by`, earliest due) first, at most `limit`:
         by default those that may still need work; WAITING_JOBS those that wait for their file; OUTBOX_JOBS

@@ -25,7 +25,7 @@ from inference_core.domain.jobs import (
     completion_event,
 )
 from inference_core.errors import IdempotencyConflictError, InvalidStateError, NotFoundError, ValidationFailedError
-from inference_core.logic import outbox
+from inference_core.logic import limits, outbox
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
 
@@ -70,6 +70,7 @@ def create(
         replay = _replay(tenant_id, idempotency_key, digest)
         if replay is not None:
             return replay, _upload_link(replay, now), False
+    limits.check_open_jobs(tenant_id, now)
     job_id = f"job_{uuid.uuid4().hex}"
     job = Job(
         id=job_id,
@@ -200,6 +201,7 @@ def retry(
         )
     if parent.failed == 0:
         raise InvalidStateError("the job has no failed lines", {"id": job_id, "failed": 0})
+    limits.check_open_jobs(tenant_id)
     child_id = f"job_{uuid.uuid4().hex}"
     child = Job(
         id=child_id,

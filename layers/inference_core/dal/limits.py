@@ -1,0 +1,108 @@
+"""Tenant limits `LIMITS#<tenant>` (an operator's overrides of the template's defaults) and the per-minute request
+counters `RATE#<tenant>#<window>`: one conditional UpdateItem counts a request and its inputs, or refuses it, the
+same for every API instance at once (DynamoDB serialises writes to one item)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from inference_core.dal.aws_errors import condition_failed, translate
+from inference_core.dal.clients import cached_factory
+from inference_core.dal.table import Table, from_attrs, iso, key, to_attrs
+from inference_core.domain.limits import LIMIT_NAMES, WINDOW, RateState, TenantLimits
+from inference_core.settings import get_settings
+
+# A window's counter outlives its minute a little (DynamoDB's TTL deletes it within days anyway).
+_COUNTER_TTL = timedelta(minutes=10)
+
+
+class LimitStore:
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    def overrides(self, tenant_id: str) -> dict[str, int]:
+        try:
+            response = self.table.client.get_item(
+                TableName=self.table.name, Key=key(f"LIMITS#{tenant_id}"), ConsistentRead=True
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, "could not read the tenant's limits") from exc
+        item = from_attrs(response.get("Item") or {})
+        return {name: int(item[name]) for name in LIMIT_NAMES if name in item}
+
+    def set_overrides(self, tenant_id: str, overrides: dict[str, int | None]) -> dict[str, int]:
+        """Set (an int) or drop (None: back to the default) each named limit; the overrides as they now are."""
+        sets = {name: value for name, value in overrides.items() if value is not None}
+        drops = [name for name, value in overrides.items() if value is None]
+        expression: list[str] = []
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        for n, (name, value) in enumerate(sets.items()):
+            names[f"#s{n}"], values[f":s{n}"] = name, value
+        assignments = [f"#s{n} = :s{n}" for n in range(len(sets))] + ["kind = :kind", "tenant_id = :tenant"]
+        values |= {":kind": "tenant_limits", ":tenant": tenant_id}
+        expression.append("SET " + ", ".join(assignments))
+        if drops:
+            for n, name in enumerate(drops):
+                names[f"#d{n}"] = name
+            expression.append("REMOVE " + ", ".join(f"#d{n}" for n in range(len(drops))))
+        request: dict[str, Any] = {
+            "TableName": self.table.name,
+            "Key": key(f"LIMITS#{tenant_id}"),
+            "UpdateExpression": " ".join(expression),
+            "ExpressionAttributeValues": to_attrs(values),
+            "ReturnValues": "ALL_NEW",
+        }
+        if names:
+            request["ExpressionAttributeNames"] = names
+        try:
+            response = self.table.client.update_item(**request)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, "could not write the tenant's limits") from exc
+        item = from_attrs(response.get("Attributes") or {})
+        return {name: int(item[name]) for name in LIMIT_NAMES if name in item}
+
+    def count(self, tenant_id: str, window: datetime, inputs: int, limits: TenantLimits) -> RateState:
+        """Count one request of `inputs` inputs in this window, unless that passes a limit: then nothing is
+        counted and the state says which limit refused it."""
+        resets_at = window + WINDOW
+        try:
+            response = self.table.client.update_item(
+                TableName=self.table.name,
+                Key=key(f"RATE#{tenant_id}#{iso(window)}"),
+                UpdateExpression="ADD requests :one, inputs :inputs SET expires_at = :ttl",
+                ConditionExpression=(
+                    "(attribute_not_exists(requests) OR requests < :max_requests) AND "
+                    "(attribute_not_exists(inputs) OR inputs <= :room)"
+                ),
+                ExpressionAttributeValues=to_attrs(
+                    {
+                        ":one": 1,
+                        ":inputs": inputs,
+                        ":max_requests": limits.requests_per_minute,
+                        ":room": limits.inputs_per_minute - inputs,
+                        ":ttl": int((resets_at + _COUNTER_TTL).timestamp()),
+                    }
+                ),
+                ReturnValues="UPDATED_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if not condition_failed(exc):
+                raise translate(exc, "could not count the request") from exc
+            old = from_attrs(exc.response.get("Item") or {})
+            requests, counted = int(old.get("requests", 0)), int(old.get("inputs", 0))
+            refused = "requests" if requests >= limits.requests_per_minute else "inputs"
+            return RateState(limits, requests, counted, resets_at, refused)
+        except BotoCoreError as exc:
+            raise translate(exc, "could not count the request") from exc
+        new = from_attrs(response.get("Attributes") or {})
+        return RateState(limits, int(new.get("requests", 1)), int(new.get("inputs", inputs)), resets_at)
+
+
+@cached_factory
+def limit_store() -> LimitStore:
+    return LimitStore(Table(get_settings().table_name))

@@ -1,0 +1,99 @@
+"""Tenant limits: what a tenant may do per minute and at once, decided before anything is created.
+
+Requests and inputs per minute are counted on one DynamoDB item per tenant and one-minute window with a
+conditional UpdateItem (`dal.limits`): every API instance sees the same count, so together they never admit more
+than the limit in a window (a burst may meet the limit twice at a window's edge: one window's slack). A refused
+request counts nothing and creates nothing. Open bulk jobs are counted on the tenant index when a job is created
+(jobs older than the completion window have ended by then)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from inference_core.dal.jobs import job_store
+from inference_core.dal.limits import limit_store
+from inference_core.domain.clock import utc_now
+from inference_core.domain.limits import LIMIT_NAMES, RateState, TenantLimits, window_start
+from inference_core.errors import RateLimitedError, ValidationFailedError
+from inference_core.settings import get_settings
+
+# A tenant's overrides are read at most this often per process: a change takes effect within this long.
+LIMITS_CACHE_SECONDS = 30.0
+_cache: dict[str, tuple[TenantLimits, float]] = {}
+_CACHE_LIMIT = 10_000
+
+
+def defaults() -> TenantLimits:
+    settings = get_settings()
+    return TenantLimits(
+        requests_per_minute=settings.tenant_requests_per_minute,
+        inputs_per_minute=settings.tenant_inputs_per_minute,
+        open_jobs=settings.tenant_open_jobs,
+    )
+
+
+def limits_of(tenant_id: str, clock: Callable[[], float] = time.monotonic) -> TenantLimits:
+    cached = _cache.get(tenant_id)
+    if cached and clock() - cached[1] < LIMITS_CACHE_SECONDS:
+        return cached[0]
+    limits = defaults().with_overrides(limit_store().overrides(tenant_id))
+    if len(_cache) >= _CACHE_LIMIT:
+        _cache.clear()
+    _cache[tenant_id] = (limits, clock())
+    return limits
+
+
+def clear_cache() -> None:
+    _cache.clear()
+
+
+def admit(tenant_id: str, inputs: int = 0, now: datetime | None = None) -> RateState:
+    """Count one request (and its inputs) against the tenant's minute, or raise RateLimitedError counting nothing."""
+    now = now or utc_now()
+    limits = limits_of(tenant_id)
+    if inputs > limits.inputs_per_minute:
+        raise ValidationFailedError(
+            f"a request of {inputs} inputs is more than this tenant may send in a minute "
+            f"({limits.inputs_per_minute}): split it",
+            {"param": "input", "limit": limits.inputs_per_minute},
+        )
+    state = limit_store().count(tenant_id, window_start(now), inputs, limits)
+    if state.refused is not None:
+        limit = limits.requests_per_minute if state.refused == "requests" else limits.inputs_per_minute
+        raise RateLimitedError(
+            f"rate limit reached: {limit} {state.refused} per minute for this tenant; retry after "
+            f"{state.retry_after(now)} s",
+            state.retry_after(now),
+            state.headers(now),
+            {"limit": state.refused},
+        )
+    return state
+
+
+def check_open_jobs(tenant_id: str, now: datetime | None = None) -> None:
+    """Refuse a new job or batch while the tenant has as many open ones as it may."""
+    now = now or utc_now()
+    limit = limits_of(tenant_id).open_jobs
+    window = timedelta(hours=get_settings().job_completion_window_hours)
+    open_now = job_store().count_open(tenant_id, now - window - timedelta(hours=1), stop_at=limit)
+    if open_now >= limit:
+        raise RateLimitedError(
+            f"this tenant has {limit} bulk jobs or batches open, as many as it may: retry when one has finished",
+            60,
+            details={"limit": "open_jobs", "open_jobs": limit},
+        )
+
+
+def set_limits(tenant_id: str, overrides: dict[str, int | None]) -> TenantLimits:
+    """An operator's override per limit (None: back to the template's default); the limits as they now are."""
+    unknown = set(overrides) - set(LIMIT_NAMES)
+    if unknown:
+        raise ValueError(f"unknown limit(s): {', '.join(sorted(unknown))}")
+    for name, value in overrides.items():
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be at least 1")
+    stored = limit_store().set_overrides(tenant_id, overrides)
+    _cache.pop(tenant_id, None)
+    return defaults().with_overrides(stored)
