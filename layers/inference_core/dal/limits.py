@@ -65,9 +65,11 @@ class LimitStore:
         item = from_attrs(response.get("Attributes") or {})
         return {name: int(item[name]) for name in LIMIT_NAMES if name in item}
 
-    def count(self, tenant_id: str, window: datetime, inputs: int, limits: TenantLimits) -> RateState:
-        """Count one request of `inputs` inputs in this window, unless that passes a limit: then nothing is
-        counted and the state says which limit refused it."""
+    def count(
+        self, tenant_id: str, window: datetime, inputs: int, limits: TenantLimits, requests: int = 1
+    ) -> RateState:
+        """Count `requests` requests of `inputs` inputs in all in this window, unless that passes a limit: then
+        nothing is counted and the state says which limit refused it."""
         resets_at = window + WINDOW
         try:
             response = self.table.client.update_item(
@@ -75,14 +77,14 @@ class LimitStore:
                 Key=key(f"RATE#{tenant_id}#{iso(window)}"),
                 UpdateExpression="ADD requests :one, inputs :inputs SET expires_at = :ttl",
                 ConditionExpression=(
-                    "(attribute_not_exists(requests) OR requests < :max_requests) AND "
+                    "(attribute_not_exists(requests) OR requests <= :request_room) AND "
                     "(attribute_not_exists(inputs) OR inputs <= :room)"
                 ),
                 ExpressionAttributeValues=to_attrs(
                     {
-                        ":one": 1,
+                        ":one": requests,
                         ":inputs": inputs,
-                        ":max_requests": limits.requests_per_minute,
+                        ":request_room": limits.requests_per_minute - requests,
                         ":room": limits.inputs_per_minute - inputs,
                         ":ttl": int((resets_at + _COUNTER_TTL).timestamp()),
                     }
@@ -94,13 +96,14 @@ class LimitStore:
             if not condition_failed(exc):
                 raise translate(exc, "could not count the request") from exc
             old = from_attrs(exc.response.get("Item") or {})
-            requests, counted = int(old.get("requests", 0)), int(old.get("inputs", 0))
-            refused = "requests" if requests >= limits.requests_per_minute else "inputs"
-            return RateState(limits, requests, counted, resets_at, refused)
+            counted = int(old.get("inputs", 0))
+            taken = int(old.get("requests", 0))
+            refused = "requests" if taken + requests > limits.requests_per_minute else "inputs"
+            return RateState(limits, taken, counted, resets_at, refused)
         except BotoCoreError as exc:
             raise translate(exc, "could not count the request") from exc
         new = from_attrs(response.get("Attributes") or {})
-        return RateState(limits, int(new.get("requests", 1)), int(new.get("inputs", inputs)), resets_at)
+        return RateState(limits, int(new.get("requests", requests)), int(new.get("inputs", inputs)), resets_at)
 
 
 @cached_factory

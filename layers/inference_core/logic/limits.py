@@ -8,8 +8,10 @@ request counts nothing and creates nothing. Open bulk jobs are counted on the te
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from inference_core.dal.jobs import job_store
@@ -21,6 +23,8 @@ from inference_core.settings import get_settings
 
 # A tenant's overrides are read at most this often per process: a change takes effect within this long.
 LIMITS_CACHE_SECONDS = 30.0
+# The most requests one process takes from a tenant's minute at once.
+MAX_LEASE = 20
 _cache: dict[str, tuple[TenantLimits, float]] = {}
 _CACHE_LIMIT = 10_000
 
@@ -47,10 +51,46 @@ def limits_of(tenant_id: str, clock: Callable[[], float] = time.monotonic) -> Te
 
 def clear_cache() -> None:
     _cache.clear()
+    _allowances.clear()
+
+
+@dataclass
+class _Allowance:
+    """Requests and inputs this process took from the tenant's minute ahead of use, and the count it then saw."""
+
+    window: datetime
+    requests: int
+    inputs: int
+    seen: RateState
+
+
+_allowances: dict[str, _Allowance] = {}
+_allowances_lock = threading.Lock()  # the API runs blocking calls on a thread pool
+
+
+def lease_size(limit: int) -> int:
+    """How much of a minute one process takes at once: 1/200th of the limit, at most MAX_LEASE (exact counting,
+    one write per request, for limits under 400 a minute)."""
+    return max(1, min(MAX_LEASE, limit // 200))
+
+
+def _spend(tenant_id: str, window: datetime, inputs: int) -> RateState | None:
+    with _allowances_lock:
+        allowance = _allowances.get(tenant_id)
+        if allowance is None or allowance.window != window or allowance.requests < 1 or allowance.inputs < inputs:
+            return None
+        allowance.requests -= 1
+        allowance.inputs -= inputs
+        return allowance.seen
 
 
 def admit(tenant_id: str, inputs: int = 0, now: datetime | None = None) -> RateState:
-    """Count one request (and its inputs) against the tenant's minute, or raise RateLimitedError counting nothing."""
+    """Count one request (and its inputs) against the tenant's minute, or raise RateLimitedError counting nothing.
+
+    A busy process takes a small allowance of the minute at once (`lease_size`) and spends it locally, so most
+    requests cost no write; what it took counts for every instance, so together they still never pass the limit
+    (an allowance unspent at the minute's end only refuses others a little early). When the allowance no longer
+    fits, the request is counted alone, exactly."""
     now = now or utc_now()
     limits = limits_of(tenant_id)
     if inputs > limits.inputs_per_minute:
@@ -59,7 +99,21 @@ def admit(tenant_id: str, inputs: int = 0, now: datetime | None = None) -> RateS
             f"({limits.inputs_per_minute}): split it",
             {"param": "input", "limit": limits.inputs_per_minute},
         )
-    state = limit_store().count(tenant_id, window_start(now), inputs, limits)
+    window = window_start(now)
+    spent = _spend(tenant_id, window, inputs)
+    if spent is not None:
+        return spent
+    requests = lease_size(limits.requests_per_minute)
+    # Inputs ahead of use too, so the next requests (of a few texts each) can spend the allowance.
+    extra_inputs = min(limits.inputs_per_minute // 200, MAX_LEASE * 32) if requests > 1 else 0
+    store = limit_store()
+    state = store.count(tenant_id, window, inputs + extra_inputs, limits, requests)
+    if state.refused is not None and requests > 1:
+        requests, extra_inputs = 1, 0
+        state = store.count(tenant_id, window, inputs, limits)
+    if state.refused is None:
+        with _allowances_lock:
+            _allowances[tenant_id] = _Allowance(window, requests - 1, extra_inputs, state)
     if state.refused is not None:
         limit = limits.requests_per_minute if state.refused == "requests" else limits.inputs_per_minute
         raise RateLimitedError(
