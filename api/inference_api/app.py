@@ -14,7 +14,16 @@ from starlette.staticfiles import StaticFiles
 from inference_api import errors
 from inference_api.auth import RATE_STATE
 from inference_api.errors import request_id_of
-from inference_api.routes import health, jobs, openai_batches, openai_compat, openai_files, predictions, webhooks
+from inference_api.routes import (
+    health,
+    jobs,
+    openai_batches,
+    openai_compat,
+    openai_files,
+    predictions,
+    usage,
+    webhooks,
+)
 from inference_api.routes.openai_files import FORM_OVERHEAD_BYTES
 from inference_api.schemas import LARGE_BODY_BYTES, MAX_BODY_BYTES
 from inference_core.domain.clock import utc_now
@@ -75,6 +84,7 @@ def create_app() -> FastAPI:
     app.include_router(predictions.router)
     app.include_router(jobs.router)
     app.include_router(webhooks.router)
+    app.include_router(usage.router)
     app.include_router(openai_compat.router)
     app.include_router(openai_files.router)
     app.include_router(openai_batches.router)

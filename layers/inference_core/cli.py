@@ -5,6 +5,7 @@
     python -m inference_core.cli revoke-key KEY_ID
     python -m inference_core.cli set-limits --tenant acme [--requests-per-minute N] [--inputs-per-minute N]
                                             [--open-jobs N] [--reset NAME ...]
+    python -m inference_core.cli usage --tenant acme [--start 2026-12-01] [--end 2026-12-06]
 
 Uses TABLE_NAME, AWS_REGION and (for the local stack) AWS_ENDPOINT_URL from the environment: `source .local/env`
 first. A failure prints one line to stderr and exits 1 (2 for a bad command line).
@@ -17,15 +18,18 @@ import json
 import os
 import sys
 from dataclasses import asdict
+from datetime import date
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from inference_core.domain.api_keys import ApiKey
+from inference_core.domain.clock import utc_now
 from inference_core.domain.limits import LIMIT_NAMES
-from inference_core.errors import ConfigurationError, DependencyError, NotFoundError
+from inference_core.errors import ConfigurationError, DependencyError, NotFoundError, ValidationFailedError
 from inference_core.logic.auth import create_api_key, list_api_keys, revoke_api_key
 from inference_core.logic.limits import set_limits
+from inference_core.logic.usage import report as usage_report
 
 _SOURCE_HINT = "did you `source .local/env`?"
 
@@ -78,9 +82,30 @@ def _set_limits(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     return 0
 
 
+def _usage(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    first = args.start or utc_now().date()
+    try:
+        days = usage_report(args.tenant, first, args.end or first)
+    except ValidationFailedError as exc:
+        parser.error(exc.message)
+    rows = [
+        {
+            "date": d.day.isoformat(),
+            **d.counts.as_dict(),
+            "endpoint_seconds": d.endpoint_seconds,
+            "cost_usd": d.cost_usd,
+        }
+        for d in days
+    ]
+    print(json.dumps({"tenant": args.tenant, "granularity": "day", "data": rows}))
+    return 0
+
+
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.command == "set-limits":
         return _set_limits(args, parser)
+    if args.command == "usage":
+        return _usage(args, parser)
     if args.command == "create-key":
         try:
             token, record = create_api_key(args.tenant, args.name)
@@ -129,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
         choices=[name.replace("_", "-") for name in LIMIT_NAMES],
         help="back to the template's default (repeatable)",
     )
+    report = commands.add_parser("usage", help="a tenant's usage per UTC day (JSON), as GET /v1/usage shows it")
+    report.add_argument("--tenant", required=True)
+    report.add_argument("--start", type=date.fromisoformat, help="first day, YYYY-MM-DD (default: today)")
+    report.add_argument("--end", type=date.fromisoformat, help="last day, inclusive (default: --start)")
     args = parser.parse_args(argv)
 
     try:

@@ -58,6 +58,7 @@ OPERATIONS = {
     "GET /v1/batches",
     "GET /v1/batches/{batch_id}",
     "POST /v1/batches/{batch_id}/cancel",
+    "GET /v1/usage",
 }
 CHECKS = [
     not_a_server_error,

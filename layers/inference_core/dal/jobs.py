@@ -17,7 +17,7 @@ with an event still to queue (due for the sweeper a little after the write).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -424,9 +424,18 @@ class JobStore:
             raise translate(exc, "could not claim a chunk") from exc
         return ClaimResult(Claim.CLAIMED, n)
 
-    def finish_chunk(self, job_id: str, chunk: int, completed: int, failed: int, tokens: int = 0) -> bool:
-        """The chunk out of `running` with its counts, and its place under the gate back. False when it was
-        finished already (a duplicate notification): nothing moves twice."""
+    def finish_chunk(
+        self,
+        job_id: str,
+        chunk: int,
+        completed: int,
+        failed: int,
+        tokens: int = 0,
+        also: Sequence[dict[str, Any]] = (),
+    ) -> bool:
+        """The chunk out of `running` with its counts, and its place under the gate back (and the writes in `also`,
+        such as the tenant's usage, in the same transaction). False when it was finished already (a duplicate
+        notification): nothing moves twice."""
         try:
             transact_write(
                 self.table.client,
@@ -457,6 +466,7 @@ class JobStore:
                             "ExpressionAttributeValues": {":minus": {"N": "-1"}},
                         }
                     },
+                    *also,
                 ],
             )
         except ClientError as exc:

@@ -74,6 +74,7 @@ class Prediction(BaseModel):
     status: PredictionStatus
     created_at: datetime
     input_count: int
+    tokens: int = 0  # estimated at submit (domain.jobs.estimated_tokens): what the usage API reports
     parameters: dict[str, Any] = Field(default_factory=dict)
     metadata: dict[str, str] = Field(default_factory=dict)
     webhook: str | None = None

@@ -21,6 +21,7 @@ from inference_core.dal.results import result_store
 from inference_core.domain.batches import (
     AsyncInferenceNotification,
     BatchLine,
+    BatchRecord,
     InvocationStatus,
     LocatedResult,
     ResultLine,
@@ -28,7 +29,7 @@ from inference_core.domain.batches import (
 from inference_core.domain.clock import utc_now
 from inference_core.domain.predictions import ErrorInfo, Prediction, PredictionStatus
 from inference_core.domain.result_cache import CachedEmbedding, fresh_entries, is_complete, merge, result_line
-from inference_core.logic import outbox
+from inference_core.logic import outbox, usage
 from inference_core.logic.result_cache import write_back
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
@@ -112,6 +113,8 @@ def complete(
     ready = [p for p in current.values() if p.status == PredictionStatus.RUNNING and p.batch_id == batch_id]
     outcome.ignored += [pid for pid in prediction_ids if pid not in {p.id for p in ready}]
     if not ready:
+        # Finished before (a duplicate, or a delivery that died after its writes): count it, once, if not yet.
+        usage.record_batch(batch_id, current.values(), batch, now)
         return outcome
     results: dict[str, LocatedResult] = {}
     output_location = notification.response_parameters.output_location or ""
@@ -127,7 +130,29 @@ def complete(
     for prediction in ready:
         _settle(prediction, notification, output_location, results, now, outcome)
     outbox.flush(outcome.finished)
+    _record_usage(batch_id, current, outcome, batch, now)
     return outcome
+
+
+def _record_usage(
+    batch_id: str,
+    before: dict[str, Prediction],
+    outcome: CompletionOutcome,
+    batch: BatchRecord | None,
+    now: datetime,
+) -> None:
+    """The batch's usage from its records as they now are: those this call finished, and (read again) any that
+    someone else finished meanwhile, such as the dispatcher's whole cache hits."""
+    finished = {p.id: p for p in outcome.finished}
+    after = {**before, **finished}
+    unsure = [
+        p.id
+        for p in before.values()
+        if p.status == PredictionStatus.RUNNING and p.batch_id == batch_id and p.id not in finished
+    ]
+    if unsure:
+        after.update(prediction_store().get_many(unsure))
+    usage.record_batch(batch_id, after.values(), batch, now)
 
 
 def _fresh_entries(

@@ -35,7 +35,7 @@ from inference_core.domain.result_cache import (
     result_line,
 )
 from inference_core.errors import DependencyError, NotFoundError, PermanentDependencyError
-from inference_core.logic import outbox
+from inference_core.logic import outbox, usage
 from inference_core.logic.result_cache import keys_for, lookup, lookup_failed, record_lookup
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
@@ -324,6 +324,23 @@ def send_batch(plan: BatchPlan, now: datetime, cached: Mapping[str, CachedEmbedd
     return outcome
 
 
+def _record_cached_usage(batch_id: str, finished: list[Prediction], now: datetime) -> None:
+    """A batch the cache answered whole has no completion to count it: counted here (a batch sent to the model is
+    counted by completion, its whole hits with it)."""
+    answered = BatchRecord(
+        batch_id=batch_id,
+        prediction_ids=[p.id for p in finished],
+        input_location="",
+        created_at=now,
+        answered_ids=[p.id for p in finished],
+    )
+    try:
+        usage.record_batch(batch_id, finished, answered, now)
+    except DependencyError:
+        logger.exception("usage of a batch answered from the cache not recorded", batch_id=batch_id)
+        metrics.add_metric(name="UsageNotRecorded", unit=MetricUnit.Count, value=len(finished))
+
+
 def _send_to_model(
     lookup: CacheLookup,
     batch_id: str,
@@ -413,6 +430,8 @@ def _finish_from_cache(lookup: CacheLookup, batch_id: str, hits_location: str, o
                 outcome.from_cache.append(send.work.prediction_id)
                 metrics.add_metric(name="PredictionsSucceeded", unit=MetricUnit.Count, value=1)
     outbox.flush(finished)
+    if finished and not lookup.to_model:
+        _record_cached_usage(batch_id, finished, completed_at)
     if lookup.whole:
         logger.info("predictions answered from the result cache", batch_id=batch_id, count=len(outcome.from_cache))
     return again

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from inference_core.dal import job_files
 from inference_core.dal.jobs import job_store
 from inference_core.dal.objects import batch_failure_prefix, batch_output_key, object_store, parse_s3_uri
+from inference_core.dal.usage import usage_store
 from inference_core.domain.batches import AsyncInferenceNotification, InvocationStatus, ResultLine
 from inference_core.domain.jobs import (
     Job,
@@ -29,8 +30,9 @@ from inference_core.domain.jobs import (
 )
 from inference_core.domain.predictions import ErrorInfo
 from inference_core.domain.result_cache import CachedEmbedding, CachePlanLine, fresh_entries, is_complete, merge
+from inference_core.domain.usage import usage_day
 from inference_core.errors import DependencyError, NotFoundError
-from inference_core.logic import outbox
+from inference_core.logic import outbox, usage
 from inference_core.logic.predictions import encode_output
 from inference_core.logic.result_cache import write_back
 from inference_core.observability import MetricUnit, logger, metrics
@@ -66,6 +68,8 @@ class ChunkOutcome:
     completed: int = 0
     failed: int = 0
     tokens: int = 0
+    texts: int = 0  # of the completed lines
+    cached: int = 0  # of those texts, answered by the result cache
 
 
 def complete_chunk(notification: AsyncInferenceNotification, now: datetime) -> ChunkOutcome:
@@ -139,10 +143,16 @@ def finish_chunk(
             out.write(output_line(number, custom_id, output))
             outcome.completed += 1
             outcome.tokens += tokens
+            outcome.texts += len(line.inputs)
+            outcome.cached += _cached_texts(plan.get(line.id), len(line.inputs))
         out.close()
         errs.close()
     write_back(fresh, now, at_once=True)  # the chunks launched next look these up
-    outcome.finished = job_store().finish_chunk(job.id, chunk, outcome.completed, outcome.failed, outcome.tokens)
+    used = usage.chunk_usage(outcome.completed, outcome.texts, outcome.tokens, outcome.cached)
+    counted = usage_store().update(job.tenant_id, usage_day(now), used)  # with the counters: exactly once
+    outcome.finished = job_store().finish_chunk(
+        job.id, chunk, outcome.completed, outcome.failed, outcome.tokens, also=[counted]
+    )
     if outcome.finished:
         metrics.add_metric(name="JobLinesCompleted", unit=MetricUnit.Count, value=outcome.completed)
         metrics.add_metric(name="JobLinesFailed", unit=MetricUnit.Count, value=outcome.failed)
@@ -151,6 +161,12 @@ def finish_chunk(
         )
         _report_progress(job, now)
     return outcome
+
+
+def _cached_texts(planned: CachePlanLine | None, texts: int) -> int:
+    if planned is None:
+        return 0
+    return texts if planned.output is not None and is_complete(planned.output) else texts - len(planned.sent_keys())
 
 
 def _report_progress(job: Job, now: datetime) -> None:

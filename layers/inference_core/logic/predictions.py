@@ -21,6 +21,7 @@ from inference_core.dal.results import result_store
 from inference_core.dal.table import InvalidCursor
 from inference_core.domain.batches import WorkItem
 from inference_core.domain.clock import utc_now
+from inference_core.domain.jobs import estimated_tokens
 from inference_core.domain.predictions import ErrorInfo, NewPrediction, Page, Prediction, PredictionStatus, event_on
 from inference_core.domain.result_cache import CACHE_PARAMETER, partial_output
 from inference_core.errors import (
@@ -30,7 +31,7 @@ from inference_core.errors import (
     NotFoundError,
     ValidationFailedError,
 )
-from inference_core.logic import outbox
+from inference_core.logic import outbox, usage
 from inference_core.logic.result_cache import keys_for, lookup, record_lookup
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
@@ -80,6 +81,7 @@ def submit(
         status=PredictionStatus.QUEUED,
         created_at=now or utc_now(),
         input_count=len(request.inputs),
+        tokens=sum(estimated_tokens(text) for text in request.inputs),
         parameters=request.parameters,
         metadata=request.metadata,
         webhook=request.webhook,
@@ -90,6 +92,8 @@ def submit(
         answered = _answer_from_cache(prediction, request)
         if answered is not None:
             created = _create(answered, claim, fingerprint)
+            if created is answered:
+                _count_usage(answered)
             return created, created is answered
     work = WorkItem(
         prediction_id=prediction.id,
@@ -130,6 +134,14 @@ def _create(prediction: Prediction, claim: IdempotencyClaim | None, fingerprint:
         event = event_on(prediction, prediction.status)
         outbox.flush([prediction.model_copy(update={"outbox": (event,) if event else ()})])
     return prediction
+
+
+def _count_usage(answered: Prediction) -> None:
+    try:
+        usage.record_answered_at_submit(answered)
+    except DependencyError:  # the caller has its answer; only the usage figure misses it
+        logger.exception("usage of a prediction answered at submit not recorded", prediction_id=answered.id)
+        metrics.add_metric(name="UsageNotRecorded", unit=MetricUnit.Count, value=1)
 
 
 def _answer_from_cache(prediction: Prediction, request: NewPrediction) -> Prediction | None:

@@ -1,0 +1,134 @@
+"""GET /v1/usage over moto: what was run, counted once however often completions and chunk notifications arrive,
+with cache hits, bulk lines and the endpoint's time priced; the operator's `usage` command shows the same."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from inference_core import cli
+from inference_core.dal.usage import UsageStore
+from inference_core.domain.clock import utc_now
+from inference_core.errors import TransientError
+from tests.integration.conftest import Pipeline
+from tests.integration.test_jobs import JobDriver, create_job, get_job, good_lines, jsonl, upload
+
+pytestmark = pytest.mark.usefixtures("aws")
+
+
+@pytest.fixture
+def driver(pipeline: Pipeline) -> JobDriver:
+    return JobDriver(pipeline)
+
+
+def usage_today(pipeline: Pipeline, headers: dict[str, str]) -> dict[str, Any]:
+    response = pipeline.api.get("/v1/usage", headers=headers)
+    assert response.status_code == 200, response.text
+    report: dict[str, Any] = response.json()
+    assert report["granularity"] == "day"
+    assert [d["date"] for d in report["data"]] == [utc_now().date().isoformat()]
+    return report["data"][0]
+
+
+def test_predictions_are_counted_once_however_often_their_completion_is_delivered(pipeline: Pipeline) -> None:
+    headers = pipeline.headers("counted")
+    pipeline.submit(headers, ["one text", "two texts"])
+    pipeline.dispatch()
+    notification = pipeline.endpoint_succeeds(pipeline.invocations[-1])
+    pipeline.complete()
+
+    pipeline.publish("SuccessTopic", notification)  # SNS delivers it again
+    pipeline.complete()
+    day = usage_today(pipeline, headers)
+
+    assert day["predictions"] == 1
+    assert day["inputs"] == 2
+    assert day["tokens"] > 2
+    assert day["cache_hits"] == 0
+    assert day["endpoint_seconds"] > 0
+    assert day["cost_usd"] > 0
+    assert day["bulk_lines"] == 0
+    assert usage_today(pipeline, pipeline.headers("someone-else"))["predictions"] == 0
+
+
+def test_texts_answered_by_the_cache_count_as_hits_in_every_path(pipeline: Pipeline) -> None:
+    headers = pipeline.headers("cached")
+    pipeline.run_all(headers, ["a repeated text"])  # computed, then cached
+    pipeline.submit(headers, ["a repeated text"])  # the dispatcher answers it whole, without the endpoint
+    pipeline.dispatch()
+    waited = pipeline.api.post(
+        "/v1/predictions", json={"inputs": ["a repeated text"]}, headers={**headers, "Prefer": "wait=1"}
+    )  # answered at submit
+
+    day = usage_today(pipeline, headers)
+
+    assert waited.status_code == 200, waited.text
+    assert (day["predictions"], day["inputs"], day["cache_hits"]) == (3, 3, 2)
+
+
+def test_bulk_lines_are_counted_once_per_chunk_after_duplicate_notifications(
+    pipeline: Pipeline, driver: JobDriver
+) -> None:
+    headers = pipeline.headers("bulk")
+    job = create_job(pipeline, headers)
+    upload(job, jsonl([*good_lines(3), {"custom_id": "bad", "inputs": ""}]))
+    driver.intake()
+    notification = pipeline.endpoint_succeeds(pipeline.invocations[0])
+    driver.answered.add(pipeline.invocations[0].inference_id)
+    pipeline.publish("SuccessTopic", notification)  # twice
+    driver.run()
+
+    day = usage_today(pipeline, headers)
+
+    assert get_job(pipeline, headers, job["id"])["status"] == "completed"
+    assert (day["bulk_lines"], day["inputs"], day["predictions"]) == (3, 3, 0)
+    assert day["tokens"] > 0
+
+
+def test_the_operator_reads_the_same_figures_and_bad_ranges_are_refused(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    headers = pipeline.headers("ops-view")
+    pipeline.run_all(headers, "counted once")
+    today = utc_now().date().isoformat()
+
+    assert cli.main(["usage", "--tenant", "ops-view", "--start", today]) == 0
+    out = capsys.readouterr().out.splitlines()
+    printed = json.loads(next(line for line in out if line.startswith('{"tenant"')))
+    backwards = pipeline.api.get("/v1/usage", params={"start": today, "end": "2020-01-01"}, headers=headers)
+    too_long = pipeline.api.get("/v1/usage", params={"start": "2020-01-01", "end": today}, headers=headers)
+    not_a_date = pipeline.api.get("/v1/usage", params={"start": "yesterday"}, headers=headers)
+    other_granularity = pipeline.api.get("/v1/usage", params={"granularity": "hour"}, headers=headers)
+
+    assert printed["data"][0]["predictions"] == 1
+    assert printed["data"][0]["date"] == today
+    assert backwards.status_code == 400
+    assert too_long.status_code == 400
+    assert not_a_date.status_code == 422
+    assert other_granularity.status_code == 422
+
+
+def test_a_completion_that_died_after_its_writes_is_counted_by_the_next_delivery(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    headers = pipeline.headers("crash")
+    pipeline.submit(headers, ["x"])
+    pipeline.dispatch()
+    notification = pipeline.endpoint_succeeds(pipeline.invocations[-1])
+    with monkeypatch.context() as down:
+        down.setattr(UsageStore, "record_once", _unavailable)
+        failed = pipeline.complete()
+    assert failed["batchItemFailures"]  # the message comes back
+
+    pipeline.publish("SuccessTopic", notification)
+    pipeline.complete()
+    pipeline.publish("SuccessTopic", notification)
+    pipeline.complete()
+
+    assert usage_today(pipeline, headers)["predictions"] == 1
+
+
+def _unavailable(*_: object, **__: object) -> bool:
+    raise TransientError("DynamoDB is throttling")
