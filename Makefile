@@ -11,7 +11,7 @@ SAM_ENV := PYENV_VERSION=3.11.7:3.12.1:3.13.0
 export SAM_CLI_TELEMETRY := 0
 
 .PHONY: install run demo test test-unit test-integration test-e2e lint typecheck check-template build deploy \
-        deploy-prod bench bench-model bench-coldstart bench-cost bench-client bench-jobs bench-scale bench-cache fuzz fault-run key package-model clean
+        deploy-prod bench bench-model bench-coldstart bench-cost bench-client bench-jobs bench-scale bench-cache bench-tenants fuzz fault-run key package-model clean
 
 $(VENV)/.installed: requirements/dev.txt layers/requirements.txt api/requirements.txt model/requirements.txt client/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -93,6 +93,9 @@ bench-jobs: install  ## bulk jobs: a 20,000-line job vs the model server alone, 
 
 bench-scale: install  ## capacity simulation: a 10M-line workload on 1/2/4/8 scaling GPU instances, the product's gate and scheduler in simulated time; writes bench/results/scale.md
 	$(PY) -m bench.scale
+
+bench-tenants: install  ## fair dispatch: tenant A's burst of 5,000 predictions, then tenant B's 50 Prefer: wait requests, one lane vs the backlog lane; writes bench/results/tenants.md
+	$(PY) -m bench.tenants
 
 bench-cache: install  ## result cache: the same workloads with ResultCacheScope=off and on (endpoint inputs, cached Prefer: wait latency, AWS requests, a job run twice); writes bench/results/cache.md
 	$(PY) -m bench.cache

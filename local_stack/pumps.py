@@ -3,7 +3,8 @@
 Each poller long-polls its queue, gathers up to BatchSize records within MaximumBatchingWindowInSeconds (both
 from template.yaml), calls the handler with the exact event Lambda sends, deletes only the records that did
 not fail (ReportBatchItemFailures) and leaves the rest to come back after the visibility timeout, until the
-queue's redrive policy moves them to the DLQ. Several pollers per function run at once, as Lambda scales out.
+queue's redrive policy moves them to the DLQ. Several pollers per event source run at once, as Lambda scales out,
+never more than the event's ScalingConfig.MaximumConcurrency.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class FakeContext:
 @dataclass
 class PumpSpec:
     function: str
+    event: str
     queue_url: str
     queue_arn: str
     batch_size: int
@@ -54,6 +56,7 @@ class PumpSpec:
     reports_failures: bool
     handler_file: Path
     handler_name: str
+    max_concurrency: int | None = None
 
 
 @dataclass
@@ -68,14 +71,17 @@ class PumpStats:
 def pump_specs(resolver: Resolver, window_override: float | None = None) -> list[PumpSpec]:
     """One spec per SQS event source in template.yaml."""
     specs = []
-    for function, props in sqs_event_sources(resolver.template).items():
+    for source in sqs_event_sources(resolver.template):
+        function, props = source.function, source.properties
         resource = resolver.template["Resources"][function]["Properties"]
+        concurrency = (props.get("ScalingConfig") or {}).get("MaximumConcurrency")
         module, handler_name = resource["Handler"].rsplit(".", 1)
         queue_logical = props["Queue"]["Fn::GetAtt"][0]
         window = float(resolver.resolve(props.get("MaximumBatchingWindowInSeconds", 0)))
         specs.append(
             PumpSpec(
                 function=function,
+                event=source.event,
                 queue_url=resolver.physical[queue_logical]["Ref"],
                 queue_arn=resolver.physical[queue_logical]["Arn"],
                 batch_size=int(resolver.resolve(props.get("BatchSize", 10))),
@@ -83,13 +89,14 @@ def pump_specs(resolver: Resolver, window_override: float | None = None) -> list
                 reports_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
                 handler_file=REPO / resource["CodeUri"] / f"{module.replace('.', '/')}.py",
                 handler_name=handler_name,
+                max_concurrency=None if concurrency is None else int(resolver.resolve(concurrency)),
             )
         )
     return specs
 
 
 def load_handler(spec: PumpSpec, instance: int) -> Any:
-    return load_function(spec.function, spec.handler_file, spec.handler_name, instance)
+    return load_function(f"{spec.function}_{spec.event}", spec.handler_file, spec.handler_name, instance)
 
 
 def load_function(function: str, handler_file: Path, handler_name: str, instance: int) -> Any:
@@ -105,7 +112,7 @@ def load_function(function: str, handler_file: Path, handler_name: str, instance
 
 class Poller(threading.Thread):
     def __init__(self, spec: PumpSpec, instance: int, sqs: Any, stop: threading.Event, stats: PumpStats) -> None:
-        super().__init__(name=f"{spec.function}-{instance}", daemon=True)
+        super().__init__(name=f"{spec.function}-{spec.event}-{instance}", daemon=True)
         self.spec = spec
         self.handler = load_handler(spec, instance)
         self.sqs = sqs
@@ -176,9 +183,9 @@ def start_pumps(
     pollers: list[Poller] = []
     stats: dict[str, PumpStats] = {}
     for spec in specs:
-        stats[spec.function] = PumpStats()
-        for instance in range(pollers_per_function):
-            poller = Poller(spec, instance, sqs, stop, stats[spec.function])
+        function_stats = stats.setdefault(spec.function, PumpStats())  # a function's events count together
+        for instance in range(min(pollers_per_function, spec.max_concurrency or pollers_per_function)):
+            poller = Poller(spec, instance, sqs, stop, function_stats)
             poller.start()
             pollers.append(poller)
     return pollers, stats

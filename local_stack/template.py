@@ -128,11 +128,19 @@ def resources_of_type(template: dict[str, Any], resource_type: str) -> dict[str,
     return {k: v for k, v in template["Resources"].items() if v["Type"] == resource_type}
 
 
-def sqs_event_sources(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """function logical id -> its SQS event's properties (queue, batch size, batching window, response types)."""
-    sources: dict[str, dict[str, Any]] = {}
-    for logical_id, resource in resources_of_type(template, "AWS::Serverless::Function").items():
-        for event in resource["Properties"].get("Events", {}).values():
-            if event["Type"] == "SQS":
-                sources[logical_id] = event["Properties"]
-    return sources
+@dataclass(frozen=True)
+class SqsEventSource:
+    """One SQS event of a function: a function may have several (the dispatcher reads both lanes)."""
+
+    function: str  # logical id
+    event: str  # the event's name under Events
+    properties: dict[str, Any]  # queue, batch size, batching window, response types, scaling
+
+
+def sqs_event_sources(template: dict[str, Any]) -> list[SqsEventSource]:
+    return [
+        SqsEventSource(logical_id, name, event["Properties"])
+        for logical_id, resource in resources_of_type(template, "AWS::Serverless::Function").items()
+        for name, event in resource["Properties"].get("Events", {}).items()
+        if event["Type"] == "SQS"
+    ]

@@ -34,6 +34,8 @@ class Settings:
     job_work_prefix: str
     file_prefix: str
     request_queue_url: str
+    # Predictions past their tenant's interactive share wait here (the backlog lane).
+    backlog_queue_url: str
     request_dlq_url: str
     job_intake_queue_url: str
     webhook_queue_url: str
@@ -64,6 +66,7 @@ class Settings:
     tenant_requests_per_minute: int
     tenant_inputs_per_minute: int
     tenant_open_jobs: int
+    tenant_interactive_inputs_per_minute: int
     # The endpoint's concurrent invocations per instance: bulk may take all but one of them on each instance.
     max_concurrent_invocations_per_instance: int
     # What a dry run's estimate assumes: the endpoint's measured items/s per instance and its hourly price.
@@ -93,6 +96,10 @@ class Settings:
     job_upload_url_seconds: int = 3600
     # A file through POST /v1/files: API Gateway hands Lambda at most 6 MB, base64-encoded for a multipart body.
     file_max_bytes: int = 4 * 1024 * 1024
+    # A backlog-lane dispatcher holds its lane place until its batch's output (or failure) is written, this long
+    # at most (under the dispatcher's 60 s timeout); past it the place is let go and the batch finishes as usual.
+    backlog_wait_seconds: float = 40.0
+    backlog_poll_seconds: float = 0.25
     # How long a read of the endpoint's instances in service is used before it is read again.
     endpoint_capacity_seconds: float = 30.0
     # Only the local stack sets this: plain-http webhook receivers on loopback (the template never does; a test

@@ -53,13 +53,16 @@ def test_a_sync_embed_batches_closed_early_stops_its_workers(api, make_client) -
     with make_client() as client:
         batches = client.embed_batches(texts, concurrency=2)
         assert next(batches).start == 0
+        # The fake clock sleeps at once, so how many polls happen before the close depends on the scheduler: what
+        # is checked is that none starts after it (each of the 2 workers may finish the one it is sending).
+        polls_at_close = len([r for r in api.requests if r.method == "GET"])
         batches.close()
         for thread in threading.enumerate():
             if thread.name.startswith("inference-embed"):
                 thread.join(timeout=10)
                 assert not thread.is_alive()
     polls = [r for r in api.requests if r.method == "GET"]
-    assert len(polls) < 50  # the workers stopped polling once the call was over
+    assert len(polls) <= polls_at_close + 2  # the workers stopped polling once the call was over
     assert len(api.creates()) <= 1 + 2 * 2  # no chunk was submitted after the close
 
 

@@ -108,18 +108,21 @@ def test_open_jobs_are_limited_for_jobs_and_batches_alike(
 
 
 def test_set_limits_overrides_and_resets_one_limit_at_a_time(capsys: pytest.CaptureFixture[str]) -> None:
-    changed = set_limits("ops", capsys, "--requests-per-minute", "10", "--open-jobs", "2")
+    changed = set_limits(
+        "ops", capsys, "--requests-per-minute", "10", "--open-jobs", "2", "--interactive-inputs-per-minute", "5"
+    )
     reset = set_limits("ops", capsys, "--reset", "requests-per-minute")
 
-    assert changed == {"tenant": "ops", "requests_per_minute": 10, "inputs_per_minute": 1200000, "open_jobs": 2}
-    assert reset == {"tenant": "ops", "requests_per_minute": 12000, "inputs_per_minute": 1200000, "open_jobs": 2}
+    defaults = {"tenant": "ops", "inputs_per_minute": 1200000, "open_jobs": 2, "interactive_inputs_per_minute": 5}
+    assert changed == {**defaults, "requests_per_minute": 10}
+    assert reset == {**defaults, "requests_per_minute": 12000}
     with pytest.raises(SystemExit):
         cli.main(["set-limits", "--tenant", "ops", "--open-jobs", "0"])
 
 
 def test_two_api_instances_share_one_count_and_a_new_window_starts_afresh() -> None:
     # Two instances are two processes with caches of their own; the count lives in DynamoDB, so both see it.
-    tight = TenantLimits(requests_per_minute=4, inputs_per_minute=100, open_jobs=1)
+    tight = TenantLimits(requests_per_minute=4, inputs_per_minute=100, open_jobs=1, interactive_inputs_per_minute=50)
     window = window_start(datetime(2026, 12, 6, 12, 0, 30, tzinfo=UTC))
     store_a, store_b = limit_store(), type(limit_store())(limit_store().table)
 

@@ -130,11 +130,20 @@ def test_the_template_resolves_the_environment_the_functions_get() -> None:
 
 
 def test_the_dispatcher_batches_as_the_template_configures() -> None:
-    sources = sqs_event_sources(load_template())
+    sources = {(s.function, s.event): s.properties for s in sqs_event_sources(load_template())}
 
-    assert sources["DispatcherFunction"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert sources["CompletionFunction"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert "MaximumBatchingWindowInSeconds" in sources["DispatcherFunction"]
+    for lane in ("Requests", "Backlog"):
+        assert sources["DispatcherFunction", lane]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert "MaximumBatchingWindowInSeconds" in sources["DispatcherFunction", lane]
+    assert sources["DispatcherFunction", "Backlog"]["ScalingConfig"]["MaximumConcurrency"] == {
+        "Ref": "BacklogLaneConcurrency"
+    }
+    assert any(f == "CompletionFunction" for f, _ in sources)
+    assert all(
+        p["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        for (f, _), p in sources.items()
+        if f == "CompletionFunction"
+    )
 
 
 def test_each_result_knows_its_byte_range_in_the_output() -> None:

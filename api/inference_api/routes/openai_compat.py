@@ -75,8 +75,8 @@ async def create_embeddings(body: EmbeddingsRequest, request: Request, tenant: C
     """Embed texts and answer at once. Past about 20 s (API Gateway's limit is 30) the reply is 503 with
     `Retry-After`; the SDK retries, and the same request then collects what was computed meanwhile."""
     texts = embeddings.checked_texts(body)
-    await admit_async(request, tenant, len(texts))
-    result = await embeddings.embed(tenant, texts, body.format, MAX_WAIT_SECONDS)
+    state = await admit_async(request, tenant, len(texts))
+    result = await embeddings.embed(tenant, texts, body.format, MAX_WAIT_SECONDS, state.lane)
     return EmbeddingsResponse(
         data=[EmbeddingItem(index=i, embedding=vector) for i, vector in enumerate(result.vectors)],
         model=dialect.MODEL_ID,

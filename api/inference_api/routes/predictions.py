@@ -105,9 +105,9 @@ async def create_prediction(
     wait = _wait_seconds(prefer)
     bypass_cache = bool(_CACHE_BYPASS.search(cache_control or ""))
     new = body.to_domain()
-    await admit_async(request, tenant, len(new.inputs))  # over a limit: 429, nothing written
+    state = await admit_async(request, tenant, len(new.inputs))  # over a limit: 429, nothing written
     prediction, created = await asyncio.to_thread(
-        predictions.submit, tenant, new, idempotency_key, None, bool(wait), bypass_cache
+        predictions.submit, tenant, new, idempotency_key, None, bool(wait), bypass_cache, state.lane
     )
     logger.set_correlation_id(prediction.id)
     if not created:

@@ -66,16 +66,17 @@ class LimitStore:
         return {name: int(item[name]) for name in LIMIT_NAMES if name in item}
 
     def count(
-        self, tenant_id: str, window: datetime, inputs: int, limits: TenantLimits, requests: int = 1
+        self, tenant_id: str, window: datetime, inputs: int, limits: TenantLimits, requests: int = 1, used: int = 0
     ) -> RateState:
         """Count `requests` requests of `inputs` inputs in all in this window, unless that passes a limit: then
-        nothing is counted and the state says which limit refused it."""
+        nothing is counted and the state says which limit refused it. `used` (inputs actually sent, not taken
+        ahead) is added to its own attribute in the same write: the lane is decided from it."""
         resets_at = window + WINDOW
         try:
             response = self.table.client.update_item(
                 TableName=self.table.name,
                 Key=key(f"RATE#{tenant_id}#{iso(window)}"),
-                UpdateExpression="ADD requests :one, inputs :inputs SET expires_at = :ttl",
+                UpdateExpression="ADD requests :one, inputs :inputs, used :used SET expires_at = :ttl",
                 ConditionExpression=(
                     "(attribute_not_exists(requests) OR requests <= :request_room) AND "
                     "(attribute_not_exists(inputs) OR inputs <= :room)"
@@ -84,6 +85,7 @@ class LimitStore:
                     {
                         ":one": requests,
                         ":inputs": inputs,
+                        ":used": used,
                         ":request_room": limits.requests_per_minute - requests,
                         ":room": limits.inputs_per_minute - inputs,
                         ":ttl": int((resets_at + _COUNTER_TTL).timestamp()),
@@ -99,11 +101,17 @@ class LimitStore:
             counted = int(old.get("inputs", 0))
             taken = int(old.get("requests", 0))
             refused = "requests" if taken + requests > limits.requests_per_minute else "inputs"
-            return RateState(limits, taken, counted, resets_at, refused)
+            return RateState(limits, taken, counted, resets_at, refused, int(old.get("used", 0)))
         except BotoCoreError as exc:
             raise translate(exc, "could not count the request") from exc
         new = from_attrs(response.get("Attributes") or {})
-        return RateState(limits, int(new.get("requests", requests)), int(new.get("inputs", inputs)), resets_at)
+        return RateState(
+            limits,
+            int(new.get("requests", requests)),
+            int(new.get("inputs", inputs)),
+            resets_at,
+            used=int(new.get("used", used)),
+        )
 
 
 @cached_factory

@@ -1,4 +1,4 @@
-"""SQS access: the request queue that feeds the dispatcher, its dead letters, and job commands."""
+"""SQS access: the two request queues (lanes) that feed the dispatcher, their dead letters, and job commands."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from inference_core.dal.aws_errors import translate
 from inference_core.dal.clients import cached_factory, sqs
 from inference_core.domain.batches import WorkItem
+from inference_core.domain.limits import Lane
 from inference_core.errors import PayloadTooLargeError
 from inference_core.settings import get_settings
 
@@ -68,6 +69,21 @@ def request_dead_letters() -> DeadLetterQueue:
 @cached_factory
 def request_queue() -> RequestQueue:
     return RequestQueue(get_settings().request_queue_url)
+
+
+@cached_factory
+def backlog_queue() -> RequestQueue:
+    return RequestQueue(get_settings().backlog_queue_url)
+
+
+def lane_queue(lane: Lane) -> RequestQueue:
+    return backlog_queue() if lane is Lane.BACKLOG else request_queue()
+
+
+def lane_of_source(event_source_arn: str) -> Lane:
+    """The lane an SQS event came from (its queue's ARN ends with the queue's name, as the URL does)."""
+    backlog_name = get_settings().backlog_queue_url.rstrip("/").rsplit("/", 1)[-1]
+    return Lane.BACKLOG if event_source_arn.rsplit(":", 1)[-1] == backlog_name else Lane.INTERACTIVE
 
 
 class JobCommandQueue:

@@ -1,11 +1,13 @@
 """Per-tenant limits: requests and inputs per minute (fixed one-minute windows, counted across every API instance
-on one DynamoDB item per tenant and window), and open bulk jobs (jobs and OpenAI batches not yet finished)."""
+on one DynamoDB item per tenant and window), open bulk jobs (jobs and OpenAI batches not yet finished), and the
+share of a minute's inputs that goes through the interactive lane (the rest goes through the backlog lane)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 
 WINDOW = timedelta(minutes=1)
 
@@ -15,13 +17,23 @@ class TenantLimits:
     requests_per_minute: int
     inputs_per_minute: int
     open_jobs: int
+    interactive_inputs_per_minute: int
 
     def with_overrides(self, overrides: dict[str, int]) -> TenantLimits:
         known = {name: value for name, value in overrides.items() if name in LIMIT_NAMES}
         return replace(self, **known)
 
 
-LIMIT_NAMES = ("requests_per_minute", "inputs_per_minute", "open_jobs")
+LIMIT_NAMES = ("requests_per_minute", "inputs_per_minute", "open_jobs", "interactive_inputs_per_minute")
+
+
+class Lane(StrEnum):
+    """Which queue a prediction waits in. The backlog lane has a consumer of bounded concurrency whose batches hold
+    their place at the endpoint until they are done, so one tenant's burst never fills the endpoint's queue ahead
+    of another tenant's interactive work."""
+
+    INTERACTIVE = "interactive"
+    BACKLOG = "backlog"
 
 
 def window_start(now: datetime) -> datetime:
@@ -37,6 +49,9 @@ class RateState:
     inputs: int
     resets_at: datetime
     refused: str | None = None  # "requests" or "inputs" when this request was over that limit
+    # Inputs actually sent this minute, as far as this process knows: `inputs` also counts what every process
+    # took ahead of use (allowances), which would move a light tenant to the backlog lane on its first request.
+    used: int = 0
 
     @property
     def remaining_requests(self) -> int:
@@ -45,6 +60,13 @@ class RateState:
     @property
     def remaining_inputs(self) -> int:
         return max(0, self.limits.inputs_per_minute - self.inputs)
+
+    @property
+    def lane(self) -> Lane:
+        """Past its interactive share of this minute's inputs, a tenant's predictions go through the backlog lane.
+        (What other processes spent from their allowances is reported at their next count: the lane changes a
+        little late, never early.)"""
+        return Lane.BACKLOG if self.used > self.limits.interactive_inputs_per_minute else Lane.INTERACTIVE
 
     def reset_seconds(self, now: datetime) -> float:
         return max(0.0, (self.resets_at - now).total_seconds())

@@ -4,12 +4,18 @@
 that leaves no race with completion: mark the batch's predictions `running`, write the batch input, invoke, then
 record the batch; on a refused invocation hand exactly this batch's predictions back to `queued` (or, on the last
 delivery SQS will make, to `failed` with the reason).
+
+The backlog lane (predictions past their tenant's interactive share) is dispatched the same way, marked as bulk
+for the container's interactive-first order, and its dispatcher then holds its place until the batch is done
+(`hold_place`): with the lane's concurrency bounded, one tenant's burst never fills the endpoint's first come,
+first served queue ahead of other tenants' interactive batches.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -20,12 +26,19 @@ from pydantic import ValidationError
 
 from inference_core.dal.batches import batch_store
 from inference_core.dal.endpoint import async_endpoint
-from inference_core.dal.objects import batch_hits_key, batch_input_key, object_store
+from inference_core.dal.objects import (
+    batch_failure_prefix,
+    batch_hits_key,
+    batch_input_key,
+    batch_output_key,
+    object_store,
+)
 from inference_core.dal.predictions import prediction_store
 from inference_core.dal.results import result_store
 from inference_core.dal.table import BATCH_GET_LIMIT
 from inference_core.domain.batches import BatchLine, BatchRecord, WorkItem
 from inference_core.domain.clock import utc_now
+from inference_core.domain.limits import Lane
 from inference_core.domain.predictions import EXPIRED, ErrorInfo, Prediction, PredictionStatus
 from inference_core.domain.result_cache import (
     CachedEmbedding,
@@ -220,7 +233,9 @@ def encode_batch(lines: list[BatchLine]) -> bytes:
     return "".join(line.model_dump_json() + "\n" for line in lines).encode()
 
 
-def dispatch(messages: list[QueuedMessage], now: datetime | None = None) -> DispatchOutcome:
+def dispatch(
+    messages: list[QueuedMessage], now: datetime | None = None, lane: Lane = Lane.INTERACTIVE
+) -> DispatchOutcome:
     now = now or utc_now()
     wanted = [m.work.prediction_id for m in messages if m.work is not None]
     keys = {k for m in messages if m.work is not None for k in cache_keys(m.work) or ()}
@@ -250,7 +265,45 @@ def dispatch(messages: list[QueuedMessage], now: datetime | None = None) -> Disp
     for message_id, why in plan.skip.items():
         if why in {Skip.NO_RECORD, Skip.TENANT_MISMATCH}:
             logger.warning("work item without a status record", message_id=message_id, reason=why.value)
-    return send_batch(plan, now, cached)
+    outcome = send_batch(plan, now, cached, bulk=lane is Lane.BACKLOG)
+    if lane is Lane.BACKLOG and outcome.dispatched and outcome.batch_id:
+        hold_place(outcome.batch_id)
+    return outcome
+
+
+def hold_place(
+    batch_id: str, sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic
+) -> bool:
+    """Wait until the endpoint has written the batch's output (a HEAD, polled more slowly as time passes) or its
+    failure (a LIST, every few polls: failures are rare), at most `backlog_wait_seconds`. True when it is done.
+    A read that fails is not retried: the place is let go rather than held on a guess."""
+    settings = get_settings()
+    store = object_store()
+    started = clock()
+    deadline = started + settings.backlog_wait_seconds
+    delay = settings.backlog_poll_seconds
+    polls = 0
+    done = False
+    try:
+        while not done and clock() < deadline:
+            sleep(min(delay, max(0.0, deadline - clock())))
+            delay = min(delay * 2, _MAX_POLL_SECONDS)
+            polls += 1
+            done = store.size(batch_output_key(batch_id)) is not None
+            if not done and polls % _POLLS_PER_FAILURE_CHECK == 0:
+                done = store.find(batch_failure_prefix(batch_id)) is not None
+    except (DependencyError, NotFoundError):
+        logger.warning("backlog batch not watched to its end", batch_id=batch_id)
+    waited = clock() - started
+    metrics.add_metric(name="BacklogWaitSeconds", unit=MetricUnit.Seconds, value=waited)
+    if not done:
+        logger.info("backlog batch still running; its lane place is let go", batch_id=batch_id, waited=waited)
+    return done
+
+
+# The backlog lane's watch: a batch's output is looked for at most this often once it has run a while.
+_MAX_POLL_SECONDS = 1.0
+_POLLS_PER_FAILURE_CHECK = 5
 
 
 def _read_batch(
@@ -274,7 +327,9 @@ def cache_keys(work: WorkItem) -> list[str] | None:
     return keys_for(work.tenant_id, work.parameters, work.inputs)
 
 
-def send_batch(plan: BatchPlan, now: datetime, cached: Mapping[str, CachedEmbedding] | None = None) -> DispatchOutcome:
+def send_batch(
+    plan: BatchPlan, now: datetime, cached: Mapping[str, CachedEmbedding] | None = None, bulk: bool = False
+) -> DispatchOutcome:
     store = prediction_store()
     outcome = DispatchOutcome(failed_message_ids=[*plan.reject, *plan.retry], skipped=len(plan.skip))
     expired: list[Prediction] = []
@@ -317,7 +372,7 @@ def send_batch(plan: BatchPlan, now: datetime, cached: Mapping[str, CachedEmbedd
             lookup = CacheLookup.of(sending, {})
     lookup.record()  # what was served from the cache in the end
     if lookup.to_model:
-        _send_to_model(lookup, batch_id, hits_location, started, now, outcome)
+        _send_to_model(lookup, batch_id, hits_location, started, now, outcome, bulk)
     if hits_location:
         # After the invocation, so the texts the model must compute are not kept waiting for these writes.
         outcome.failed_message_ids += _finish_from_cache(lookup, batch_id, hits_location, outcome)
@@ -348,6 +403,7 @@ def _send_to_model(
     started: datetime,
     now: datetime,
     outcome: DispatchOutcome,
+    bulk: bool = False,
 ) -> None:
     """Write the batch input (the texts the cache did not answer), invoke the endpoint once, record the batch."""
     sending = lookup.to_model
@@ -359,7 +415,7 @@ def _send_to_model(
     ]
     try:
         location = object_store().put(batch_input_key(batch_id), encode_batch(lines), "application/jsonlines")
-        async_endpoint().invoke(location, batch_id)
+        async_endpoint().invoke(location, batch_id, bulk=bulk)
     except (DependencyError, NotFoundError) as exc:  # NotFound: the bucket is gone, a configuration error
         refusal = exc if isinstance(exc, DependencyError) else PermanentDependencyError(exc.message, reason="no bucket")
         _give_back(sending, batch_id, refusal, now)
@@ -392,7 +448,7 @@ def _send_to_model(
         metrics.add_metric(name="QueueTime", unit=MetricUnit.Milliseconds, value=queue_ms)
     metrics.add_metric(name="BatchSize", unit=MetricUnit.Count, value=len(lines))
     metrics.add_metric(name="EndpointInvocations", unit=MetricUnit.Count, value=1)
-    logger.info("batch dispatched", batch_id=batch_id, size=len(lines), skipped=outcome.skipped)
+    logger.info("batch dispatched", batch_id=batch_id, size=len(lines), skipped=outcome.skipped, bulk=bulk)
 
 
 def _finish_from_cache(lookup: CacheLookup, batch_id: str, hits_location: str, outcome: DispatchOutcome) -> list[str]:

@@ -19,6 +19,7 @@ from typing import Any
 from inference_core.dal.idempotency import idempotency_store
 from inference_core.domain.inputs import MAX_INPUTS
 from inference_core.domain.jobs import estimated_tokens
+from inference_core.domain.limits import Lane
 from inference_core.domain.openai_dialect import EmbeddingsRequest, InvalidRequest
 from inference_core.domain.predictions import NewPrediction, Prediction, PredictionStatus
 from inference_core.errors import (
@@ -91,9 +92,11 @@ def part_key(part: list[str], encoding_format: str) -> str:
     return f"openai-embeddings-{digest}"
 
 
-async def embed(tenant_id: str, texts: list[str], encoding_format: str, wait_seconds: float) -> Embeddings:
+async def embed(
+    tenant_id: str, texts: list[str], encoding_format: str, wait_seconds: float, lane: Lane = Lane.INTERACTIVE
+) -> Embeddings:
     parts = parts_of(texts)
-    submitted = await asyncio.to_thread(_submit, tenant_id, parts, encoding_format)
+    submitted = await asyncio.to_thread(_submit, tenant_id, parts, encoding_format, lane)
     finished = await asyncio.gather(
         *(predictions.wait_until_finished(tenant_id, p.id, wait_seconds) for p in submitted)
     )
@@ -119,12 +122,12 @@ async def embed(tenant_id: str, texts: list[str], encoding_format: str, wait_sec
     return Embeddings(vectors=vectors, prompt_tokens=sum(estimated_tokens(text) for text in texts))
 
 
-def _submit(tenant_id: str, parts: list[list[str]], encoding_format: str) -> list[Prediction]:
+def _submit(tenant_id: str, parts: list[list[str]], encoding_format: str, lane: Lane) -> list[Prediction]:
     submitted = []
     for part in parts:
         request = NewPrediction(inputs=part, parameters={"encoding_format": encoding_format})
         prediction, _ = predictions.submit(
-            tenant_id, request, idempotency_key=part_key(part, encoding_format), waiting=True
+            tenant_id, request, idempotency_key=part_key(part, encoding_format), waiting=True, lane=lane
         )
         submitted.append(prediction)
     return submitted

@@ -4,14 +4,18 @@ Requests and inputs per minute are counted on one DynamoDB item per tenant and o
 conditional UpdateItem (`dal.limits`): every API instance sees the same count, so together they never admit more
 than the limit in a window (a burst may meet the limit twice at a window's edge: one window's slack). A refused
 request counts nothing and creates nothing. Open bulk jobs are counted on the tenant index when a job is created
-(jobs older than the completion window have ended by then)."""
+(jobs older than the completion window have ended by then).
+
+The same count decides a prediction's lane: past its interactive share of the minute (inputs actually sent, kept
+apart from what allowances take ahead) a tenant's predictions wait in the backlog lane, whose consumer never holds
+more than a few places at the endpoint, so one tenant's burst does not delay the others' interactive work."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from inference_core.dal.jobs import job_store
@@ -35,6 +39,7 @@ def defaults() -> TenantLimits:
         requests_per_minute=settings.tenant_requests_per_minute,
         inputs_per_minute=settings.tenant_inputs_per_minute,
         open_jobs=settings.tenant_open_jobs,
+        interactive_inputs_per_minute=settings.tenant_interactive_inputs_per_minute,
     )
 
 
@@ -62,6 +67,7 @@ class _Allowance:
     requests: int
     inputs: int
     seen: RateState
+    spent_inputs: int = 0  # sent since the count, not yet reported as `used`
 
 
 _allowances: dict[str, _Allowance] = {}
@@ -81,7 +87,15 @@ def _spend(tenant_id: str, window: datetime, inputs: int) -> RateState | None:
             return None
         allowance.requests -= 1
         allowance.inputs -= inputs
-        return allowance.seen
+        allowance.spent_inputs += inputs
+        return replace(allowance.seen, used=allowance.seen.used + allowance.spent_inputs)
+
+
+def _unreported(tenant_id: str, window: datetime) -> int:
+    """Inputs this process sent from its last allowance in this window, reported with its next count."""
+    with _allowances_lock:
+        allowance = _allowances.get(tenant_id)
+        return allowance.spent_inputs if allowance is not None and allowance.window == window else 0
 
 
 def admit(tenant_id: str, inputs: int = 0, now: datetime | None = None) -> RateState:
@@ -107,10 +121,11 @@ def admit(tenant_id: str, inputs: int = 0, now: datetime | None = None) -> RateS
     # Inputs ahead of use too, so the next requests (of a few texts each) can spend the allowance.
     extra_inputs = min(limits.inputs_per_minute // 200, MAX_LEASE * 32) if requests > 1 else 0
     store = limit_store()
-    state = store.count(tenant_id, window, inputs + extra_inputs, limits, requests)
+    used = inputs + _unreported(tenant_id, window)
+    state = store.count(tenant_id, window, inputs + extra_inputs, limits, requests, used)
     if state.refused is not None and requests > 1:
         requests, extra_inputs = 1, 0
-        state = store.count(tenant_id, window, inputs, limits)
+        state = store.count(tenant_id, window, inputs, limits, used=used)
     if state.refused is None:
         with _allowances_lock:
             _allowances[tenant_id] = _Allowance(window, requests - 1, extra_inputs, state)

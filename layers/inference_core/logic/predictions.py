@@ -16,12 +16,13 @@ from typing import Any
 from inference_core.dal.idempotency import IdempotencyClaim, IdempotencyKeyTaken, idempotency_store
 from inference_core.dal.objects import object_store
 from inference_core.dal.predictions import prediction_store
-from inference_core.dal.queue import request_queue
+from inference_core.dal.queue import lane_queue
 from inference_core.dal.results import result_store
 from inference_core.dal.table import InvalidCursor
 from inference_core.domain.batches import WorkItem
 from inference_core.domain.clock import utc_now
 from inference_core.domain.jobs import estimated_tokens
+from inference_core.domain.limits import Lane
 from inference_core.domain.predictions import ErrorInfo, NewPrediction, Page, Prediction, PredictionStatus, event_on
 from inference_core.domain.result_cache import CACHE_PARAMETER, partial_output
 from inference_core.errors import (
@@ -58,6 +59,7 @@ def submit(
     now: datetime | None = None,
     waiting: bool = False,
     bypass_cache: bool = False,
+    lane: Lane = Lane.INTERACTIVE,
 ) -> tuple[Prediction, bool]:
     """Record and enqueue a prediction. Returns (prediction, created); created is False for an idempotent replay.
 
@@ -66,7 +68,10 @@ def submit(
     wait skip this read, so fire-and-forget traffic pays nothing for it.
 
     `bypass_cache` (the `Cache-Control` header) works like `parameters.cache: false` but is not part of the body,
-    so it leaves the idempotency fingerprint alone."""
+    so it leaves the idempotency fingerprint alone.
+
+    `lane` is the queue it waits in: the admission decides it from the tenant's share of the minute
+    (`RateState.lane`)."""
     store = prediction_store()
     fingerprint = body_fingerprint(request)
     if idempotency_key:
@@ -102,12 +107,13 @@ def submit(
         inputs=request.inputs,
         parameters=request.parameters,
     )
-    message = request_queue().encode(work)  # before any write: a request that cannot be queued is refused here
+    queue = lane_queue(lane)
+    message = queue.encode(work)  # before any write: a request that cannot be queued is refused here
     created = _create(prediction, claim, fingerprint)
     if created is not prediction:
         return created, False
     try:
-        request_queue().send(message)
+        queue.send(message)
     except Exception:
         # Never leave a queued record that nothing will dispatch: fail it, and free the key for a retry.
         failed = store.fail(prediction.id, ENQUEUE_FAILED, utc_now(), record=prediction)
@@ -115,8 +121,10 @@ def submit(
         if idempotency_key:
             idempotency_store().release(tenant_id, idempotency_key, prediction.id)
         raise
-    logger.info("prediction accepted", prediction_id=prediction.id, inputs=prediction.input_count)
+    logger.info("prediction accepted", prediction_id=prediction.id, inputs=prediction.input_count, lane=lane.value)
     metrics.add_metric(name="PredictionsAccepted", unit=MetricUnit.Count, value=1)
+    if lane is Lane.BACKLOG:
+        metrics.add_metric(name="BacklogLanePredictions", unit=MetricUnit.Count, value=1)
     return prediction, True
 
 

@@ -1,0 +1,205 @@
+"""Fair dispatch on the local stack: tenant A enqueues a burst of predictions at once, tenant B then sends single-text
+`Prefer: wait` requests; B's latency against B alone, with the backlog lane and without it.
+
+    python -m bench.tenants [--burst 5000] [--samples 50] [--concurrency 5]
+
+One local stack (moto, the real model server, the local SageMaker endpoint, the event pumps, the API), two modes
+in turn, each with a tenant A of its own and B alone measured right before it:
+
+- "one lane": A's interactive share set past its burst (`set-limits --interactive-inputs-per-minute`), so all of
+  A's predictions wait in the request queue ahead of B, first come, first served: how the product dispatched
+  before the backlog lane;
+- "backlog lane": the template's TenantInteractiveInputsPerMinute; past it A's predictions wait in the backlog
+  lane, whose consumer (BacklogLaneConcurrency dispatchers, BacklogDispatchBatchSize messages each) marks its
+  batches as bulk and holds each place at the endpoint until its batch is done.
+
+A sends `--burst` single-text POSTs from 32 threads; B starts as soon as the last one is accepted, `--concurrency`
+requests at a time. The queue depths are read (uncounted) when B starts; A's drain runs from its first record's
+`created_at` to its last `completed_at`. Writes bench/results/tenants.md and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.cost import REPO, _describe
+from bench.jobs import cpu_model, interactive, log, predict
+from bench.pipeline import _finished
+from local_stack.runner import LocalStack, Options, free_port
+
+MODES = ("one lane", "backlog lane")
+LATENCY_TARGET = 1.5
+BURST_THREADS = 32
+ALL_INTERACTIVE = 1_000_000_000  # an interactive share no burst reaches
+PARAMETERS = (
+    "TenantInteractiveInputsPerMinute",
+    "BacklogLaneConcurrency",
+    "BacklogDispatchBatchSize",
+    "DispatchBatchSize",
+    "DispatcherMaxConcurrency",
+    "MaxConcurrentInvocationsPerInstance",
+)
+
+
+def burst(api: httpx.Client, count: int, tenant: str) -> list[str]:
+    def submit(n: int) -> str:
+        response = api.post("/v1/predictions", json={"inputs": f"{tenant} backlog sentence number {n}"})
+        response.raise_for_status()
+        return str(response.json()["id"])
+
+    with ThreadPoolExecutor(max_workers=BURST_THREADS) as pool:
+        return list(pool.map(submit, range(count)))
+
+
+def drained(table: tuple[Any, str], ids: list[str], timeout: float = 1800) -> dict[str, Any]:
+    done: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout
+    while len(done) < len(ids) and time.monotonic() < deadline:
+        done.update(_finished(table, [i for i in ids if i not in done]))
+        time.sleep(0.5)
+    first = min(datetime.fromisoformat(r["created_at"]) for r in done.values())
+    last = max(datetime.fromisoformat(r["completed_at"]) for r in done.values())
+    return {
+        "succeeded": sum(r["status"] == "succeeded" for r in done.values()),
+        "unfinished": len(ids) - len(done),
+        "seconds": (last - first).total_seconds(),
+    }
+
+
+def depth(sqs: Any, url: str) -> int:
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+    return sum(int(attributes[name]) for name in names)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    texts = [f"tenant b asks question number {n} of the run" for n in range(len(MODES) * 2 * args.samples + 1)]
+    results: dict[str, Any] = {}
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory() as state:
+        stack = LocalStack(Options(api_port=free_port("127.0.0.1"), state_dir=Path(state), pollers_per_function=5))
+        stack.start()
+        try:
+            from inference_core.logic import limits
+            from inference_core.logic.auth import create_api_key
+
+            assert stack.stack is not None
+            env = stack.stack.env
+            results["parameters"] = {name: stack.stack.resolver.resolve({"Ref": name}) for name in PARAMETERS}
+            sqs, ddb = stack.client("sqs"), stack.client("dynamodb")
+            table = (ddb, stack.stack.table_name)
+            queues = {"request queue": env["REQUEST_QUEUE_URL"], "backlog queue": env["BACKLOG_QUEUE_URL"]}
+            key_b, _ = create_api_key("bench-tenant-b", "bench.tenants")
+            headers_b = {"Authorization": f"Bearer {key_b}"}
+            with httpx.Client(base_url=stack.urls["api"], headers=headers_b, timeout=60) as b:
+                predict(b, texts.pop())  # warm-up
+                for mode in MODES:
+                    tenant_a = f"bench-tenant-a-{mode.replace(' ', '-')}"
+                    if mode == "one lane":
+                        limits.set_limits(tenant_a, {"interactive_inputs_per_minute": ALL_INTERACTIVE})
+                    key_a, _ = create_api_key(tenant_a, "bench.tenants")
+                    log(f"{mode}: B alone ...")
+                    alone = interactive(b, [texts.pop() for _ in range(args.samples)], args.concurrency)
+                    log(f"{mode}: A's burst of {args.burst} ...")
+                    headers_a = {"Authorization": f"Bearer {key_a}"}
+                    with httpx.Client(base_url=stack.urls["api"], headers=headers_a, timeout=60) as a:
+                        started = time.monotonic()
+                        ids = burst(a, args.burst, tenant_a)
+                        burst_seconds = time.monotonic() - started
+                    depths = {name: depth(sqs, url) for name, url in queues.items()}
+                    log(f"{mode}: B behind A (queued: {depths}) ...")
+                    behind = interactive(b, [texts.pop() for _ in range(args.samples)], args.concurrency)
+                    log(f"{mode}: until A's burst is done ...")
+                    results[mode] = {
+                        "alone": alone,
+                        "behind": behind,
+                        "burst_seconds": burst_seconds,
+                        "depths": depths,
+                        "a": drained(table, ids),
+                    }
+        finally:
+            stack.stop()
+    return results
+
+
+def _row(name: str, figures: dict[str, Any]) -> str:
+    return (
+        f"| {name} | {figures['p50']:.2f} | {figures['p95']:.2f} | {figures['queue_p50']:.2f} | "
+        f"{figures['inference_p50']:.2f} | {figures['waited_out']} |"
+    )
+
+
+def render(results: dict[str, Any], args: argparse.Namespace, wall: float) -> str:
+    lines = [
+        "# Fair dispatch: tenant B's interactive predictions behind tenant A's burst",
+        "",
+        f"`make bench-tenants` (`python -m bench.tenants --burst {args.burst} --samples {args.samples} "
+        f"--concurrency {args.concurrency}`), {_describe('new', REPO, 'HEAD')}; {cpu_model()}, "
+        f"{wall / 60:.1f} min in all. Parameters in effect: "
+        + ", ".join(f"{k}={v}" for k, v in results["parameters"].items())
+        + ".",
+        "",
+        f"Tenant A sends {args.burst} single-text predictions ({BURST_THREADS} threads); as soon as the last is "
+        f"accepted tenant B sends {args.samples} single-text `Prefer: wait=20` predictions, {args.concurrency} at a "
+        "time. B alone is measured right before each mode, on the same stack. Seconds; queue = created -> running, "
+        "inference = running -> succeeded (the record's metrics).",
+        "",
+        "| B's predictions | p50 | p95 | queue p50 | inference p50 | past the wait |",
+        "|---|---|---|---|---|---|",
+    ]
+    for mode in MODES:
+        lines.append(_row(f"{mode}: B alone", results[mode]["alone"]))
+        lines.append(_row(f"{mode}: B behind A", results[mode]["behind"]))
+    lines += ["", "| mode | B behind A / B alone (p50) | target | A queued when B started | A's burst sent in | "]
+    lines[-1] += "A's drain (first created -> last completed) | A succeeded |"
+    lines.append("|---|---|---|---|---|---|---|")
+    for mode in MODES:
+        figures = results[mode]
+        ratio = figures["behind"]["p50"] / figures["alone"]["p50"]
+        met = "met" if ratio <= LATENCY_TARGET else "not met"
+        target = f"<= {LATENCY_TARGET}x: {met}" if mode == "backlog lane" else "(today's behaviour)"
+        queued = ", ".join(f"{name} {count}" for name, count in figures["depths"].items())
+        a = figures["a"]
+        lines.append(
+            f"| {mode} | {ratio:.2f}x | {target} | {queued} | {figures['burst_seconds']:.1f} s | "
+            f"{a['seconds']:.1f} s | {a['succeeded']} of {args.burst} |"
+        )
+    lines += [
+        "",
+        "Why: SQS and the endpoint's own queue are first come, first served, so in one lane B's batches wait behind "
+        "every batch of A's that was queued first. With the backlog lane, A's predictions past its interactive "
+        "share go to a queue whose few consumers each keep one batch at the endpoint until it is done (marked bulk: "
+        "the container runs interactive batches first), so B's batches find the endpoint's queue short. The price "
+        "is A's drain: its backlog goes through a bounded number of places. Volume belongs in `/v1/jobs`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--burst", type=int, default=5000, help="tenant A's predictions, sent at once")
+    parser.add_argument("--samples", type=int, default=50, help="tenant B's predictions per measurement")
+    parser.add_argument("--concurrency", type=int, default=5, help="tenant B's requests at a time")
+    parser.add_argument("--output", type=Path, default=REPO / "bench/results/tenants.md")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    results = run(args)
+    report = render(results, args, time.monotonic() - started)
+    args.output.write_text(report)
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""Fair dispatch over moto: a tenant past its interactive share of the minute waits in the backlog lane, whose
+dispatcher marks its batches as bulk and holds its place until the batch is done; other tenants stay interactive."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from functions.dispatcher import handler as dispatcher_handler
+from inference_core import cli
+from inference_core.dal.clients import client
+from inference_core.logic import limits
+from inference_core.settings import get_settings
+from tests.integration.conftest import Invocation, Pipeline
+
+pytestmark = pytest.mark.usefixtures("aws")
+
+
+@pytest.fixture
+def priorities(pipeline: Pipeline) -> dict[str, str]:
+    """Each invocation's CustomAttributes (what the container reads its priority from), by batch id."""
+    seen: dict[str, str] = {}
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        seen[params["InferenceId"]] = params.get("CustomAttributes", "")
+
+    client("sagemaker-runtime").meta.events.register(
+        "provide-client-params.sagemaker-runtime.InvokeEndpointAsync", record
+    )
+    return seen
+
+
+@pytest.fixture
+def short_watch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BACKLOG_WAIT_SECONDS", "3")
+    monkeypatch.setenv("BACKLOG_POLL_SECONDS", "0.05")
+    get_settings.cache_clear()
+
+
+def share(tenant: str, inputs_per_minute: int) -> None:
+    assert cli.main(["set-limits", "--tenant", tenant, "--interactive-inputs-per-minute", str(inputs_per_minute)]) == 0
+    limits.clear_cache()
+
+
+def dispatch_backlog(pipeline: Pipeline) -> dict[str, Any]:
+    return pipeline.deliver("BacklogQueue", pipeline.receive("BacklogQueue"), dispatcher_handler.lambda_handler)
+
+
+def test_a_tenant_past_its_share_waits_in_the_backlog_lane_and_others_do_not(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    share("heavy", 3)
+    heavy, light = pipeline.headers("heavy"), pipeline.headers("light")
+
+    heavy_ids = [pipeline.submit(heavy, ["a", "b"])["id"] for _ in range(4)]
+    light_id = pipeline.submit(light, "x")["id"]
+
+    interactive = [json.loads(m["Body"])["prediction_id"] for m in pipeline.receive("RequestQueue")]
+    backlog = [json.loads(m["Body"])["prediction_id"] for m in pipeline.receive("BacklogQueue")]
+    # 2 inputs are within the share of 3; from 4 on the tenant is past it
+    assert sorted(interactive) == sorted([heavy_ids[0], light_id])
+    assert sorted(backlog) == sorted(heavy_ids[1:])
+    capsys.readouterr()
+
+
+def test_embeddings_past_the_share_take_the_backlog_lane_too(
+    pipeline: Pipeline, short_watch: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    share("heavy", 1)
+    headers = pipeline.headers("heavy")
+    pipeline.submit(headers, "first")
+
+    # The embeddings route waits on its predictions: answer from a thread once they are queued.
+    reply: dict[str, Any] = {}
+    thread = threading.Thread(
+        target=lambda: reply.update(
+            r=pipeline.api.post(
+                "/v1/embeddings", json={"input": ["p", "q"], "model": "all-MiniLM-L6-v2"}, headers=headers
+            )
+        )
+    )
+    thread.start()
+    deadline = time.monotonic() + 10
+    queued: list[dict[str, Any]] = []
+    while not queued and time.monotonic() < deadline:
+        queued = pipeline.receive("BacklogQueue")
+        time.sleep(0.05)
+    assert len(queued) == 1
+    assert json.loads(queued[0]["Body"])["inputs"] == ["p", "q"]
+    pipeline.deliver("BacklogQueue", queued, dispatcher_handler.lambda_handler)  # let go at the 3 s bound
+    pipeline.endpoint_succeeds(pipeline.invocations[-1])
+    pipeline.complete()
+    thread.join()
+
+    assert reply["r"].status_code == 200, reply["r"].text
+    assert len(reply["r"].json()["data"]) == 2
+    capsys.readouterr()
+
+
+def test_a_backlog_batch_is_bulk_and_its_dispatcher_returns_once_the_output_is_written(
+    pipeline: Pipeline, priorities: dict[str, str], short_watch: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    share("heavy", 1)
+    headers = pipeline.headers("heavy")
+    first = pipeline.submit(headers, "warm")  # within the share
+    created = [pipeline.submit(headers, f"t{n}")["id"] for n in range(3)]
+
+    pipeline.dispatch()
+    # The endpoint answers the backlog batch a little after its invocation, as a real one would.
+    answered = threading.Event()
+
+    def answer() -> None:
+        while len(pipeline.invocations) < 2:
+            time.sleep(0.01)
+        time.sleep(0.3)
+        pipeline.endpoint_succeeds(pipeline.invocations[-1])
+        answered.set()
+
+    endpoint = threading.Thread(target=answer)
+    endpoint.start()
+    started = time.monotonic()
+    result = dispatch_backlog(pipeline)
+    waited = time.monotonic() - started
+    endpoint.join()
+
+    interactive_batch, backlog_batch = (invocation.inference_id for invocation in pipeline.invocations)
+    assert priorities[interactive_batch] == ""
+    assert priorities[backlog_batch] == "priority=bulk"
+    assert result == {"batchItemFailures": []}
+    assert answered.is_set()
+    assert 0.3 <= waited < 3  # held its place until the output, not to the wait's bound
+    assert sorted(line["id"] for line in pipeline.batch_lines(pipeline.invocations[-1])) == sorted(created)
+    pipeline.complete()
+    assert {pipeline.get(headers, pid)["status"] for pid in created} == {"succeeded"}
+    assert pipeline.get(headers, first["id"])["status"] == "running"  # its batch was not answered here
+    assert pipeline.receive("BacklogQueue") == []
+    capsys.readouterr()
+
+
+def test_a_failed_backlog_batch_lets_its_place_go(
+    pipeline: Pipeline, short_watch: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    share("heavy", 1)
+    headers = pipeline.headers("heavy")
+    pipeline.submit(headers, "warm")
+    pipeline.submit(headers, "late")
+    pipeline.receive("RequestQueue")
+
+    failure = threading.Thread(target=lambda: (time.sleep(0.2), pipeline.endpoint_fails(_last(pipeline), "oom")))
+    failure.start()
+    started = time.monotonic()
+    result = dispatch_backlog(pipeline)
+    waited = time.monotonic() - started
+    failure.join()
+
+    assert result == {"batchItemFailures": []}
+    assert waited < 2.5  # the failure object ended the wait (its bound is 3 s)
+    capsys.readouterr()
+
+
+def test_a_backlog_batch_that_never_finishes_is_let_go_at_the_bound(
+    pipeline: Pipeline, short_watch: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    share("heavy", 1)
+    headers = pipeline.headers("heavy")
+    pipeline.submit(headers, "warm")
+    late = pipeline.submit(headers, "late")
+
+    started = time.monotonic()
+    result = dispatch_backlog(pipeline)
+    waited = time.monotonic() - started
+
+    assert result == {"batchItemFailures": []}  # the batch is at the endpoint: its messages are done
+    assert 3 <= waited < 6
+    assert pipeline.get(headers, late["id"])["status"] == "running"
+    capsys.readouterr()
+
+
+def _last(pipeline: Pipeline) -> Invocation:
+    while not pipeline.invocations:
+        time.sleep(0.01)
+    return pipeline.invocations[-1]
