@@ -112,11 +112,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     alone = interactive(b, [texts.pop() for _ in range(args.samples)], args.concurrency)
                     log(f"{mode}: A's burst of {args.burst} ...")
                     headers_a = {"Authorization": f"Bearer {key_a}"}
-                    with httpx.Client(base_url=stack.urls["api"], headers=headers_a, timeout=60) as a:
+                    # "At once": the API here takes A's burst far slower than a deployed one (one process, moto), so
+                    # the dispatcher's event sources are off until the last of it is accepted; it is all queued
+                    # when B starts, as it would be a second after a real burst.
+                    with (
+                        httpx.Client(base_url=stack.urls["api"], headers=headers_a, timeout=60) as a,
+                        stack.event_sources_disabled("DispatcherFunction"),
+                    ):
                         started = time.monotonic()
                         ids = burst(a, args.burst, tenant_a)
                         burst_seconds = time.monotonic() - started
-                    depths = {name: depth(sqs, url) for name, url in queues.items()}
+                        depths = {name: depth(sqs, url) for name, url in queues.items()}
                     log(f"{mode}: B behind A (queued: {depths}) ...")
                     behind = interactive(b, [texts.pop() for _ in range(args.samples)], args.concurrency)
                     log(f"{mode}: until A's burst is done ...")
@@ -134,7 +140,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _row(name: str, figures: dict[str, Any]) -> str:
     return (
-        f"| {name} | {figures['p50']:.2f} | {figures['p95']:.2f} | {figures['queue_p50']:.2f} | "
+        f"| {name} | {figures['p50']:.2f} | {figures['p99']:.2f} | {figures['queue_p50']:.2f} | "
         f"{figures['inference_p50']:.2f} | {figures['waited_out']} |"
     )
 
@@ -154,7 +160,7 @@ def render(results: dict[str, Any], args: argparse.Namespace, wall: float) -> st
         "time. B alone is measured right before each mode, on the same stack. Seconds; queue = created -> running, "
         "inference = running -> succeeded (the record's metrics).",
         "",
-        "| B's predictions | p50 | p95 | queue p50 | inference p50 | past the wait |",
+        "| B's predictions | p50 | p99 | queue p50 | inference p50 | past the wait |",
         "|---|---|---|---|---|---|",
     ]
     for mode in MODES:

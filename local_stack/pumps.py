@@ -111,16 +111,29 @@ def load_function(function: str, handler_file: Path, handler_name: str, instance
 
 
 class Poller(threading.Thread):
-    def __init__(self, spec: PumpSpec, instance: int, sqs: Any, stop: threading.Event, stats: PumpStats) -> None:
+    def __init__(
+        self,
+        spec: PumpSpec,
+        instance: int,
+        sqs: Any,
+        stop: threading.Event,
+        stats: PumpStats,
+        disabled: threading.Event | None = None,
+    ) -> None:
         super().__init__(name=f"{spec.function}-{spec.event}-{instance}", daemon=True)
         self.spec = spec
         self.handler = load_handler(spec, instance)
         self.sqs = sqs
         self.stop_event = stop
         self.stats = stats
+        # Set while the function's event sources are disabled (UpdateEventSourceMapping Enabled=false in Lambda).
+        self.disabled = disabled or threading.Event()
 
     def run(self) -> None:
         while not self.stop_event.is_set():
+            if self.disabled.is_set():
+                self.stop_event.wait(0.05)
+                continue
             try:
                 batch = self._gather()
                 if batch:
@@ -178,14 +191,21 @@ class Poller(threading.Thread):
 
 
 def start_pumps(
-    specs: list[PumpSpec], sqs: Any, stop: threading.Event, pollers_per_function: int
+    specs: list[PumpSpec],
+    sqs: Any,
+    stop: threading.Event,
+    pollers_per_function: int,
+    disabled: dict[str, threading.Event] | None = None,
 ) -> tuple[list[Poller], dict[str, PumpStats]]:
+    """`disabled`: filled with one event per function; while it is set, none of its pollers takes messages."""
     pollers: list[Poller] = []
     stats: dict[str, PumpStats] = {}
+    disabled = {} if disabled is None else disabled
     for spec in specs:
         function_stats = stats.setdefault(spec.function, PumpStats())  # a function's events count together
+        switch = disabled.setdefault(spec.function, threading.Event())
         for instance in range(min(pollers_per_function, spec.max_concurrency or pollers_per_function)):
-            poller = Poller(spec, instance, sqs, stop, function_stats)
+            poller = Poller(spec, instance, sqs, stop, function_stats, switch)
             poller.start()
             pollers.append(poller)
     return pollers, stats

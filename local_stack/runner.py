@@ -7,6 +7,7 @@ every part is up.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shlex
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,6 +93,7 @@ class LocalStack:
         self._model: subprocess.Popen[bytes] | None = None
         self._servers: list[_ThreadedUvicorn] = []
         self._pollers: list[Poller] = []
+        self._disabled: dict[str, threading.Event] = {}
         self._schedulers: list[Scheduler] = []
         self.startup_seconds = 0.0
 
@@ -134,7 +137,7 @@ class LocalStack:
 
         specs = pump_specs(self.stack.resolver, self.options.batching_window)
         self._pollers, self.pump_stats = start_pumps(
-            specs, self.client("sqs"), self.stop_event, self.options.pollers_per_function
+            specs, self.client("sqs"), self.stop_event, self.options.pollers_per_function, self._disabled
         )
         schedules = schedule_specs(self.stack.resolver, self.options.schedule_interval)
         self._schedulers, schedule_stats = start_schedules(schedules, self.stop_event)
@@ -148,6 +151,17 @@ class LocalStack:
         self.urls["api"] = f"http://{host}:{self.options.api_port}"
         self._write_state(api_key)
         self.startup_seconds = time.monotonic() - started
+
+    @contextlib.contextmanager
+    def event_sources_disabled(self, function: str) -> Iterator[None]:
+        """While inside, `function` takes no SQS messages (its event source mappings disabled, as
+        `aws lambda update-event-source-mapping --no-enabled` does); batches already taken finish."""
+        switch = self._disabled[function]
+        switch.set()
+        try:
+            yield
+        finally:
+            switch.clear()
 
     def _start_model_server(self, host: str, port: int) -> None:
         env = {
