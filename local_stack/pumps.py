@@ -111,15 +111,7 @@ def load_function(function: str, handler_file: Path, handler_name: str, instance
 
 
 class Poller(threading.Thread):
-    def __init__(
-        self,
-        spec: PumpSpec,
-        instance: int,
-        sqs: Any,
-        stop: threading.Event,
-        stats: PumpStats,
-        disabled: threading.Event | None = None,
-    ) -> None:
+    def __init__(self, spec: PumpSpec, instance: int, sqs: Any, stop: threading.Event, stats: PumpStats) -> None:
         super().__init__(name=f"{spec.function}-{spec.event}-{instance}", daemon=True)
         self.spec = spec
         self.handler = load_handler(spec, instance)
@@ -127,7 +119,7 @@ class Poller(threading.Thread):
         self.stop_event = stop
         self.stats = stats
         # Set while the function's event sources are disabled (UpdateEventSourceMapping Enabled=false in Lambda).
-        self.disabled = disabled or threading.Event()
+        self.disabled = threading.Event()
 
     def run(self) -> None:
         while not self.stop_event.is_set():
@@ -148,7 +140,7 @@ class Poller(threading.Thread):
         """Long-poll until a record arrives, then keep collecting until BatchSize or the window closes."""
         batch: list[dict[str, Any]] = []
         deadline: float | None = None
-        while not self.stop_event.is_set() and len(batch) < self.spec.batch_size:
+        while not self.stop_event.is_set() and not self.disabled.is_set() and len(batch) < self.spec.batch_size:
             remaining = 1.0 if deadline is None else deadline - time.monotonic()
             if remaining <= 0:
                 break
@@ -191,21 +183,14 @@ class Poller(threading.Thread):
 
 
 def start_pumps(
-    specs: list[PumpSpec],
-    sqs: Any,
-    stop: threading.Event,
-    pollers_per_function: int,
-    disabled: dict[str, threading.Event] | None = None,
+    specs: list[PumpSpec], sqs: Any, stop: threading.Event, pollers_per_function: int
 ) -> tuple[list[Poller], dict[str, PumpStats]]:
-    """`disabled`: filled with one event per function; while it is set, none of its pollers takes messages."""
     pollers: list[Poller] = []
     stats: dict[str, PumpStats] = {}
-    disabled = {} if disabled is None else disabled
     for spec in specs:
         function_stats = stats.setdefault(spec.function, PumpStats())  # a function's events count together
-        switch = disabled.setdefault(spec.function, threading.Event())
         for instance in range(min(pollers_per_function, spec.max_concurrency or pollers_per_function)):
-            poller = Poller(spec, instance, sqs, stop, function_stats, switch)
+            poller = Poller(spec, instance, sqs, stop, function_stats)
             poller.start()
             pollers.append(poller)
     return pollers, stats

@@ -93,7 +93,6 @@ class LocalStack:
         self._model: subprocess.Popen[bytes] | None = None
         self._servers: list[_ThreadedUvicorn] = []
         self._pollers: list[Poller] = []
-        self._disabled: dict[str, threading.Event] = {}
         self._schedulers: list[Scheduler] = []
         self.startup_seconds = 0.0
 
@@ -137,7 +136,7 @@ class LocalStack:
 
         specs = pump_specs(self.stack.resolver, self.options.batching_window)
         self._pollers, self.pump_stats = start_pumps(
-            specs, self.client("sqs"), self.stop_event, self.options.pollers_per_function, self._disabled
+            specs, self.client("sqs"), self.stop_event, self.options.pollers_per_function
         )
         schedules = schedule_specs(self.stack.resolver, self.options.schedule_interval)
         self._schedulers, schedule_stats = start_schedules(schedules, self.stop_event)
@@ -156,12 +155,16 @@ class LocalStack:
     def event_sources_disabled(self, function: str) -> Iterator[None]:
         """While inside, `function` takes no SQS messages (its event source mappings disabled, as
         `aws lambda update-event-source-mapping --no-enabled` does); batches already taken finish."""
-        switch = self._disabled[function]
-        switch.set()
+        switches = [poller.disabled for poller in self._pollers if poller.spec.function == function]
+        if not switches:
+            raise ValueError(f"{function} has no SQS event source")
+        for switch in switches:
+            switch.set()
         try:
             yield
         finally:
-            switch.clear()
+            for switch in switches:
+                switch.clear()
 
     def _start_model_server(self, host: str, port: int) -> None:
         env = {
