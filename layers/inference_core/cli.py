@@ -4,7 +4,8 @@
     python -m inference_core.cli list-keys [--tenant acme] [--json]
     python -m inference_core.cli revoke-key KEY_ID
     python -m inference_core.cli set-limits --tenant acme [--requests-per-minute N] [--inputs-per-minute N]
-                                            [--open-jobs N] [--reset NAME ...]
+                                            [--open-jobs N] [--interactive-inputs-per-minute N]
+                                            [--queued-inputs N] [--reset NAME ...]
     python -m inference_core.cli usage --tenant acme [--start 2026-12-01] [--end 2026-12-06]
 
 Uses TABLE_NAME, AWS_REGION and (for the local stack) AWS_ENDPOINT_URL from the environment: `source .local/env`

@@ -67,6 +67,7 @@ class Settings:
     tenant_inputs_per_minute: int
     tenant_open_jobs: int
     tenant_interactive_inputs_per_minute: int
+    tenant_queued_inputs: int
     # The endpoint's concurrent invocations per instance: bulk may take all but one of them on each instance.
     max_concurrent_invocations_per_instance: int
     # What a dry run's estimate assumes: the endpoint's measured items/s per instance and its hourly price.

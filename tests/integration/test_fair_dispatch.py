@@ -184,3 +184,80 @@ def _last(pipeline: Pipeline) -> Invocation:
     while not pipeline.invocations:
         time.sleep(0.01)
     return pipeline.invocations[-1]
+
+
+def queue_limit(tenant: str, queued_inputs: int) -> None:
+    assert cli.main(["set-limits", "--tenant", tenant, "--queued-inputs", str(queued_inputs)]) == 0
+    limits.clear_cache()
+
+
+def test_past_its_queued_inputs_a_tenant_gets_429_and_nothing_is_created(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    share("heavy", 1)
+    queue_limit("heavy", 5)
+    headers = pipeline.headers("heavy")
+    pipeline.submit(headers, "within the share")
+    accepted = [pipeline.submit(headers, ["a", "b"])["id"] for _ in range(2)]  # 4 inputs waiting
+
+    refused = pipeline.api.post("/v1/predictions", json={"inputs": ["c", "d"]}, headers=headers)
+    openai = pipeline.api.post(
+        "/v1/embeddings", json={"model": "all-MiniLM-L6-v2", "input": ["e", "f"]}, headers=headers
+    )
+    fits = pipeline.api.post("/v1/predictions", json={"inputs": "g"}, headers=headers)
+    light = pipeline.api.post("/v1/predictions", json={"inputs": ["x"] * 8}, headers=pipeline.headers("light"))
+
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["error"]["details"] == {"limit": "queued_inputs", "queued_inputs": 5}
+    assert refused.headers["Retry-After"] == str(limits.QUEUED_RETRY_SECONDS)
+    assert refused.headers["x-ratelimit-limit-requests"] == "12000"
+    assert openai.status_code == 429
+    assert openai.json()["error"]["type"] == "rate_limit_exceeded"
+    assert fits.status_code == 202  # 5 inputs waiting: at the limit, not past it
+    assert light.status_code == 202  # another tenant's backlog is its own
+    backlog = [json.loads(m["Body"])["prediction_id"] for m in pipeline.receive("BacklogQueue")]
+    assert sorted(backlog) == sorted([*accepted, fits.json()["id"]])
+    listed = pipeline.api.get("/v1/predictions", headers=headers).json()["data"]
+    assert len(listed) == 4  # the refused ones wrote no record
+    capsys.readouterr()
+
+
+def test_a_refused_request_gives_its_count_back(pipeline: Pipeline, capsys: pytest.CaptureFixture[str]) -> None:
+    share("heavy", 1)
+    queue_limit("heavy", 2)
+    assert cli.main(["set-limits", "--tenant", "heavy", "--requests-per-minute", "4"]) == 0
+    limits.clear_cache()
+    headers = pipeline.headers("heavy")
+    pipeline.submit(headers, "within the share")
+    pipeline.submit(headers, ["a", "b"])
+
+    refusals = [pipeline.api.post("/v1/predictions", json={"inputs": "c"}, headers=headers) for _ in range(5)]
+
+    # Four requests a minute: two counted, and every refusal handed its request back to the next one.
+    assert [r.status_code for r in refusals] == [429] * 5
+    assert {r.json()["error"]["details"]["limit"] for r in refusals} == {"queued_inputs"}
+    capsys.readouterr()
+
+
+def test_what_the_backlog_dispatcher_takes_frees_the_tenants_queue_once(
+    pipeline: Pipeline, short_watch: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    share("heavy", 1)
+    queue_limit("heavy", 4)
+    headers = pipeline.headers("heavy")
+    pipeline.submit(headers, "within the share")
+    pipeline.submit(headers, ["a", "b", "c", "d"])
+    assert pipeline.api.post("/v1/predictions", json={"inputs": "e"}, headers=headers).status_code == 429
+    messages = pipeline.receive("BacklogQueue")
+
+    first = pipeline.deliver("BacklogQueue", messages, dispatcher_handler.lambda_handler)
+    duplicate = pipeline.deliver("BacklogQueue", messages, dispatcher_handler.lambda_handler)  # at least once
+    limits.clear_cache()  # each process rereads the count within BACKLOG_CACHE_SECONDS
+    again = pipeline.api.post("/v1/predictions", json={"inputs": ["e", "f", "g", "h"]}, headers=headers)
+    past = pipeline.api.post("/v1/predictions", json={"inputs": "i"}, headers=headers)
+
+    assert first == duplicate == {"batchItemFailures": []}
+    assert len(pipeline.invocations) == 1
+    assert again.status_code == 202, again.text
+    assert past.status_code == 429  # the duplicate delivery freed nothing twice
+    capsys.readouterr()

@@ -113,7 +113,13 @@ def test_set_limits_overrides_and_resets_one_limit_at_a_time(capsys: pytest.Capt
     )
     reset = set_limits("ops", capsys, "--reset", "requests-per-minute")
 
-    defaults = {"tenant": "ops", "inputs_per_minute": 1200000, "open_jobs": 2, "interactive_inputs_per_minute": 5}
+    defaults = {
+        "tenant": "ops",
+        "inputs_per_minute": 1200000,
+        "open_jobs": 2,
+        "interactive_inputs_per_minute": 5,
+        "queued_inputs": 200000,
+    }
     assert changed == {**defaults, "requests_per_minute": 10}
     assert reset == {**defaults, "requests_per_minute": 12000}
     with pytest.raises(SystemExit):
@@ -122,7 +128,9 @@ def test_set_limits_overrides_and_resets_one_limit_at_a_time(capsys: pytest.Capt
 
 def test_two_api_instances_share_one_count_and_a_new_window_starts_afresh() -> None:
     # Two instances are two processes with caches of their own; the count lives in DynamoDB, so both see it.
-    tight = TenantLimits(requests_per_minute=4, inputs_per_minute=100, open_jobs=1, interactive_inputs_per_minute=50)
+    tight = TenantLimits(
+        requests_per_minute=4, inputs_per_minute=100, open_jobs=1, interactive_inputs_per_minute=50, queued_inputs=10
+    )
     window = window_start(datetime(2026, 12, 6, 12, 0, 30, tzinfo=UTC))
     store_a, store_b = limit_store(), type(limit_store())(limit_store().table)
 

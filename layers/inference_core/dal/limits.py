@@ -1,6 +1,7 @@
 """Tenant limits `LIMITS#<tenant>` (an operator's overrides of the template's defaults) and the per-minute request
 counters `RATE#<tenant>#<window>`: one conditional UpdateItem counts a request and its inputs, or refuses it, the
-same for every API instance at once (DynamoDB serialises writes to one item)."""
+same for every API instance at once (DynamoDB serialises writes to one item). The same item counts the window's
+predictions that went to the backlog lane (`backlog`, inputs) and those of them that have left it (`left`)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ from inference_core.dal.table import Table, from_attrs, iso, key, to_attrs
 from inference_core.domain.limits import LIMIT_NAMES, WINDOW, RateState, TenantLimits
 from inference_core.settings import get_settings
 
-# A window's counter outlives its minute a little (DynamoDB's TTL deletes it within days anyway).
-_COUNTER_TTL = timedelta(minutes=10)
+
+def _counter_ttl() -> timedelta:
+    """A window's counter outlives its minute as long as its predictions may wait in the backlog lane (DynamoDB's
+    TTL deletes it within days anyway: the backlog sum reads only the windows within the prediction TTL)."""
+    return timedelta(seconds=get_settings().prediction_ttl_seconds) + timedelta(minutes=10)
 
 
 class LimitStore:
@@ -88,7 +92,7 @@ class LimitStore:
                         ":used": used,
                         ":request_room": limits.requests_per_minute - requests,
                         ":room": limits.inputs_per_minute - inputs,
-                        ":ttl": int((resets_at + _COUNTER_TTL).timestamp()),
+                        ":ttl": int((resets_at + _counter_ttl()).timestamp()),
                     }
                 ),
                 ReturnValues="UPDATED_NEW",
@@ -112,6 +116,32 @@ class LimitStore:
             resets_at,
             used=int(new.get("used", used)),
         )
+
+    def add_backlog(self, tenant_id: str, window: datetime, enqueued: int = 0, left: int = 0) -> None:
+        """Add inputs enqueued to the backlog lane, or that left it (dispatched, answered, expired), to the count of
+        the window their predictions were created in."""
+        ttl = int((window + WINDOW + _counter_ttl()).timestamp())
+        try:
+            self.table.client.update_item(
+                TableName=self.table.name,
+                Key=key(f"RATE#{tenant_id}#{iso(window)}"),
+                UpdateExpression="ADD backlog :enqueued, #left :left SET expires_at = if_not_exists(expires_at, :ttl)",
+                ExpressionAttributeNames={"#left": "left"},
+                ExpressionAttributeValues=to_attrs({":enqueued": enqueued, ":left": left, ":ttl": ttl}),
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, "could not count the tenant's backlog") from exc
+
+    def backlog(self, tenant_id: str, windows: list[datetime]) -> list[tuple[int, int]]:
+        """(enqueued, left) inputs of the backlog lane per window, for the windows that have any (one BatchGetItem,
+        eventually consistent: the sum is a limit's estimate, not a balance)."""
+        items = self.table.batch_get(
+            (f"RATE#{tenant_id}#{iso(window)}" for window in windows),
+            "the tenant's backlog",
+            consistent=False,
+            attributes=("backlog", "left"),
+        )
+        return [(int(item.get("backlog", 0)), int(item.get("left", 0))) for item in items if "backlog" in item]
 
 
 @cached_factory

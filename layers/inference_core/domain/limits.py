@@ -1,6 +1,7 @@
 """Per-tenant limits: requests and inputs per minute (fixed one-minute windows, counted across every API instance
-on one DynamoDB item per tenant and window), open bulk jobs (jobs and OpenAI batches not yet finished), and the
-share of a minute's inputs that goes through the interactive lane (the rest goes through the backlog lane)."""
+on one DynamoDB item per tenant and window), open bulk jobs (jobs and OpenAI batches not yet finished), the share
+of a minute's inputs that goes through the interactive lane (the rest goes through the backlog lane), and the inputs
+that may wait in the backlog lane at once."""
 
 from __future__ import annotations
 
@@ -18,13 +19,20 @@ class TenantLimits:
     inputs_per_minute: int
     open_jobs: int
     interactive_inputs_per_minute: int
+    queued_inputs: int
 
     def with_overrides(self, overrides: dict[str, int]) -> TenantLimits:
         known = {name: value for name, value in overrides.items() if name in LIMIT_NAMES}
         return replace(self, **known)
 
 
-LIMIT_NAMES = ("requests_per_minute", "inputs_per_minute", "open_jobs", "interactive_inputs_per_minute")
+LIMIT_NAMES = (
+    "requests_per_minute",
+    "inputs_per_minute",
+    "open_jobs",
+    "interactive_inputs_per_minute",
+    "queued_inputs",
+)
 
 
 class Lane(StrEnum):
@@ -38,6 +46,24 @@ class Lane(StrEnum):
 
 def window_start(now: datetime) -> datetime:
     return now.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+# BatchGetItem reads at most 100 keys: the backlog is summed over at most this many windows.
+MAX_BACKLOG_WINDOWS = 100
+
+
+def backlog_windows(now: datetime, prediction_ttl: timedelta) -> list[datetime]:
+    """The windows whose predictions may still wait in the backlog lane: a prediction older than its TTL is
+    expired, never dispatched, so older windows no longer count (and a count lost to a crash ages out with them)."""
+    count = min(MAX_BACKLOG_WINDOWS, math.ceil(prediction_ttl / WINDOW) + 1)
+    latest = window_start(now)
+    return [latest - n * WINDOW for n in range(count)]
+
+
+def waiting_inputs(windows: list[tuple[int, int]]) -> int:
+    """Inputs still in the backlog lane, from each window's (enqueued, left the queue) counts. A window never
+    counts below zero: a redelivered batch may report its predictions twice."""
+    return sum(max(0, enqueued - left) for enqueued, left in windows)
 
 
 @dataclass(frozen=True)

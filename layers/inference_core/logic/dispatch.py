@@ -48,7 +48,7 @@ from inference_core.domain.result_cache import (
     result_line,
 )
 from inference_core.errors import DependencyError, NotFoundError, PermanentDependencyError
-from inference_core.logic import outbox, usage
+from inference_core.logic import limits, outbox, usage
 from inference_core.logic.result_cache import keys_for, lookup, lookup_failed, record_lookup
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
@@ -111,6 +111,7 @@ class DispatchOutcome:
     dispatched: list[str] = field(default_factory=list)  # sent to the endpoint
     from_cache: list[str] = field(default_factory=list)  # finished from the result cache alone
     skipped: int = 0
+    left_queue: list[Prediction] = field(default_factory=list)  # moved on by this delivery: running or expired
 
 
 _PARALLEL_FINISHES = 16
@@ -266,8 +267,10 @@ def dispatch(
         if why in {Skip.NO_RECORD, Skip.TENANT_MISMATCH}:
             logger.warning("work item without a status record", message_id=message_id, reason=why.value)
     outcome = send_batch(plan, now, cached, bulk=lane is Lane.BACKLOG)
-    if lane is Lane.BACKLOG and outcome.dispatched and outcome.batch_id:
-        hold_place(outcome.batch_id)
+    if lane is Lane.BACKLOG:
+        limits.record_left_backlog(outcome.left_queue)  # before the wait: the tenant may queue more meanwhile
+        if outcome.dispatched and outcome.batch_id:
+            hold_place(outcome.batch_id)
     return outcome
 
 
@@ -342,6 +345,7 @@ def send_batch(
         except DependencyError:
             outcome.failed_message_ids.append(expiring.message.message_id)
     outbox.flush(expired)
+    outcome.left_queue += expired
     if not plan.send:
         return outcome
 
@@ -357,6 +361,7 @@ def send_batch(
     # Refused: cancelled, or taken by a concurrent duplicate delivery, between our read and now.
     outcome.skipped += len(marked.refused)
     sending = [s for s in plan.send if s.work.prediction_id in moved]
+    outcome.left_queue += [s.record for s in sending]
     if not sending:
         return outcome
 

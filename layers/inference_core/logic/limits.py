@@ -8,21 +8,35 @@ request counts nothing and creates nothing. Open bulk jobs are counted on the te
 
 The same count decides a prediction's lane: past its interactive share of the minute (inputs actually sent, kept
 apart from what allowances take ahead) a tenant's predictions wait in the backlog lane, whose consumer never holds
-more than a few places at the endpoint, so one tenant's burst does not delay the others' interactive work."""
+more than a few places at the endpoint, so one tenant's burst does not delay the others' interactive work. A tenant
+past its share may have at most `queued_inputs` waiting in that lane: counted per window on the same items (inputs
+enqueued, and inputs that left the lane as the dispatcher reports them), summed over the windows of the prediction
+TTL, read at most every few seconds per process."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from inference_core.dal.jobs import job_store
 from inference_core.dal.limits import limit_store
 from inference_core.domain.clock import utc_now
-from inference_core.domain.limits import LIMIT_NAMES, RateState, TenantLimits, window_start
-from inference_core.errors import RateLimitedError, ValidationFailedError
+from inference_core.domain.limits import (
+    LIMIT_NAMES,
+    Lane,
+    RateState,
+    TenantLimits,
+    backlog_windows,
+    waiting_inputs,
+    window_start,
+)
+from inference_core.domain.predictions import Prediction
+from inference_core.errors import DependencyError, RateLimitedError, ValidationFailedError
+from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
 
 # A tenant's overrides are read at most this often per process: a change takes effect within this long.
@@ -40,6 +54,7 @@ def defaults() -> TenantLimits:
         inputs_per_minute=settings.tenant_inputs_per_minute,
         open_jobs=settings.tenant_open_jobs,
         interactive_inputs_per_minute=settings.tenant_interactive_inputs_per_minute,
+        queued_inputs=settings.tenant_queued_inputs,
     )
 
 
@@ -57,6 +72,7 @@ def limits_of(tenant_id: str, clock: Callable[[], float] = time.monotonic) -> Te
 def clear_cache() -> None:
     _cache.clear()
     _allowances.clear()
+    _backlogs.clear()
 
 
 @dataclass
@@ -91,6 +107,17 @@ def _spend(tenant_id: str, window: datetime, inputs: int) -> RateState | None:
         return replace(allowance.seen, used=allowance.seen.used + allowance.spent_inputs)
 
 
+def _give_back(tenant_id: str, window: datetime, inputs: int) -> None:
+    """Return a counted request to this process's allowance (refused after it was counted): the next request
+    spends it, and its inputs are taken off what the next count reports as used."""
+    with _allowances_lock:
+        allowance = _allowances.get(tenant_id)
+        if allowance is not None and allowance.window == window:
+            allowance.requests += 1
+            allowance.inputs += inputs
+            allowance.spent_inputs -= inputs
+
+
 def _unreported(tenant_id: str, window: datetime) -> int:
     """Inputs this process sent from its last allowance in this window, reported with its next count."""
     with _allowances_lock:
@@ -98,7 +125,7 @@ def _unreported(tenant_id: str, window: datetime) -> int:
         return allowance.spent_inputs if allowance is not None and allowance.window == window else 0
 
 
-def admit(tenant_id: str, inputs: int = 0, now: datetime | None = None) -> RateState:
+def count(tenant_id: str, inputs: int = 0, now: datetime | None = None) -> RateState:
     """Count one request (and its inputs) against the tenant's minute, or raise RateLimitedError counting nothing.
 
     A busy process takes a small allowance of the minute at once (`lease_size`) and spends it locally, so most
@@ -139,6 +166,81 @@ def admit(tenant_id: str, inputs: int = 0, now: datetime | None = None) -> RateS
             {"limit": state.refused},
         )
     return state
+
+
+def admit(tenant_id: str, inputs: int = 0, now: datetime | None = None) -> RateState:
+    """`count` the request, then, when it goes to the backlog lane, hold it to the tenant's queued inputs: a
+    request that would pass them is refused (429 `queued_inputs`) and its count given back."""
+    now = now or utc_now()
+    state = count(tenant_id, inputs, now)
+    if state.lane is Lane.BACKLOG and inputs:
+        _reserve_backlog(tenant_id, state, inputs, now)
+    return state
+
+
+# A process reads a tenant's backlog at most this often; what it enqueues itself it adds at once.
+BACKLOG_CACHE_SECONDS = 5.0
+# While the lane is full a retry is worth this long a wait: its dispatchers free places batch by batch.
+QUEUED_RETRY_SECONDS = 30
+_backlogs: dict[str, tuple[int, float]] = {}  # tenant -> (inputs waiting in the backlog lane, read at)
+
+
+def _reserve_backlog(
+    tenant_id: str, state: RateState, inputs: int, now: datetime, clock: Callable[[], float] = time.monotonic
+) -> None:
+    limit = state.limits.queued_inputs
+    with _allowances_lock:
+        cached = _backlogs.get(tenant_id)
+    if cached is None or clock() - cached[1] >= BACKLOG_CACHE_SECONDS:
+        ttl = timedelta(seconds=get_settings().prediction_ttl_seconds)
+        try:
+            waiting = waiting_inputs(limit_store().backlog(tenant_id, backlog_windows(now, ttl)))
+        except DependencyError:
+            # Not refused on a guess: the backlog lane's bounded places still keep the others' work first.
+            logger.warning("backlog not read; request admitted", tenant_id=tenant_id)
+            metrics.add_metric(name="BacklogNotRead", unit=MetricUnit.Count, value=1)
+            return
+        cached = (waiting, clock())
+    waiting, read_at = cached
+    if waiting + inputs > limit:
+        _give_back(tenant_id, window_start(now), inputs)
+        raise RateLimitedError(
+            f"queued inputs limit reached: this tenant has {waiting} inputs waiting in the backlog lane and may "
+            f"have {limit}; retry after {QUEUED_RETRY_SECONDS} s, or send volume as a bulk job",
+            QUEUED_RETRY_SECONDS,
+            state.headers(now),
+            {"limit": "queued_inputs", "queued_inputs": limit},
+        )
+    with _allowances_lock:
+        # Taken now, before the enqueue: concurrent requests of this process see it at once.
+        _backlogs[tenant_id] = (waiting + inputs, read_at)
+        if len(_backlogs) > _CACHE_LIMIT:
+            _backlogs.clear()
+
+
+def record_backlog(tenant_id: str, created_at: datetime, inputs: int) -> None:
+    """A prediction was enqueued to the backlog lane: counted for every process. A failed write is logged, not
+    raised (the prediction is queued already); the lane then counts a little short until the window ages out."""
+    try:
+        limit_store().add_backlog(tenant_id, window_start(created_at), enqueued=inputs)
+    except DependencyError:
+        logger.warning("backlog lane prediction not counted", tenant_id=tenant_id)
+        metrics.add_metric(name="BacklogNotCounted", unit=MetricUnit.Count, value=1)
+
+
+def record_left_backlog(predictions: Iterable[Prediction]) -> None:
+    """Predictions that left the backlog lane (the dispatcher moved them on, or they expired): one write per
+    tenant and window they were created in, usually one per batch."""
+    left: Counter[tuple[str, datetime]] = Counter()
+    for prediction in predictions:
+        left[prediction.tenant_id, window_start(prediction.created_at)] += prediction.input_count
+    for (tenant_id, window), inputs in left.items():
+        try:
+            limit_store().add_backlog(tenant_id, window, left=inputs)
+        except DependencyError:
+            # Counted as waiting until the window ages out of the prediction TTL: stricter, never lost work.
+            logger.warning("predictions that left the backlog lane not counted", tenant_id=tenant_id)
+            metrics.add_metric(name="BacklogLeftNotCounted", unit=MetricUnit.Count, value=inputs)
 
 
 def check_open_jobs(tenant_id: str, now: datetime | None = None) -> None:

@@ -32,7 +32,7 @@ from inference_core.errors import (
     NotFoundError,
     ValidationFailedError,
 )
-from inference_core.logic import outbox, usage
+from inference_core.logic import limits, outbox, usage
 from inference_core.logic.result_cache import keys_for, lookup, record_lookup
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
@@ -124,6 +124,7 @@ def submit(
     logger.info("prediction accepted", prediction_id=prediction.id, inputs=prediction.input_count, lane=lane.value)
     metrics.add_metric(name="PredictionsAccepted", unit=MetricUnit.Count, value=1)
     if lane is Lane.BACKLOG:
+        limits.record_backlog(tenant_id, prediction.created_at, prediction.input_count)
         metrics.add_metric(name="BacklogLanePredictions", unit=MetricUnit.Count, value=1)
     return prediction, True
 
