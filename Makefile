@@ -5,12 +5,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
+CHECKOV_VENV := .venv-checkov
 TORCH := torch==2.13.0
 # sam build needs python3.13 on PATH for the python3.13 runtime (pyenv has it on these machines).
 SAM_ENV := PYENV_VERSION=3.11.7:3.12.1:3.13.0
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: install run demo test test-unit test-integration test-e2e lint typecheck check-template build deploy \
+.PHONY: install run demo test test-unit test-integration test-e2e lint typecheck check-template checkov build deploy \
         deploy-prod bench bench-model bench-coldstart bench-cost bench-client bench-jobs bench-scale bench-cache bench-tenants fuzz fault-run key package-model clean
 
 $(VENV)/.installed: requirements/dev.txt layers/requirements.txt api/requirements.txt model/requirements.txt client/pyproject.toml
@@ -61,6 +62,16 @@ typecheck: install
 check-template: install $(SAM_VENV)/.installed
 	$(VENV)/bin/cfn-lint template.yaml
 	$(SAM) validate --lint
+
+# checkov in its own virtualenv too (its pins conflict with boto3's); offline, so no Prisma Cloud guidelines.
+$(CHECKOV_VENV)/.installed: requirements/checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q -r requirements/checkov.txt
+	touch $@
+
+checkov: $(CHECKOV_VENV)/.installed  ## every finding fixed or skipped with a reason in template.yaml (README: Security)
+	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --compact --quiet \
+	  --skip-download
 
 build: $(SAM_VENV)/.installed
 	$(SAM) validate --lint

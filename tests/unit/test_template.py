@@ -162,3 +162,15 @@ def test_the_result_cache_has_a_disposable_table_of_its_own() -> None:
     assert "PointInTimeRecoverySpecification" not in table
     variables = load_template()["Globals"]["Function"]["Environment"]["Variables"]
     assert variables["RESULT_CACHE_TABLE_NAME"] == {"Ref": "ResultCacheTable"}
+
+
+def test_every_checkov_skip_has_a_reason_and_is_listed_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    security = readme.split("## Security checks", 1)[1].split("\n## ", 1)[0]
+    skipped: set[str] = set()
+    for name, resource in load_template()["Resources"].items():
+        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
+            assert len(skip["comment"]) > 20, (name, skip)
+            skipped.add(skip["id"])
+    listed = {line.split("|")[1].split()[0] for line in security.splitlines() if line.startswith("| CKV_")}
+    assert skipped == listed
