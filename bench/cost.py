@@ -1,10 +1,13 @@
 """Cost model: dollars per 1 million predictions from what the local stack actually did, baseline vs. today.
 
-    python -m bench.cost [--n1 300] [--n2 60] [--baseline 49fe22d] [--only new|baseline] [--output PATH]
+    python -m bench.cost [--n1 300] [--n2 60] [--n3 100] [--lines 20000] [--baseline 49fe22d] [--only new|baseline]
+                         [--output PATH]
 
-Two workloads run against each configuration: W1 = N1 single-text predictions, W2 = N2 predictions of 32 texts,
-submitted over HTTP by 8 threads (no `Prefer: wait`); the harness waits for them through an uncounted DynamoDB
-client, then reads every prediction once with GET /v1/predictions/{id} (counted: a user reads results).
+Interactive workloads: W1 = N1 single-text predictions, W2 = N2 predictions of 32 texts, submitted over HTTP by 8
+threads (no `Prefer: wait`); the harness waits for them through an uncounted DynamoDB client, then reads every
+prediction once with GET /v1/predictions/{id} (counted: a user reads results). W3 = N3 single-text predictions
+with `Prefer: wait=20` (the API function is billed while it waits). Bulk: B1-B3 = one job of LINES short texts,
+with the cache off, on (first run) and on again (the same file).
 
 The baseline is a git revision checked out in a temporary worktree; "new" is this working tree. Each configuration
 runs in its own process (`--run-one`) that puts the selected tree first on sys.path, starts its local stack and
@@ -52,10 +55,29 @@ GIB = 1024**3
 SQS_CHUNK = 64 * KIB
 API_CHUNK = 512 * KIB
 HOURS_PER_MONTH = 730
-WORKLOADS = {  # name: (texts per prediction, description)
-    "W1": (1, "single-text interactive"),
-    "W2": (32, "32-text interactive"),
+
+
+@dataclass(frozen=True)
+class Workload:
+    per: int  # texts per prediction (per line of a bulk job)
+    description: str
+    wait: int = 0  # `Prefer: wait=N` on every POST (the reply holds the result, no GET); 0: submit, then GET once
+    bulk: str = ""  # a bulk job's lines: "off" (`parameters.cache: false`), "first" (cache on), "rerun" (same file)
+
+    @property
+    def unit(self) -> str:
+        return "lines" if self.bulk else "predictions"
+
+
+WORKLOADS = {
+    "W1": Workload(1, "single-text interactive"),
+    "W2": Workload(32, "32-text interactive"),
+    "W3": Workload(1, "single-text interactive, `Prefer: wait=20` (the API holds the reply)", wait=20),
+    "B1": Workload(1, "bulk job of short texts, cache off (`parameters.cache: false` on every line)", bulk="off"),
+    "B2": Workload(1, "bulk job of short texts, cache on, first run (new texts)", bulk="first"),
+    "B3": Workload(1, "bulk job of short texts, cache on, the same file run again", bulk="rerun"),
 }
+BULK_SEED = 101  # texts no interactive workload sent, so B2 starts from an empty cache
 SUBMIT_THREADS = 8
 DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"}
 SOURCES = {  # how a request's source is labelled in the report
@@ -570,6 +592,11 @@ class TimedApp:
 # ---------------------------------------------------------------- one configuration (the child process)
 
 
+def _endpoint_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    keys = ("invocations", "succeeded", "failed", "texts")
+    return {k: after[k] - before.get(k, 0) for k in keys if k in after}
+
+
 def _rate_per_hour(expression: str) -> float:
     match = re.fullmatch(r"rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)", expression.strip())
     if not match:
@@ -662,18 +689,20 @@ class Harness:
             base_url=stack.urls["api"], headers={"Authorization": f"Bearer {self.api_key}"}, timeout=60
         )
 
-    def _http(self, kind: str, method: str, url: str, body: bytes | None = None) -> Any:
+    def _http(self, kind: str, method: str, url: str, body: bytes | None = None, wait: int = 0) -> Any:
         started = time.perf_counter()
+        headers = {"Prefer": f"wait={wait}"} if wait else {}
         if body is None:
-            response = self.api.request(method, url)
+            response = self.api.request(method, url, headers=headers)
         else:
-            response = self.api.request(method, url, content=body, headers={"Content-Type": "application/json"})
+            headers["Content-Type"] = "application/json"
+            response = self.api.request(method, url, content=body, headers=headers)
         elapsed = (time.perf_counter() - started) * 1000
         phase = self.meter.phase
         if phase is not None:
             with self.meter.lock:
                 self.meter.phases[phase]["http"].append(
-                    (kind, len(body or b""), len(response.content), elapsed, response.status_code)
+                    (kind, len(body or b""), response.num_bytes_downloaded, elapsed, response.status_code)
                 )
         return response
 
@@ -686,7 +715,7 @@ class Harness:
         if phase is not None:
             with self.meter.lock:
                 data = self.meter.phases[phase]
-                data["http"].append(("download", 0, len(response.content), elapsed, response.status_code))
+                data["http"].append(("download", 0, response.num_bytes_downloaded, elapsed, response.status_code))
                 data["requests"]["client s3 GetObject"] += 1
                 data["s3_bytes"]["client GetObject"] += len(response.content)
 
@@ -719,7 +748,10 @@ class Harness:
         stats: dict[str, int] = self.httpx.get(self.stack.urls["sagemaker"] + "/_local/stats").json()
         return stats
 
-    def run_workload(self, name: str, count: int, per: int) -> dict[str, Any]:
+    def run_workload(self, name: str, count: int, workload: Workload) -> dict[str, Any]:
+        if workload.bulk:
+            return self.run_bulk(name, count, workload)
+        per = workload.per
         texts = corpus(max(count * per, 1), seed=13 if per == 1 else 29)
         bodies = [
             json.dumps({"inputs": texts[i] if per == 1 else texts[i * per : (i + 1) * per]}).encode()
@@ -735,12 +767,14 @@ class Harness:
         lock = threading.Lock()
 
         def submit(body: bytes) -> None:
-            response = self._http("POST", "POST", "/v1/predictions", body)
+            response = self._http("POST", "POST", "/v1/predictions", body, workload.wait)
             with lock:
                 if response.status_code in (200, 202):
                     ids.append(response.json()["id"])
                 else:
                     rejected[response.status_code] += 1
+            if workload.wait and response.status_code == 200 and response.json().get("output_url"):
+                self._download(response.json()["output_url"])
 
         with ThreadPoolExecutor(max_workers=SUBMIT_THREADS) as pool:
             list(pool.map(submit, bodies))
@@ -760,8 +794,9 @@ class Harness:
             if response.status_code == 200 and response.json().get("output_url"):
                 self._download(response.json()["output_url"])
 
-        with ThreadPoolExecutor(max_workers=SUBMIT_THREADS) as pool:
-            list(pool.map(read, ids))
+        if not workload.wait:  # a waiting caller has its result in the reply
+            with ThreadPoolExecutor(max_workers=SUBMIT_THREADS) as pool:
+                list(pool.map(read, ids))
         self.ids[name] = ids
         time.sleep(0.5)
         self.meter.stop()
@@ -780,11 +815,67 @@ class Harness:
                     fn: {k: pumps_after[fn][k] - pumps_before.get(fn, {}).get(k, 0) for k in pumps_after[fn]}
                     for fn in pumps_after
                 },
-                "endpoint": {
-                    k: endpoint_after[k] - endpoint_before.get(k, 0) for k in ("invocations", "succeeded", "failed")
-                },
+                "endpoint": _endpoint_delta(endpoint_before, endpoint_after),
                 "s3_storage": self._s3_storage(objects_before),
                 "ddb_storage": self._ddb_storage(data["ddb_written"]),
+            }
+        )
+        return result
+
+    def run_bulk(self, name: str, lines: int, workload: Workload) -> dict[str, Any]:
+        """One job of `lines` short texts through the API: create it, PUT the file to its upload link (an S3 PUT
+        billed to the bucket's owner), wait (uncounted) until it ends, read it and download its result file."""
+        from bench.jobs import job_record  # lazily: bench.jobs imports this module
+
+        texts = [t for t in corpus(4 * lines, seed=BULK_SEED) if len(t.split()) <= 12][:lines]
+        parameters = {"parameters": {"cache": False}} if workload.bulk == "off" else {}
+        body = b"".join(
+            json.dumps({"custom_id": f"{name}-{i}", "inputs": text, **parameters}).encode() + b"\n"
+            for i, text in enumerate(texts)
+        )
+        objects_before = _objects(self.s3, self.bucket)
+        endpoint_before = self._endpoint_stats()
+        print(f"  {name}: a job of {len(texts)} lines", file=sys.stderr, flush=True)
+        started = time.monotonic()
+        self.meter.start(name)
+        created = self._http("POST", "POST", "/v1/jobs", json.dumps({"metadata": {"bench": name}}).encode())
+        created.raise_for_status()
+        job_id, upload = created.json()["id"], created.json()["upload"]
+        put = self.httpx.put(upload["url"], content=body, headers=upload["headers"], timeout=120)
+        put.raise_for_status()
+        with self.meter.lock:
+            data = self.meter.phases[name]
+            data["requests"]["client s3 PutObject"] += 1
+            data["s3_bytes"]["client PutObject"] += len(body)
+        finished, record = None, {}
+        deadline = time.monotonic() + 600 + 0.05 * lines
+        while time.monotonic() < deadline:
+            record = job_record(self.ddb, self.table, job_id)
+            if record.get("status") in {"completed", "failed", "cancelled", "expired"}:
+                finished = time.monotonic() - started
+                break
+            time.sleep(0.5)
+        self._wait_idle(60)
+        job = self._http("GET", "GET", f"/v1/jobs/{job_id}").json()
+        for link in ("output_url", "error_url"):
+            if job.get(link):
+                self._download(job[link])
+        time.sleep(0.5)
+        self.meter.stop()
+        result = self._summarise(self.meter.phases[name], len(texts), 1)
+        counts = job.get("request_counts") or {}
+        endpoint_after = self._endpoint_stats()
+        result.update(
+            {
+                "wall_seconds": time.monotonic() - started,
+                "seconds_to_finish": finished,
+                "outcomes": {"succeeded": int(counts.get("completed", 0))},
+                "job_status": job.get("status", record.get("status")),
+                "job_counts": counts,
+                "rejected": {},
+                "endpoint": _endpoint_delta(endpoint_before, endpoint_after),
+                "s3_storage": self._s3_storage(objects_before),
+                "ddb_storage": self._ddb_storage(self.meter.phases[name]["ddb_written"]),
             }
         )
         return result
@@ -795,12 +886,16 @@ class Harness:
         function (the API by method), to set against the times under the workloads' 8 concurrent clients, where
         everything shares one process and 2 cores with the model server."""
         found: dict[str, dict[str, float]] = {}
-        for workload, (per, _) in WORKLOADS.items():
-            phase = f"calibration {workload}"
+        for workload, shape in WORKLOADS.items():
+            if shape.bulk:
+                continue  # a job's chunks are one request each already: its times are one at a time
+            per, phase = shape.per, f"calibration {workload}"
             body = json.dumps({"inputs": corpus(per, seed=3)[0] if per == 1 else corpus(per, seed=3)}).encode()
             self.meter.start(phase)
             for _ in range(samples):
-                response = self._http("POST", "POST", "/v1/predictions", body)
+                response = self._http("POST", "POST", "/v1/predictions", body, shape.wait)
+                if shape.wait:
+                    continue  # the POST returned with the result: its time is the wait
                 prediction_id = response.json()["id"]
                 deadline = time.monotonic() + 60
                 while time.monotonic() < deadline:
@@ -933,7 +1028,7 @@ class Harness:
         }
 
 
-def run_one(config: str, tree: Path, n1: int, n2: int, result_file: Path) -> None:
+def run_one(config: str, tree: Path, counts: dict[str, int], result_file: Path) -> None:
     """Runs in the child process: the selected tree's product and local stack, both workloads, raw counts."""
     tree = tree.resolve()
     for path in reversed([tree, tree / "layers", tree / "api", tree / "model"]):
@@ -997,8 +1092,9 @@ def run_one(config: str, tree: Path, n1: int, n2: int, result_file: Path) -> Non
             harness = Harness(stack, meter, pumps, Path(state))
             harness.warm_up()
             workloads = {
-                name: harness.run_workload(name, n1 if name == "W1" else n2, per)
-                for name, (per, _) in WORKLOADS.items()
+                name: harness.run_workload(name, counts[name], workload)
+                for name, workload in WORKLOADS.items()
+                if counts[name]
             }
             sweep = harness.idle_sweep()
             for name, times in harness.calibrate().items():
@@ -1086,8 +1182,10 @@ def cost_lines(data: dict[str, Any], prices: dict[str, Any]) -> dict[tuple[str, 
         gb_months = _gb_months(ddb_storage["byte_days"])
         lines[("DynamoDB", "storage until TTL")] = gb_months * _price(prices, "dynamodb_storage_gb_month")
         lines[("DynamoDB", "point-in-time recovery")] = gb_months * _price(prices, "dynamodb_pitr_gb_month")
-    if data["texts"]:
-        seconds = data["texts"] / float(assumptions["gpu_items_per_second"]["value"])
+    # Texts the model computed (cache hits cost no GPU time), where the local endpoint reports them.
+    computed = data["endpoint"].get("texts", data["texts"])
+    if computed:
+        seconds = computed / float(assumptions["gpu_items_per_second"]["value"])
         instance = assumptions["gpu_items_per_second"]["instance"]
         lines[("SageMaker", f"{instance} instance time")] = seconds / 3600 * _price(prices, "sagemaker_instance_hour")
     processed = sum(v for k, v in data["s3_bytes"].items() if k.startswith("endpoint "))
@@ -1172,6 +1270,109 @@ def _per_prediction(data: dict[str, Any]) -> dict[str, float]:
     return found
 
 
+def _render_workload(
+    workload: str, shape: Workload, results: dict[str, dict[str, Any]], names: dict[str, str], prices: dict[str, Any]
+) -> list[str]:
+    """One workload's section: cost by line item for each configuration that ran it, drivers, measurements."""
+    configs = [c for c in ("baseline", "new") if workload in results.get(c, {}).get("workloads", {})]
+    if not configs:
+        return []
+    per, description, unit = shape.per, shape.description, shape.unit
+    lines: list[str] = []
+    tables = {c: results[c]["workloads"][workload] for c in configs}
+    scaled = {
+        c: {k: v * 1e6 / tables[c]["predictions"] for k, v in cost_lines(tables[c], prices).items()} for c in configs
+    }
+    keys = sorted({k for c in configs for k in scaled[c]}, key=_order)
+    header = " | ".join(f"{names[c]} $/1M {unit}" for c in configs)
+    counted = tables[configs[-1]]["predictions"]
+    what = (
+        f"{counted} lines of 1 text" if shape.bulk else f"{counted} predictions of {per} text{'s' if per > 1 else ''}"
+    )
+    lines += [
+        f"## {workload}: {description} ({what})",
+        "",
+        f"| service | line item | {header} |" + (" new / baseline |" if len(configs) == 2 else ""),
+        "|---|---|" + "---:|" * len(configs) + ("---:|" if len(configs) == 2 else ""),
+    ]
+    for key in keys:
+        values = [scaled[c].get(key) for c in configs]
+        ratio = f" {_ratio(values[-1], values[0])} |" if len(configs) == 2 else ""
+        lines.append(f"| {key[0]} | {key[1]} | " + " | ".join(_money(v) for v in values) + " |" + ratio)
+    totals = [sum(scaled[c].values()) for c in configs]
+    ratio = f" **{_ratio(totals[-1], totals[0])}** |" if len(configs) == 2 else ""
+    lines.append("| **total** | | " + " | ".join(f"**{_money(t)}**" for t in totals) + " |" + ratio)
+    per_text = [t / per for t in totals]
+    ratio = f" {_ratio(per_text[-1], per_text[0])} |" if len(configs) == 2 else ""
+    lines.append("| **per 1M input texts** | | " + " | ".join(_money(t) for t in per_text) + " |" + ratio)
+    alone = {
+        c: {
+            **scaled[c],
+            **{k: v * 1e6 / tables[c]["predictions"] for k, v in alone_lambda(tables[c], prices).items()},
+        }
+        for c in configs
+    }
+    alone_totals = [sum(alone[c].values()) for c in configs]
+    ratio = f" {_ratio(alone_totals[-1], alone_totals[0])} |" if len(configs) == 2 else ""
+    lines.append(
+        "| total with every Lambda duration timed one request at a time (see below) | | "
+        + " | ".join(_money(t) for t in alone_totals)
+        + " |"
+        + ratio
+    )
+    last = configs[-1]
+    if shape.bulk:
+        lines += ["", *_bulk_target(alone[last], alone_totals[-1], shape)]
+    for title, lines_of, total in (
+        ("Lambda durations as measured under load, an upper bound", scaled[last], totals[-1]),
+        ("Lambda durations timed one request at a time", alone[last], alone_totals[-1]),
+    ):
+        top = sorted(lines_of.items(), key=lambda kv: -kv[1])[:3]
+        lines += ["", f"Top three cost drivers, {names[last]} ({title}):", ""]
+        lines += [
+            f"{rank}. {key[0]}, {key[1]}: ${_money(value)} per 1M {unit} ({100 * value / total:.0f}%)"
+            for rank, (key, value) in enumerate(top, 1)
+        ]
+    lines += [
+        "",
+        f"Measured (per {unit[:-1]} unless stated):",
+        "",
+        "| | " + " | ".join(names[c] for c in configs) + " |",
+    ]
+    lines.append("|---|" + "---:|" * len(configs))
+    for label, get in _measurements():
+        label = label.replace("prediction", unit[:-1]) if shape.bulk else label
+        lines.append(f"| {label} | " + " | ".join(get(tables[c]) for c in configs) + " |")
+    lines += [
+        "",
+        f"AWS requests per {unit[:-1]} by operation ({workload}):",
+        "",
+        "| operation (source) | " + " | ".join(names[c] for c in configs) + " |",
+        "|---|" + "---:|" * len(configs),
+    ]
+    per_prediction = {c: _per_prediction(tables[c]) for c in configs}
+    for operation in sorted({o for c in configs for o in per_prediction[c]}):
+        lines.append(
+            f"| {operation} | " + " | ".join(f"{per_prediction[c].get(operation, 0):.3f}" for c in configs) + " |"
+        )
+    lines.append("")
+    return lines
+
+
+def _bulk_target(lines_of: dict[tuple[str, str], float], total: float, shape: Workload) -> list[str]:
+    """The bulk target: everything a job costs within 2x of what it cannot avoid (GPU time and S3)."""
+    gpu = sum(v for (service, item), v in lines_of.items() if service == "SageMaker" and "instance time" in item)
+    s3 = sum(v for (service, _), v in lines_of.items() if service == "S3")
+    floor = gpu + s3
+    ratio = total / floor if floor else float("inf")
+    verdict = ("met" if ratio <= 2 else "not met") if shape.bulk == "off" else "for reference (target is on B1)"
+    return [
+        f"Against the floor (one request at a time): GPU time ${_money(gpu)} + S3 ${_money(s3)} = "
+        f"${_money(floor)} per 1M lines; the whole job costs ${_money(total)}, **{ratio:.2f}x** "
+        f"(target <= 2x with the cache off: {verdict})."
+    ]
+
+
 def render(results: dict[str, dict[str, Any]], prices: dict[str, Any], args: argparse.Namespace, seconds: float) -> str:
     configs = [c for c in ("baseline", "new") if c in results]
     names = {"baseline": f"baseline {args.baseline}", "new": "new"}
@@ -1180,8 +1381,8 @@ def render(results: dict[str, dict[str, Any]], prices: dict[str, Any], args: arg
     lines = [
         "# Cost per 1 million predictions (local stack, counted; priced with bench/prices.json)",
         "",
-        f"Generated by `make bench-cost` (`python -m bench.cost --n1 {args.n1} --n2 {args.n2} --baseline "
-        f"{args.baseline}`) in {seconds / 60:.1f} min. Prices: {prices['region']}, public on-demand list prices "
+        f"Generated by `make bench-cost` (`python -m bench.cost --n1 {args.n1} --n2 {args.n2} --n3 {args.n3} "
+        f"--lines {args.lines} --baseline {args.baseline}`) in {seconds / 60:.1f} min. Prices: {prices['region']}, public on-demand list prices "
         "(first tier, no free tier); each price's source and date are in bench/prices.json.",
         "",
         *[f"- **{c}**: {results[c]['revision']}" for c in configs],
@@ -1189,83 +1390,19 @@ def render(results: dict[str, dict[str, Any]], prices: dict[str, Any], args: arg
         "Workloads, each run on both configurations' own local stacks: **W1** = "
         f"{args.n1} single-text predictions, **W2** = {args.n2} predictions of 32 texts, submitted by "
         f"{SUBMIT_THREADS} threads without `Prefer: wait`; then every prediction read once with "
-        "`GET /v1/predictions/{id}` (counted; waiting used an uncounted DynamoDB client). Texts: the seeded mixed "
-        "corpus of bench/corpus.py. Everything below is scaled linearly from the run to 1,000,000 predictions.",
+        "`GET /v1/predictions/{id}` (counted; waiting used an uncounted DynamoDB client). "
+        f"**W3** = {args.n3} single-text predictions with `Prefer: wait=20`, same threads: the reply holds the "
+        "result, so no GET, and the API function's duration includes the wait. Texts: the seeded mixed corpus of "
+        f"bench/corpus.py. **B1-B3** = one bulk job of {args.lines:,} lines of one short text each (corpus texts of "
+        "at most 12 words, as in bench-jobs): created with `POST /v1/jobs`, the file PUT to its upload link "
+        "(counted as an S3 PUT), waited for (uncounted), read with `GET /v1/jobs/{id}` and its result file "
+        "downloaded; B1 with `parameters.cache: false` on every line, B2 the same texts with the cache on (nothing "
+        "cached yet), B3 the same file again. Everything below is scaled linearly from the run to 1,000,000 "
+        "predictions (bulk: lines).",
         "",
     ]
-    for workload, (per, description) in WORKLOADS.items():
-        tables = {c: results[c]["workloads"][workload] for c in configs}
-        scaled = {
-            c: {k: v * 1e6 / tables[c]["predictions"] for k, v in cost_lines(tables[c], prices).items()}
-            for c in configs
-        }
-        keys = sorted({k for c in configs for k in scaled[c]}, key=_order)
-        header = " | ".join(f"{names[c]} $/1M predictions" for c in configs)
-        lines += [
-            f"## {workload}: {description} ({tables[configs[-1]]['predictions']} predictions of {per} text"
-            f"{'s' if per > 1 else ''})",
-            "",
-            f"| service | line item | {header} |" + (" new / baseline |" if len(configs) == 2 else ""),
-            "|---|---|" + "---:|" * len(configs) + ("---:|" if len(configs) == 2 else ""),
-        ]
-        for key in keys:
-            values = [scaled[c].get(key) for c in configs]
-            ratio = f" {_ratio(values[-1], values[0])} |" if len(configs) == 2 else ""
-            lines.append(f"| {key[0]} | {key[1]} | " + " | ".join(_money(v) for v in values) + " |" + ratio)
-        totals = [sum(scaled[c].values()) for c in configs]
-        ratio = f" **{_ratio(totals[-1], totals[0])}** |" if len(configs) == 2 else ""
-        lines.append("| **total** | | " + " | ".join(f"**{_money(t)}**" for t in totals) + " |" + ratio)
-        per_text = [t / per for t in totals]
-        ratio = f" {_ratio(per_text[-1], per_text[0])} |" if len(configs) == 2 else ""
-        lines.append("| **per 1M input texts** | | " + " | ".join(_money(t) for t in per_text) + " |" + ratio)
-        alone = {
-            c: {
-                **scaled[c],
-                **{k: v * 1e6 / tables[c]["predictions"] for k, v in alone_lambda(tables[c], prices).items()},
-            }
-            for c in configs
-        }
-        alone_totals = [sum(alone[c].values()) for c in configs]
-        ratio = f" {_ratio(alone_totals[-1], alone_totals[0])} |" if len(configs) == 2 else ""
-        lines.append(
-            "| total with every Lambda duration timed one request at a time (see below) | | "
-            + " | ".join(_money(t) for t in alone_totals)
-            + " |"
-            + ratio
-        )
-        last = configs[-1]
-        for title, lines_of, total in (
-            ("Lambda durations as measured under load, an upper bound", scaled[last], totals[-1]),
-            ("Lambda durations timed one request at a time", alone[last], alone_totals[-1]),
-        ):
-            top = sorted(lines_of.items(), key=lambda kv: -kv[1])[:3]
-            lines += ["", f"Top three cost drivers, {names[last]} ({title}):", ""]
-            lines += [
-                f"{rank}. {key[0]}, {key[1]}: ${_money(value)} per 1M predictions ({100 * value / total:.0f}%)"
-                for rank, (key, value) in enumerate(top, 1)
-            ]
-        lines += [
-            "",
-            "Measured (per prediction unless stated):",
-            "",
-            "| | " + " | ".join(names[c] for c in configs) + " |",
-        ]
-        lines.append("|---|" + "---:|" * len(configs))
-        for label, get in _measurements():
-            lines.append(f"| {label} | " + " | ".join(get(tables[c]) for c in configs) + " |")
-        lines += [
-            "",
-            f"AWS requests per prediction by operation ({workload}):",
-            "",
-            "| operation (source) | " + " | ".join(names[c] for c in configs) + " |",
-            "|---|" + "---:|" * len(configs),
-        ]
-        per_prediction = {c: _per_prediction(tables[c]) for c in configs}
-        for operation in sorted({o for c in configs for o in per_prediction[c]}):
-            lines.append(
-                f"| {operation} | " + " | ".join(f"{per_prediction[c].get(operation, 0):.3f}" for c in configs) + " |"
-            )
-        lines.append("")
+    for workload, shape in WORKLOADS.items():
+        lines += _render_workload(workload, shape, results, names, prices)
     lines += [
         "## Fixed costs (no traffic), $ per hour and per month",
         "",
@@ -1323,8 +1460,8 @@ def render(results: dict[str, dict[str, Any]], prices: dict[str, Any], args: arg
         "consistent. Storage: each written item and its index entries (+100 bytes each) until its TTL attribute "
         "(else RecordRetentionDays); TTL deletes are free. Point-in-time recovery is billed on the same size.",
         "- **SageMaker data processed**: bytes the endpoint read (batch inputs) and wrote (batch outputs).",
-        "- **Data transfer out**: API response bodies and presigned downloads at the internet rate (headers and "
-        "the first 100 GB a month free are ignored).",
+        "- **Data transfer out**: API response bodies and presigned downloads as sent (gzipped where the API "
+        "compressed them) at the internet rate (headers and the first 100 GB a month free are ignored).",
         "- Not included: CloudWatch Logs and metrics (Powertools logs and EMF metrics), X-Ray traces "
         "(`Tracing: Active`), KMS (SSE-S3 and SQS-managed SSE are free), the request and completion DLQs (empty "
         "here), free tiers.",
@@ -1369,7 +1506,7 @@ def _measurements() -> list[tuple[str, Callable[[dict[str, Any]], str]]]:
         ("DynamoDB read units", lambda d: per(sum(d["ddb_rru_by_op"].values()), d)),
         ("DynamoDB mean item size by kind", items),
         ("S3 bytes kept, by prefix (lifecycle days)", s3_prefixes),
-        ("API response bytes", lambda d: per(d["api"]["response_bytes"], d, 0)),
+        ("API response bytes (as sent)", lambda d: per(d["api"]["response_bytes"], d, 0)),
         ("presigned result downloads", lambda d: per(d["downloads"]["requests"], d)),
         ("AWS request retries (billed, counted above)", lambda d: str(d["retries"])),
         (
@@ -1399,6 +1536,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--n1", type=int, default=300, help="W1: single-text predictions")
     parser.add_argument("--n2", type=int, default=60, help="W2: predictions of 32 texts")
+    parser.add_argument("--n3", type=int, default=100, help="W3: single-text predictions with Prefer: wait (0: skip)")
+    parser.add_argument("--lines", type=int, default=20000, help="B1-B3: lines of the bulk job (0: skip)")
     parser.add_argument("--baseline", default="49fe22d", help="git revision of the baseline design")
     parser.add_argument("--only", choices=["new", "baseline"], help="run one configuration")
     parser.add_argument("--output", type=Path, default=REPO / "bench/results/cost.md")
@@ -1408,7 +1547,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--result-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.run_one:
-        run_one(args.run_one, args.tree, args.n1, args.n2, args.result_file)
+        counts = {"W1": args.n1, "W2": args.n2, "W3": args.n3, "B1": args.lines, "B2": args.lines, "B3": args.lines}
+        run_one(args.run_one, args.tree, counts, args.result_file)
         return 0
     prices = json.loads(args.prices.read_text())
     configs = [args.only] if args.only else ["baseline", "new"]
@@ -1431,7 +1571,8 @@ def main(argv: list[str] | None = None) -> int:
                             "-m",
                             "bench.cost",
                             *("--run-one", config, "--tree", str(tree), "--result-file", str(result_file)),
-                            *("--n1", str(args.n1), "--n2", str(args.n2)),
+                            *("--n1", str(args.n1), "--n2", str(args.n2), "--n3", str(args.n3)),
+                            *("--lines", str(args.lines)),
                         ],
                         cwd=REPO,
                         stdout=log,

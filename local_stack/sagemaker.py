@@ -12,6 +12,7 @@ whose batcher takes their invocations together.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -72,10 +73,23 @@ class EndpointStats:
     invocations: int = 0
     succeeded: int = 0
     failed: int = 0
+    texts: int = 0  # texts the model computed in succeeded invocations (bench-cost prices GPU time from it)
     rejected: int = 0
     running: int = 0  # invocations at the model now
     bulk_running: int = 0  # of those, job chunks
     peak_bulk_running: int = 0  # the most job chunks at the model at once so far
+
+
+def _texts_in(body: bytes) -> int:
+    """Texts in a batch input (JSON lines with `inputs`); lines that are not such a record count none."""
+    count = 0
+    for line in body.splitlines():
+        try:
+            inputs = json.loads(line).get("inputs")
+        except (ValueError, AttributeError):
+            continue
+        count += len(inputs) if isinstance(inputs, list) else int(bool(inputs))
+    return count
 
 
 def _split(location: str) -> tuple[str, str]:
@@ -154,6 +168,7 @@ def create_endpoint_app(config: EndpointConfig, s3: Any, sns: Any) -> FastAPI:
             region=config.region,
         )
         stats.succeeded += 1
+        stats.texts += _texts_in(body)
         if faults.lost_notifications > 0:
             faults.lost_notifications -= 1
             return

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import gzip
 import hashlib
 import json
 from collections.abc import Callable
@@ -159,3 +161,22 @@ RUNNERS: dict[str, Callable[[Pipeline, dict[str, Any]], None]] = {
 def test_every_sample_event_runs_through_its_handler(pipeline: Pipeline, aws: Stack, name: str) -> None:
     assert name in RUNNERS, f"events/{name} has no handler test: add it to RUNNERS"
     RUNNERS[name](pipeline, load(name))
+
+
+def test_a_large_reply_goes_out_gzipped_through_mangum_to_clients_that_accept_it(pipeline: Pipeline) -> None:
+    event = load("api.json")
+    event.update(rawPath="/openapi.json", body="", headers={"accept-encoding": "gzip, deflate"})
+    event["requestContext"]["http"].update(method="GET", path="/openapi.json")
+    plain = {**event, "headers": {}}
+
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    zipped = api_handler.lambda_handler(event, pipeline.context)
+    unzipped = api_handler.lambda_handler(plain, pipeline.context)
+
+    assert zipped["statusCode"] == unzipped["statusCode"] == 200
+    assert zipped["headers"]["content-encoding"] == "gzip"
+    assert zipped["isBase64Encoded"] is True
+    document = json.loads(gzip.decompress(base64.b64decode(zipped["body"])))
+    assert document == json.loads(unzipped["body"])
+    assert "content-encoding" not in unzipped["headers"]
+    assert len(base64.b64decode(zipped["body"])) < len(unzipped["body"]) / 2

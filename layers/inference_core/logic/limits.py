@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from inference_core.dal.jobs import job_store
 from inference_core.dal.limits import limit_store
 from inference_core.domain.clock import utc_now
 from inference_core.domain.limits import (
@@ -248,6 +247,8 @@ def check_open_jobs(tenant_id: str, now: datetime | None = None) -> None:
     now = now or utc_now()
     limit = limits_of(tenant_id).open_jobs
     window = timedelta(hours=get_settings().job_completion_window_hours)
+    from inference_core.dal.jobs import job_store  # here: the dispatcher imports this module and never counts jobs
+
     open_now = job_store().count_open(tenant_id, now - window - timedelta(hours=1), stop_at=limit)
     if open_now >= limit:
         raise RateLimitedError(

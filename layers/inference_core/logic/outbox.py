@@ -12,17 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from inference_core.dal.jobs import job_store
 from inference_core.dal.predictions import prediction_store
 from inference_core.dal.webhook_events import EventMessage, webhook_events
 from inference_core.domain.clock import utc_now
-from inference_core.domain.jobs import Job
 from inference_core.domain.predictions import Prediction
 from inference_core.domain.webhooks import PendingEvent
 from inference_core.errors import DependencyError
 from inference_core.observability import MetricUnit, logger, metrics
+
+if TYPE_CHECKING:  # the dispatcher flushes predictions only: job code stays off its cold start
+    from inference_core.domain.jobs import Job
 
 
 def flush(records: Iterable[Prediction | Job]) -> int:
@@ -57,13 +58,17 @@ class _OutboxStore(Protocol):
 
 
 def _finished(record: Prediction | Job) -> bool:
-    return record.completed_at is not None if isinstance(record, Job) else record.status.is_terminal
+    return record.status.is_terminal if isinstance(record, Prediction) else record.completed_at is not None
 
 
 def _store(record: Prediction | Job) -> _OutboxStore:
-    return job_store() if isinstance(record, Job) else prediction_store()
+    if isinstance(record, Prediction):
+        return prediction_store()
+    from inference_core.dal.jobs import job_store
+
+    return job_store()
 
 
 def _message(record: Prediction | Job, event: str, msg_id: str) -> EventMessage:
-    subject = "job" if isinstance(record, Job) else "prediction"
+    subject = "prediction" if isinstance(record, Prediction) else "job"
     return EventMessage(event, subject, record.id, record.tenant_id, record.webhook or "", msg_id)
