@@ -7,10 +7,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from inference_core.domain.batches import is_job_chunk
 from inference_core.domain.clock import utc_now
-from inference_core.logic import job_driver
 from inference_core.logic.completion import complete, parse_notification
-from inference_core.logic.job_chunks import is_job_chunk
 from inference_core.logic.result_cache import gathered_write_back
 from inference_core.observability import logger, metrics
 from inference_core.sqs_batch import SqsRecord, each_record
@@ -20,6 +19,9 @@ def record_handler(record: SqsRecord) -> None:
     notification = parse_notification(str(record.get("body", "")))  # a malformed one fails this record alone
     logger.set_correlation_id(notification.inference_id)
     if is_job_chunk(notification.inference_id):
+        # Here, not at the top: an interactive-only function never loads the bulk path (~25 ms of cold start).
+        from inference_core.logic import job_driver
+
         chunk = job_driver.on_notification(notification)
         logger.info("job chunk completed", job_id=chunk.job_id, chunk=chunk.chunk, finished=chunk.finished)
         return

@@ -101,3 +101,12 @@ class AsyncInferenceNotification(BaseModel):
     failure_reason: str | None = Field(default=None, alias="failureReason")
     request_parameters: _RequestParameters = Field(default_factory=_RequestParameters, alias="requestParameters")
     response_parameters: _ResponseParameters = Field(default_factory=_ResponseParameters, alias="responseParameters")
+
+
+# A bulk job's chunk is invoked as `<job id>-<chunk>`, job ids start with this; interactive batch ids are UUIDs.
+JOB_PREFIX = "job_"
+
+
+def is_job_chunk(inference_id: str) -> bool:
+    """A notification for a job chunk rather than an interactive batch (told apart before any job code loads)."""
+    return inference_id.startswith(JOB_PREFIX)

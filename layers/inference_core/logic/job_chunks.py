@@ -18,7 +18,7 @@ from inference_core.dal import job_files
 from inference_core.dal.jobs import job_store
 from inference_core.dal.objects import batch_failure_prefix, batch_output_key, object_store, parse_s3_uri
 from inference_core.dal.usage import usage_store
-from inference_core.domain.batches import AsyncInferenceNotification, InvocationStatus, ResultLine
+from inference_core.domain.batches import JOB_PREFIX, AsyncInferenceNotification, InvocationStatus, ResultLine
 from inference_core.domain.jobs import (
     Job,
     JobApi,
@@ -37,7 +37,6 @@ from inference_core.logic.predictions import encode_output
 from inference_core.logic.result_cache import write_back
 from inference_core.observability import MetricUnit, logger, metrics
 
-JOB_PREFIX = "job_"
 PROGRESS_EVERY = timedelta(seconds=30)
 # A chunk output holds at most a chunk's worth of lines; a line is at most this long.
 MAX_LINE_BYTES = 64 * 1024 * 1024
@@ -47,10 +46,6 @@ _MISSING_OUTPUT = ErrorInfo.of("missing_output", "the model returned no result f
 
 def chunk_inference_id(job_id: str, chunk: int) -> str:
     return f"{job_id}-{chunk}"
-
-
-def is_job_chunk(inference_id: str) -> bool:
-    return inference_id.startswith(JOB_PREFIX)
 
 
 def parse_chunk_inference_id(inference_id: str) -> tuple[str, int]:
