@@ -891,9 +891,14 @@ class Harness:
             if shape.bulk:
                 continue  # a job's chunks are one request each already: its times are one at a time
             per, phase = shape.per, f"calibration {workload}"
-            body = json.dumps({"inputs": corpus(per, seed=3)[0] if per == 1 else corpus(per, seed=3)}).encode()
+            # Texts of their own per sample: a repeated body would be answered from the result cache.
+            texts = corpus(per * samples, seed=shape.seed + 1000)
+            bodies = [
+                json.dumps({"inputs": texts[n] if per == 1 else texts[n * per : (n + 1) * per]}).encode()
+                for n in range(samples)
+            ]
             self.meter.start(phase)
-            for _ in range(samples):
+            for body in bodies:
                 response = self._http("POST", "POST", "/v1/predictions", body, shape.wait)
                 if shape.wait:
                     continue  # the POST returned with the result: its time is the wait
