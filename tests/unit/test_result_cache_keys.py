@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import random
-import struct
 
+import numpy as np
 import pytest
 
 from inference_core.domain.result_cache import (
@@ -101,16 +101,17 @@ def test_the_model_never_sees_the_cache_switch() -> None:
 
 
 def test_a_cached_vector_prints_exactly_as_the_model_printed_it() -> None:
-    # The model writes float32 values as JSON numbers; the cache keeps them as float32.
+    # The model writes its float32 values rounded to 7 decimals in float64 (model_server.server); the cache keeps
+    # float32. Unit-length vectors: every value within [-1, 1].
     rng = random.Random(7)
-    raw = [rng.uniform(-1, 1) for _ in range(384)] + [0.0, -0.0, 1e-38, 3.4e38, 1e-45]
-    values = [struct.unpack("<f", struct.pack("<f", value))[0] for value in raw]  # numpy float32 .tolist()
-    printed = json.dumps(values)
+    raw = [rng.uniform(-1, 1) for _ in range(20_000)] + [0.0, -0.0, 1e-38, 1e-45, 1.0, -1.0, 0.99999997]
+    as_float32 = np.array(raw, dtype=np.float32)
+    printed = json.dumps(np.round(as_float32.astype(np.float64), 7).tolist())
 
     entry = CachedEmbedding.of("m", json.loads(printed), False)
 
     assert json.dumps(entry.values()) == printed
-    assert len(entry.vector) == 4 * len(values)
+    assert len(entry.vector) == 4 * len(raw)
 
 
 def test_partial_outputs_merge_in_input_order() -> None:

@@ -5,9 +5,10 @@ length-prefixed so no two different tuples hash the same bytes. The scope is the
 the cache across tenants, so one tenant cannot learn by timing what another embedded. `encoding_format` is not in
 the key: it is applied when an output is read, to cached and fresh vectors alike.
 
-Values keep the vector as little-endian float32. The model writes each float32 value as the JSON number Python
-prints for it (the shortest text of that value widened to float64, which reads back as the same float32), and the
-cache prints the float32 it kept the same way, so a vector read from the cache prints exactly as the fresh one did.
+Values keep the vector as little-endian float32. The model writes each value rounded to 7 decimals (at most 10
+characters of JSON); the float32 kept here is within half a float32 step of that number, which for the unit-length
+vectors the model returns is under half of 1e-7, so rounding it to 7 decimals again gives back the very number the
+fresh output printed.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class CachedEmbedding:
         return cls(model, struct.pack(f"<{len(values)}f", *values), truncated)
 
     def values(self) -> list[float]:
-        return list(struct.unpack(f"<{len(self.vector) // 4}f", self.vector))
+        return [round(value, 7) for value in struct.unpack(f"<{len(self.vector) // 4}f", self.vector)]
 
 
 def missing(items: Sequence[T], found: Sequence[object | None]) -> list[T]:
