@@ -68,6 +68,7 @@ from bench.jobs import (
     submit_job,
 )
 from bench.pipeline import SERVICES, TERMINAL, percentile
+from bench.report import publish
 from local_stack.runner import LocalStack, Options, free_port
 
 CONFIGS = ("off", "on")
@@ -1242,8 +1243,7 @@ def main(argv: list[str] | None = None) -> int:
         earlier = parser.parse_args(saved["argv"])
         earlier.argv = saved["argv"]
         report = render(saved["results"], earlier, saved["wall"], saved["revision"], saved.get("finished", ""))
-        print(report)
-        args.output.write_text(report)
+        publish(report, args.output)
         return 0
     args.argv = [a for a in raw if a != "--raw" and not (args.raw and a == str(args.raw))]
     started = time.monotonic()
@@ -1273,9 +1273,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     report = render(results, args, wall, revision)
-    print(report)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(report)
+    publish(report, args.output)
     return 0
 
 

@@ -51,6 +51,7 @@ import numpy as np
 from inference_client import AsyncClient, Client
 
 from bench.corpus import corpus
+from bench.report import publish
 from local_stack.runner import free_port, read_env_file
 
 TOLERANCE = 1e-6
@@ -602,10 +603,7 @@ def main(argv: list[str] | None = None) -> int:
             failures.append(f"{run.name}: vectors differ from the clean run's or are out of order")
         if run.created != run.logical_posts:
             failures.append(f"{run.name}: {run.created} predictions created for {run.logical_posts} submissions")
-    text = render(report)
-    print(text)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
+    publish(render(report), args.output)
     for failure in failures:
         log(f"FAILED: {failure}")
     return 1 if failures else 0

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.report import publish
 from local_stack.template import ACCOUNT_ID, TEMPLATE_PATH, Resolver, load_template, resources_of_type
 
 ROOT = TEMPLATE_PATH.parent
@@ -406,10 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"timing {args.runs} interleaved runs", file=sys.stderr, flush=True)
     measure(results, args.runs)
 
-    report = render(results, args.runs)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(report)
-    print(report)
+    publish(render(results, args.runs), args.output)
     return 0
 
 

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.corpus import corpus
+from bench.report import publish
 
 REPO = Path(__file__).resolve().parent.parent
 PRICES = Path(__file__).with_name("prices.json")
@@ -1599,9 +1600,7 @@ def main(argv: list[str] | None = None) -> int:
             if WORKTREE.exists():
                 subprocess.run(["git", "worktree", "remove", "--force", str(WORKTREE)], cwd=REPO, check=False)
     report = render(results, prices, args, time.monotonic() - started)
-    print(report)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(report)
+    publish(report, args.output)
     return 0
 
 

@@ -39,6 +39,7 @@ from typing import Any
 
 import httpx
 
+from bench.report import publish
 from local_stack.runner import LocalStack, Options, free_port
 
 PARAMETERS = {"MaxReceiveCount": "3", "InvocationTimeoutSeconds": "20", "SweepMarginSeconds": "1"}
@@ -803,9 +804,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout = report_stream
     total = time.monotonic() - began
     report = render(outcomes, stack.startup_seconds, total, args)
-    print(report)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(report)
+    publish(report, args.output)
     log(f"total {total:.1f} s; wrote {args.output}")
     return 0 if all(not o.problems for o in outcomes) else 1
 

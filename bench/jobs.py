@@ -53,6 +53,7 @@ import httpx
 from bench.corpus import corpus
 from bench.cost import REPO, _describe
 from bench.pipeline import SERVICES, TERMINAL, percentile
+from bench.report import publish
 from local_stack.runner import LocalStack, Options, free_port
 from model_server.config import ServerConfig
 
@@ -726,9 +727,7 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.redirect_stdout(sys.stderr):  # the functions' cold-start metric lines (EMF) are not the report
         results = run(args)
     report = render(results, args, time.monotonic() - started, revision)
-    print(report)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(report)
+    publish(report, args.output)
     return 0
 
 

@@ -20,6 +20,7 @@ import torch
 from sentence_transformers import SentenceTransformer
 
 from bench.corpus import corpus
+from bench.report import publish
 from model_server.batcher import MicroBatcher
 from model_server.config import token_budget
 from model_server.embedder import Embedder
@@ -121,9 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "so far (RSS grows monotonically across rows); on CUDA the GPU column is per row.",
     ]
     report = "\n".join(lines) + "\n"
-    print(report)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(report)
+    publish(report, args.output)
     return 0
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import boto3
 import httpx
 
+from bench.report import publish
 from local_stack.runner import LocalStack, Options, free_port
 
 CONFIGS = {
@@ -265,9 +266,7 @@ def main(argv: list[str] | None = None) -> int:
                 return child.returncode
             results[name] = json.loads(result_file.read_text())
     report = render(results, args.burst, args.rate, args.seconds)
-    print(report)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(report)
+    publish(report, args.output)
     return 0
 
 

@@ -32,7 +32,6 @@ import json
 import math
 import random
 import statistics
-import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -42,6 +41,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from bench.report import publish
 from inference_core.domain.capacity import bulk_backlog, bulk_places
 from inference_core.domain.jobs import Claim, ClaimResult, Job, JobSource, JobStatus
 from inference_core.logic import job_scheduling
@@ -705,9 +705,7 @@ def main() -> None:
     rate = args.items_per_second or float(prices["assumptions"]["gpu_items_per_second"]["value"])
     params = replace(template_params(), items_per_second=rate, startup_seconds=args.startup_minutes * 60)
     baseline = None if args.no_baseline else replace(params, per_instance=4, cap=3, sweep_seconds=300)
-    text = report(params, args.lines, baseline)
-    RESULTS.write_text(text)
-    sys.stdout.write(text)
+    publish(report(params, args.lines, baseline), RESULTS)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ import httpx
 from bench.cost import REPO, _describe
 from bench.jobs import cpu_model, interactive, log, predict
 from bench.pipeline import _finished
+from bench.report import publish
 from local_stack.runner import LocalStack, Options, free_port
 
 MODES = ("one lane", "backlog lane")
@@ -207,9 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.monotonic()
     results = run(args)
-    report = render(results, args, time.monotonic() - started)
-    args.output.write_text(report)
-    print(report)
+    publish(render(results, args, time.monotonic() - started), args.output)
     return 0
 
 
