@@ -61,6 +61,18 @@ def test_a_jsonlines_batch_answers_one_line_per_request_in_order(server: TestCli
     assert len(answers[1]["output"]["embeddings"]) == 1
 
 
+def test_each_value_is_printed_with_at_most_seven_decimals(server: TestClient) -> None:
+    # Printed from float32 as-is, each value would take up to 20 characters: twice the bytes everywhere downstream.
+    body = jsonl({"id": "a", "inputs": ["The cat sits outside", "A man is playing guitar"]})
+
+    text = server.post("/invocations", content=body, headers=JSONL).text
+    printed = text.split('"embeddings":[[', 1)[1].split("]]", 1)[0].replace("],[", ",").split(",")
+
+    assert len(printed) == 2 * 384
+    assert max(len(value.lstrip("-")) for value in printed) <= len("0.1234567")
+    assert all(float(value) == round(float(value), 7) for value in printed)
+
+
 def test_a_single_json_request_is_answered_too(server: TestClient) -> None:
     response = server.post("/invocations", json={"id": "solo", "inputs": "one text"})
 
