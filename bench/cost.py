@@ -827,7 +827,7 @@ class Harness:
     def run_bulk(self, name: str, lines: int, workload: Workload) -> dict[str, Any]:
         """One job of `lines` short texts through the API: create it, PUT the file to its upload link (an S3 PUT
         billed to the bucket's owner), wait (uncounted) until it ends, read it and download its result file."""
-        from bench.jobs import job_record  # lazily: bench.jobs imports this module
+        from bench.jobs import JOB_TERMINAL, job_record  # lazily: bench.jobs imports this module
 
         texts = [t for t in corpus(4 * lines, seed=BULK_SEED) if len(t.split()) <= 12][:lines]
         parameters = {"parameters": {"cache": False}} if workload.bulk == "off" else {}
@@ -853,7 +853,7 @@ class Harness:
         deadline = time.monotonic() + 600 + 0.05 * lines
         while time.monotonic() < deadline:
             record = job_record(self.ddb, self.table, job_id)
-            if record.get("status") in {"completed", "failed", "cancelled", "expired"}:
+            if record.get("status") in JOB_TERMINAL:
                 finished = time.monotonic() - started
                 break
             time.sleep(0.5)
