@@ -1,4 +1,6 @@
-"""moto's DynamoDB made to behave as DynamoDB does under concurrent requests, for the local stack's in-process server.
+"""moto made to behave as AWS does under the local stack's load, for its in-process server.
+
+DynamoDB under concurrent requests:
 
 moto 5 snapshots every table a TransactWriteItems names (copy.deepcopy) and, when the transaction is cancelled (a
 condition check failed: routine for the bulk-chunk gate and duplicate notifications), puts that snapshot back,
@@ -6,6 +8,15 @@ dropping every write other threads made meanwhile; concurrent reads can also fai
 during iteration". DynamoDB's transactions are atomic and isolated, and the product relies on that (a finished
 chunk must not reappear as running). Here every DynamoDB request to moto runs alone, and a cancelled transaction
 restores only the items it touched.
+
+SQS with a deep queue: moto 5's ReceiveMessage costs O(queue depth) per message it returns (its retention check
+builds every queue attribute, each approximate count a scan of all messages, each message's visibility a datetime
+computation), so with thousands queued one receive of 10 takes the server's CPU for tenths of a second and every
+consumer of every queue waits behind it. SQS's receive does not slow down with depth; here the retention check reads
+the one attribute it needs and message times come from `time.time()`.
+
+The server's dispatch: it lists moto's package directory (a stat per service) on every request to find the
+backend; here the list is read once.
 """
 
 from __future__ import annotations
@@ -13,6 +24,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import threading
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 _MOTO_DYNAMODB = threading.RLock()
@@ -69,3 +82,42 @@ def serialize_dynamodb() -> None:
             raise
 
     models.DynamoDBBackend.transact_write_items = item_rollback  # type: ignore[method-assign]
+
+
+def fast_sqs_receive() -> None:
+    """Patch moto's SQS (idempotent): ReceiveMessage no longer slows down with the queue's depth."""
+    if getattr(fast_sqs_receive, "done", False):
+        return
+    fast_sqs_receive.done = True  # type: ignore[attr-defined]
+    import moto.sqs.models as sqs
+
+    def unix_time(dt: datetime | None = None) -> float:
+        if dt is None:
+            return time.time()
+        return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()  # moto's datetimes are naive UTC
+
+    def unix_time_millis(dt: datetime | None = None) -> float:
+        return unix_time(dt) * 1000.0
+
+    def retained(self: Any, queue_name: str, message: Any) -> bool:
+        retention = int(self.get_queue(queue_name).message_retention_period)
+        return bool(retention + message.sent_timestamp / 1000 > time.time())
+
+    sqs.unix_time = unix_time  # type: ignore[attr-defined]
+    sqs.unix_time_millis = unix_time_millis  # type: ignore[attr-defined]
+    sqs.SQSBackend.is_message_valid_based_on_retention_period = retained  # type: ignore[method-assign]
+
+
+def fast_dispatch() -> None:
+    """Patch moto's server (idempotent): the list of its service modules is read once, not on every request."""
+    import moto.backends as backends
+
+    if getattr(backends.list_of_moto_modules, "cached", False):
+        return
+    modules = frozenset(backends.list_of_moto_modules())
+
+    def list_of_moto_modules() -> frozenset[str]:
+        return modules
+
+    list_of_moto_modules.cached = True  # type: ignore[attr-defined]
+    backends.list_of_moto_modules = list_of_moto_modules

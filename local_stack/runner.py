@@ -1,6 +1,6 @@
 """Starts and stops every part of the local pipeline in one process tree.
 
-moto server (S3, SQS, DynamoDB, SNS) -> resources from template.yaml -> model server (subprocess) -> local
+moto server (S3, SQS, DynamoDB, SNS; subprocess) -> resources from template.yaml -> model server (subprocess) -> local
 SageMaker async endpoint -> event pumps -> the API. The API starts last, so once GET /health answers,
 every part is up.
 """
@@ -25,9 +25,7 @@ from typing import Any
 import boto3
 import httpx
 import uvicorn
-from moto.server import ThreadedMotoServer
 
-from local_stack.moto_fixes import serialize_dynamodb
 from local_stack.provision import Stack, provision
 from local_stack.pumps import Poller, PumpStats, Scheduler, pump_specs, schedule_specs, start_pumps, start_schedules
 from local_stack.sagemaker import EndpointConfig, create_endpoint_app
@@ -59,9 +57,23 @@ def free_port(host: str) -> int:
 
 
 def _die_with_parent() -> None:
-    """Runs in the model server child: the kernel sends it SIGTERM if this process dies, so no orphans."""
+    """Runs in each child (moto, the model server): the kernel sends it SIGTERM if this process dies, so no orphans."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _forget_earlier_stacks() -> None:
+    """A second stack in one process (a benchmark's modes, one after another) must not talk to the first one's
+    moto through the product's cached settings, clients, keys and limits."""
+    from inference_core.dal.clients import reset_clients
+    from inference_core.logic import limits
+    from inference_core.logic.auth import clear_key_cache
+    from inference_core.settings import get_settings
+
+    get_settings.cache_clear()
+    reset_clients()
+    clear_key_cache()
+    limits.clear_cache()
 
 
 class _ThreadedUvicorn:
@@ -89,7 +101,7 @@ class LocalStack:
         self.urls: dict[str, str] = {}
         self.stack: Stack | None = None
         self.pump_stats: dict[str, PumpStats] = {}
-        self._moto: ThreadedMotoServer | None = None
+        self._moto: subprocess.Popen[bytes] | None = None
         self._model: subprocess.Popen[bytes] | None = None
         self._servers: list[_ThreadedUvicorn] = []
         self._pollers: list[Poller] = []
@@ -107,11 +119,9 @@ class LocalStack:
         os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = REGION
 
         moto_port, sagemaker_port, model_port = free_port(host), free_port(host), free_port(host)
-        serialize_dynamodb()  # atomic transactions, as the product relies on
-        self._moto = ThreadedMotoServer(ip_address=host, port=moto_port, verbose=False)
-        self._moto.start()
-        self.urls["aws"] = f"http://{host}:{moto_port}"
+        self._start_moto(host, moto_port)
         self._start_model_server(host, model_port)
+        self._wait_for_moto(timeout=60)
 
         self.stack = provision(
             self.client, self.options.parameters, region=REGION, visibility_timeout=self.options.visibility_timeout
@@ -133,6 +143,7 @@ class LocalStack:
             os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
             os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
         os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+        _forget_earlier_stacks()
 
         specs = pump_specs(self.stack.resolver, self.options.batching_window)
         self._pollers, self.pump_stats = start_pumps(
@@ -165,6 +176,29 @@ class LocalStack:
         finally:
             for switch in switches:
                 switch.clear()
+
+    def _start_moto(self, host: str, port: int) -> None:
+        stdout = None if self.options.verbose else subprocess.DEVNULL
+        self._moto = subprocess.Popen(
+            [sys.executable, "-m", "local_stack.aws_server", host, str(port)],
+            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])},
+            stdout=stdout,
+            stderr=stdout,
+            preexec_fn=_die_with_parent,
+        )
+        self.urls["aws"] = f"http://{host}:{port}"
+
+    def _wait_for_moto(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._moto is not None and self._moto.poll() is not None:
+                raise RuntimeError("the moto server exited during startup (run with --verbose to see why)")
+            try:
+                httpx.get(f"{self.urls['aws']}/moto-api/data.json", timeout=1)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("the moto server did not answer in time")
 
     def _start_model_server(self, host: str, port: int) -> None:
         env = {
@@ -243,14 +277,13 @@ class LocalStack:
             server.stop()
         for thread in [*self._pollers, *self._schedulers]:
             thread.join(timeout=5)
-        if self._model is not None and self._model.poll() is None:
-            self._model.terminate()
-            try:
-                self._model.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._model.kill()
-        if self._moto is not None:
-            self._moto.stop()
+        for child in (self._model, self._moto):
+            if child is not None and child.poll() is None:
+                child.terminate()
+                try:
+                    child.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    child.kill()
 
 
 def read_env_file(path: Path) -> dict[str, str]:

@@ -8,6 +8,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,10 +146,11 @@ def test_a_burst_of_200_finishes_with_far_fewer_invocations(stack: RunningStack)
     assert invocations <= 40, invocations
 
 
-def test_the_model_server_runs_as_the_stacks_only_child(stack: RunningStack) -> None:
-    # The fixture's teardown checks that it stops with the stack (SIGTERM, and PR_SET_PDEATHSIG on a crash).
+def test_the_model_server_and_moto_run_as_the_stacks_only_children(stack: RunningStack) -> None:
+    # The fixture's teardown checks that they stop with the stack (SIGTERM, and PR_SET_PDEATHSIG on a crash).
     children = subprocess.run(["pgrep", "-P", str(stack.process.pid)], capture_output=True, text=True).stdout.split()
-    assert len(children) == 1
+    commands = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in children]
+    assert sorted(command[2].decode() for command in commands) == ["local_stack.aws_server", "model_server"], commands
 
 
 def test_a_lost_notification_is_finished_by_the_sweeper(stack: RunningStack) -> None:
