@@ -62,9 +62,9 @@ def _die_with_parent() -> None:
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _forget_earlier_stacks() -> None:
-    """A second stack in one process (a benchmark's modes, one after another) must not talk to the first one's
-    moto through the product's cached settings, clients, keys and limits."""
+def clear_product_caches() -> None:
+    """Forget the product's cached settings, clients, keys and limits, so that a second stack in one process (a
+    benchmark's modes, the tests' moto) is not reached through the first one's."""
     from inference_core.dal.clients import reset_clients
     from inference_core.logic import limits
     from inference_core.logic.auth import clear_key_cache
@@ -74,6 +74,20 @@ def _forget_earlier_stacks() -> None:
     reset_clients()
     clear_key_cache()
     limits.clear_cache()
+
+
+def _wait_until_up(child: subprocess.Popen[bytes] | None, url: str, name: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child is not None and child.poll() is not None:
+            raise RuntimeError(f"{name} exited during startup (run with --verbose to see why)")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{name} did not answer {url} in time")
 
 
 class _ThreadedUvicorn:
@@ -143,7 +157,7 @@ class LocalStack:
             os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
             os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
         os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-        _forget_earlier_stacks()
+        clear_product_caches()
 
         specs = pump_specs(self.stack.resolver, self.options.batching_window)
         self._pollers, self.pump_stats = start_pumps(
@@ -178,52 +192,30 @@ class LocalStack:
                 switch.clear()
 
     def _start_moto(self, host: str, port: int) -> None:
+        self._moto = self._spawn("local_stack.aws_server", [host, str(port)], REPO, {})
+        self.urls["aws"] = f"http://{host}:{port}"
+
+    def _wait_for_moto(self, timeout: float) -> None:
+        _wait_until_up(self._moto, f"{self.urls['aws']}/moto-api/data.json", "the moto server", timeout)
+
+    def _start_model_server(self, host: str, port: int) -> None:
+        self._model = self._spawn("model_server", [], REPO / "model", {"SAGEMAKER_BIND_TO_PORT": str(port)})
+        self.urls["model"] = f"http://{host}:{port}"
+
+    def _wait_for_model(self, timeout: float) -> None:
+        _wait_until_up(self._model, f"{self.urls['model']}/ping", "the model server", timeout)
+
+    def _spawn(self, module: str, args: list[str], root: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """Our own interpreter running `module` from `root`, dying with this process."""
+        path = os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])
         stdout = None if self.options.verbose else subprocess.DEVNULL
-        self._moto = subprocess.Popen(
-            [sys.executable, "-m", "local_stack.aws_server", host, str(port)],
-            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])},
+        return subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            env={**os.environ, **env, "PYTHONPATH": path},
             stdout=stdout,
             stderr=stdout,
             preexec_fn=_die_with_parent,
         )
-        self.urls["aws"] = f"http://{host}:{port}"
-
-    def _wait_for_moto(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._moto is not None and self._moto.poll() is not None:
-                raise RuntimeError("the moto server exited during startup (run with --verbose to see why)")
-            try:
-                httpx.get(f"{self.urls['aws']}/moto-api/data.json", timeout=1)
-                return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError("the moto server did not answer in time")
-
-    def _start_model_server(self, host: str, port: int) -> None:
-        env = {
-            **os.environ,
-            "SAGEMAKER_BIND_TO_PORT": str(port),
-            "PYTHONPATH": os.pathsep.join([str(REPO / "model"), os.environ.get("PYTHONPATH", "")]),
-        }
-        stdout = None if self.options.verbose else subprocess.DEVNULL
-        self._model = subprocess.Popen(  # our own interpreter and module
-            [sys.executable, "-m", "model_server"], env=env, stdout=stdout, stderr=stdout, preexec_fn=_die_with_parent
-        )
-        self.urls["model"] = f"http://{host}:{port}"
-
-    def _wait_for_model(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._model is not None and self._model.poll() is not None:
-                raise RuntimeError("the model server exited during startup (run with --verbose to see why)")
-            try:
-                if httpx.get(f"{self.urls['model']}/ping", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("the model server did not answer /ping in time")
 
     def _endpoint_config(self) -> EndpointConfig:
         assert self.stack is not None

@@ -17,22 +17,16 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from inference_core.dal.clients import client, reset_clients
-from inference_core.logic import limits
-from inference_core.logic.auth import clear_key_cache
+from inference_core.dal.clients import client
 from inference_core.observability import metrics
-from inference_core.settings import get_settings
 from local_stack.provision import Stack, provision
 from local_stack.pumps import FakeContext
+from local_stack.runner import clear_product_caches
 
 REGION = "us-east-1"
 
 
-def reset_caches() -> None:
-    get_settings.cache_clear()
-    reset_clients()
-    clear_key_cache()
-    limits.clear_cache()
+reset_caches = clear_product_caches
 
 
 @pytest.fixture(autouse=True)
