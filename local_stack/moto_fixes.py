@@ -12,8 +12,10 @@ restores only the items it touched.
 SQS with a deep queue: moto 5's ReceiveMessage costs O(queue depth) per message it returns (its retention check
 builds every queue attribute, each approximate count a scan of all messages, each message's visibility a datetime
 computation), so with thousands queued one receive of 10 takes the server's CPU for tenths of a second and every
-consumer of every queue waits behind it. SQS's receive does not slow down with depth; here the retention check reads
-the one attribute it needs and message times come from `time.time()`.
+consumer of every queue waits behind it; each deleted message cost two scans of the queue that built every
+message's list of receipt handles, and rebuilt the queue's list. SQS does not slow down with depth; here the
+retention check reads the one attribute it needs, message times come from `time.time()`, and a delete stops at
+its message (consumers take the oldest first, so it is near the front).
 
 The server's dispatch: it lists moto's package directory (a stat per service) on every request to find the
 backend; here the list is read once.
@@ -85,11 +87,12 @@ def serialize_dynamodb() -> None:
 
 
 def fast_sqs_receive() -> None:
-    """Patch moto's SQS (idempotent): ReceiveMessage no longer slows down with the queue's depth."""
+    """Patch moto's SQS (idempotent): ReceiveMessage and DeleteMessage no longer slow down with the queue's depth."""
     if getattr(fast_sqs_receive, "done", False):
         return
     fast_sqs_receive.done = True  # type: ignore[attr-defined]
     import moto.sqs.models as sqs
+    from moto.sqs.exceptions import ReceiptHandleIsInvalid
 
     def unix_time(dt: datetime | None = None) -> float:
         if dt is None:
@@ -103,9 +106,21 @@ def fast_sqs_receive() -> None:
         retention = int(self.get_queue(queue_name).message_retention_period)
         return bool(retention + message.sent_timestamp / 1000 > time.time())
 
+    def delete_message(self: Any, receipt_handle: str) -> None:
+        if receipt_handle in self.deleted_messages:
+            return  # deleted before: SQS accepts a second delete
+        for position, message in enumerate(self._messages):
+            if message.receipt_handle == receipt_handle or receipt_handle in message._old_receipt_handles:
+                self.pending_messages.discard(message)
+                self.deleted_messages.update(message.all_receipt_handles)
+                del self._messages[position]
+                return
+        raise ReceiptHandleIsInvalid()
+
     sqs.unix_time = unix_time  # type: ignore[attr-defined]
     sqs.unix_time_millis = unix_time_millis  # type: ignore[attr-defined]
     sqs.SQSBackend.is_message_valid_based_on_retention_period = retained  # type: ignore[method-assign]
+    sqs.Queue.delete_message = delete_message  # type: ignore[method-assign]
 
 
 def fast_dispatch() -> None:
