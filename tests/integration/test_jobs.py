@@ -240,6 +240,31 @@ def test_an_inbox_file_of_a_tenant_without_a_key_is_refused_beside_it(pipeline: 
     assert pipeline.invocations == []
 
 
+def test_an_inbox_file_past_the_open_jobs_limit_is_refused_but_its_own_event_again_is_not(
+    pipeline: Pipeline, driver: JobDriver
+) -> None:
+    from inference_core.logic.limits import set_limits
+
+    headers = pipeline.headers("acme")
+    set_limits("acme", {"open_jobs": 1})
+    bucket = get_settings().bucket_name
+    s3().put_object(Bucket=bucket, Key="inbox/acme/first.jsonl", Body=jsonl(good_lines(2)))
+    first = pipeline.receive("JobIntakeQueue")
+    pipeline.deliver("JobIntakeQueue", first, jobs_handler.lambda_handler)
+    pipeline.deliver("JobIntakeQueue", first, jobs_handler.lambda_handler)  # its own event again, the job open
+    s3().put_object(Bucket=bucket, Key="inbox/acme/second.jsonl", Body=jsonl(good_lines(2)))
+    pipeline.deliver("JobIntakeQueue", pipeline.receive("JobIntakeQueue"), jobs_handler.lambda_handler)
+
+    keys = {o["Key"] for o in s3().list_objects_v2(Bucket=bucket, Prefix="inbox/acme/")["Contents"]}
+    reason = json.loads(s3().get_object(Bucket=bucket, Key="inbox/acme/second.jsonl.rejected.json")["Body"].read())
+    assert reason["error"]["code"] == "open_jobs_limit"
+    assert "inbox/acme/first.jsonl.rejected.json" not in keys
+    listed = pipeline.api.get("/v1/jobs", headers=headers).json()["data"]
+    assert [j["input_location"].rsplit("/", 1)[-1] for j in listed] == ["first.jsonl"]
+    driver.run()
+    assert pipeline.api.get(f"/v1/jobs/{listed[0]['id']}", headers=headers).json()["status"] == "completed"
+
+
 @pytest.mark.parametrize(
     ("body", "code"),
     [

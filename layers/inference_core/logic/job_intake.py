@@ -19,7 +19,7 @@ from inference_core.dal import job_files
 from inference_core.dal.api_keys import api_key_store
 from inference_core.dal.jobs import job_store
 from inference_core.dal.objects import StreamingWriter, object_store
-from inference_core.domain.batches import BatchLine
+from inference_core.domain.batches import JOB_PREFIX, BatchLine
 from inference_core.domain.clock import utc_now
 from inference_core.domain.jobs import (
     ERRORS_SHOWN,
@@ -39,7 +39,8 @@ from inference_core.domain.jobs import (
 )
 from inference_core.domain.openai_dialect import parse_batch_line
 from inference_core.domain.predictions import ErrorInfo
-from inference_core.logic import capacity, job_driver, outbox
+from inference_core.errors import RateLimitedError
+from inference_core.logic import capacity, job_driver, limits, outbox
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
 
@@ -166,19 +167,12 @@ def _object_created(record: S3EventRecord, outcome: IntakeOutcome) -> None:
 
 
 def _inbox_file(inbox: job_files.InboxFile, record: S3EventRecord, outcome: IntakeOutcome) -> None:
-    objects = object_store()
     if not api_key_store().tenant_has_active_key(inbox.tenant_id):
-        reason = {
-            "key": inbox.key,
-            "error": {"code": "unknown_tenant", "message": f"tenant {inbox.tenant_id!r} has no active API key"},
-        }
-        objects.put(job_files.rejection_key(inbox.key), json.dumps(reason).encode(), "application/json")
-        logger.warning("inbox file refused", tenant_id=inbox.tenant_id, reason="unknown_tenant")
-        outcome.ignored.append(inbox.key)
+        _refuse_inbox_file(inbox, outcome, "unknown_tenant", f"tenant {inbox.tenant_id!r} has no active API key")
         return
     digest = hashlib.sha256(f"{record.s3.bucket.name}\n{inbox.key}\n{record.identity}".encode()).hexdigest()
     job = Job(
-        id=f"job_{digest[:32]}",
+        id=f"{JOB_PREFIX}{digest[:32]}",
         tenant_id=inbox.tenant_id,
         status=JobStatus.AWAITING_UPLOAD,  # its file is there: validation starts at once below
         created_at=utc_now(),
@@ -187,13 +181,31 @@ def _inbox_file(inbox: job_files.InboxFile, record: S3EventRecord, outcome: Inta
         results_base=inbox.results_base,
     )
     store = job_store()
-    if not store.create(job):
-        existing = store.get(job.id)
-        if existing is None or existing.status is not JobStatus.VALIDATING:
-            outcome.ignored.append(inbox.key)  # the same event again: that job exists and has moved on
+    existing = store.get(job.id)
+    if existing is None:
+        # Counted only for a new job: the same event again must find its own job, not a full tenant.
+        try:
+            limits.check_open_jobs(inbox.tenant_id, job.created_at)
+        except RateLimitedError as refused:
+            _refuse_inbox_file(inbox, outcome, "open_jobs_limit", f"{refused.message}; upload the file again then")
             return
-        job = existing  # a validation that may have died with its function: take it over if it is stale
-    _validate_and_plan(job, outcome)
+        if store.create(job):
+            _validate_and_plan(job, outcome)
+            return
+        existing = store.get(job.id)  # made by a delivery of the same event meanwhile
+    if existing is None or existing.status is not JobStatus.VALIDATING:
+        outcome.ignored.append(inbox.key)  # the same event again: that job exists and has moved on
+        return
+    _validate_and_plan(existing, outcome)  # a validation that may have died with its function: take it over if stale
+
+
+def _refuse_inbox_file(inbox: job_files.InboxFile, outcome: IntakeOutcome, code: str, message: str) -> None:
+    """No job for this file: the reason beside it, where the pipeline that dropped it looks."""
+    reason = {"key": inbox.key, "error": {"code": code, "message": message}}
+    object_store().put(job_files.rejection_key(inbox.key), json.dumps(reason).encode(), "application/json")
+    logger.warning("inbox file refused", tenant_id=inbox.tenant_id, reason=code)
+    metrics.add_metric(name="InboxFilesRefused", unit=MetricUnit.Count, value=1)
+    outcome.ignored.append(inbox.key)
 
 
 def _build_retry(job: Job) -> None:
