@@ -68,6 +68,36 @@ def test_texts_answered_by_the_cache_count_as_hits_in_every_path(pipeline: Pipel
     assert (day["predictions"], day["inputs"], day["cache_hits"]) == (3, 3, 2)
 
 
+def test_a_caller_answered_at_submit_is_counted_with_its_record_or_not_at_all(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    headers = pipeline.headers("retries")
+    pipeline.run_all(headers, ["a repeated text"])  # computed, then cached
+    waiting = {**headers, "Prefer": "wait=1", "Idempotency-Key": "retried-call"}
+    update = UsageStore.update
+
+    def failing(self: UsageStore, *args: Any) -> dict[str, Any]:
+        write = update(self, *args)
+        write["Update"]["ConditionExpression"] = "attribute_exists(no_such_attribute)"
+        return write
+
+    with monkeypatch.context() as patched:
+        patched.setattr(UsageStore, "update", failing)
+        failed = pipeline.api.post("/v1/predictions", json={"inputs": ["a repeated text"]}, headers=waiting)
+    listed = pipeline.api.get("/v1/predictions", headers=headers).json()["data"]
+    retried = [
+        pipeline.api.post("/v1/predictions", json={"inputs": ["a repeated text"]}, headers=waiting) for _ in range(2)
+    ]
+
+    day = usage_today(pipeline, headers)
+
+    assert failed.status_code >= 500
+    assert len(listed) == 1  # the first one's: no record without its usage
+    assert [r.status_code for r in retried] == [200, 200]
+    assert retried[0].json()["id"] == retried[1].json()["id"]
+    assert (day["predictions"], day["cache_hits"]) == (2, 1)
+
+
 def test_bulk_lines_are_counted_once_per_chunk_after_duplicate_notifications(
     pipeline: Pipeline, driver: JobDriver
 ) -> None:

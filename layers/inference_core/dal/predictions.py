@@ -159,10 +159,16 @@ class PredictionStore:
 
     # -- create and read ---------------------------------------------------------------------------------------
 
-    def create(self, prediction: Prediction, sweep_at: datetime, claim: IdempotencyClaim | None = None) -> None:
+    def create(
+        self,
+        prediction: Prediction,
+        sweep_at: datetime,
+        claim: IdempotencyClaim | None = None,
+        also: Sequence[dict[str, Any]] = (),
+    ) -> None:
         """Write a new record, due for the sweeper at `sweep_at` unless it finishes first (one created finished, with
         a webhook, keeps its event until it is queued); with an idempotency claim, claim the key in the same
-        transaction."""
+        transaction, and so `also` (writes that must happen exactly once with the record, such as its usage)."""
         item = _to_item(prediction, self.retention)
         if prediction.status.is_terminal and prediction.webhook:
             event = event_on(prediction, prediction.status)
@@ -177,11 +183,14 @@ class PredictionStore:
         }
         ddb = self.table.client
         try:
-            if claim is None:
+            if claim is None and not also:
                 ddb.put_item(**put)
             else:
-                claim_put: Any = self.idempotency.claim_put(claim, prediction.id, prediction.created_at)
-                ddb.transact_write_items(TransactItems=[{"Put": put}, {"Put": claim_put}])
+                claimed: list[Any] = []
+                if claim is not None:
+                    claimed = [{"Put": self.idempotency.claim_put(claim, prediction.id, prediction.created_at)}]
+                items: list[Any] = [{"Put": put}, *claimed, *also]
+                ddb.transact_write_items(TransactItems=items)
         except ClientError as exc:
             if claim is not None and condition_failed(exc, item=1):
                 raise IdempotencyKeyTaken(claim.key) from exc

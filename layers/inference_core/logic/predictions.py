@@ -95,9 +95,7 @@ def submit(
     if waiting:
         answered = _answer_from_cache(prediction, request)
         if answered is not None:
-            created = _create(answered, claim, fingerprint)
-            if created is answered:
-                _count_usage(answered)
+            created = _create(answered, claim, fingerprint, also=[usage.answered_at_submit(answered)])
             return created, created is answered
     work = WorkItem(
         prediction_id=prediction.id,
@@ -128,11 +126,13 @@ def submit(
     return prediction, True
 
 
-def _create(prediction: Prediction, claim: IdempotencyClaim | None, fingerprint: str) -> Prediction:
-    """Write the record; when another request with the same key won the race between our read and our write,
-    that request's prediction instead."""
+def _create(
+    prediction: Prediction, claim: IdempotencyClaim | None, fingerprint: str, also: list[dict[str, Any]] | None = None
+) -> Prediction:
+    """Write the record (with `also`, in one transaction); when another request with the same key won the race
+    between our read and our write, that request's prediction instead."""
     try:
-        prediction_store().create(prediction, first_sweep(prediction.created_at), claim)
+        prediction_store().create(prediction, first_sweep(prediction.created_at), claim, also or ())
     except IdempotencyKeyTaken:
         replay = _replay(prediction.tenant_id, claim.key if claim else "", fingerprint)
         if replay:
@@ -142,14 +142,6 @@ def _create(prediction: Prediction, claim: IdempotencyClaim | None, fingerprint:
         event = event_on(prediction, prediction.status)
         outbox.flush([prediction.model_copy(update={"outbox": (event,) if event else ()})])
     return prediction
-
-
-def _count_usage(answered: Prediction) -> None:
-    try:
-        usage.record_answered_at_submit(answered)
-    except DependencyError:  # the caller has its answer; only the usage figure misses it
-        logger.exception("usage of a prediction answered at submit not recorded", prediction_id=answered.id)
-        metrics.add_metric(name="UsageNotRecorded", unit=MetricUnit.Count, value=1)
 
 
 def _answer_from_cache(prediction: Prediction, request: NewPrediction) -> Prediction | None:

@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from inference_core.dal.usage import usage_store
 from inference_core.domain.batches import BatchRecord
@@ -59,13 +60,14 @@ def record_batch(batch_id: str, records: Iterable[Prediction], batch: BatchRecor
         usage_store().record_once(f"batch#{batch_id}", usage, now)
 
 
-def record_answered_at_submit(prediction: Prediction) -> None:
-    """A waiting caller answered from the result cache at submit: no batch ever carries it."""
+def answered_at_submit(prediction: Prediction) -> dict[str, Any]:
+    """The usage of a waiting caller answered from the result cache at submit (no batch ever carries it): a write
+    for the transaction that creates its record, so it is counted exactly once, and never without the record."""
     counts = UsageCounts(
         predictions=1, inputs=prediction.input_count, tokens=prediction.tokens, cache_hits=prediction.input_count
     )
     at = prediction.completed_at or prediction.created_at
-    usage_store().record_once(f"prediction#{prediction.id}", {(prediction.tenant_id, usage_day(at)): counts}, at)
+    return usage_store().update(prediction.tenant_id, usage_day(at), counts)
 
 
 def chunk_usage(lines: int, texts: int, tokens: int, cached: int) -> UsageCounts:
