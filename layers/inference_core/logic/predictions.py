@@ -8,7 +8,7 @@ import json
 import struct
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -127,12 +127,12 @@ def submit(
 
 
 def _create(
-    prediction: Prediction, claim: IdempotencyClaim | None, fingerprint: str, also: list[dict[str, Any]] | None = None
+    prediction: Prediction, claim: IdempotencyClaim | None, fingerprint: str, also: Sequence[dict[str, Any]] = ()
 ) -> Prediction:
     """Write the record (with `also`, in one transaction); when another request with the same key won the race
     between our read and our write, that request's prediction instead."""
     try:
-        prediction_store().create(prediction, first_sweep(prediction.created_at), claim, also or ())
+        prediction_store().create(prediction, first_sweep(prediction.created_at), claim, also)
     except IdempotencyKeyTaken:
         replay = _replay(prediction.tenant_id, claim.key if claim else "", fingerprint)
         if replay:
