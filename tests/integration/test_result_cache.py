@@ -678,3 +678,32 @@ def test_only_a_no_store_or_no_cache_directive_bypasses_the_cache(
     assert response.status_code in {202, 400}
     invoked_again = len(pipeline.invocations) == 2
     assert invoked_again is (bypassed and response.status_code == 202)
+
+
+def test_a_batch_answered_whole_whose_dispatcher_died_before_finishing_it_is_finished_by_the_sweeper(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    headers = pipeline.headers("died-before-finishing")
+    run(pipeline, headers, "cached whole")
+    hit = pipeline.submit(headers, "cached whole")
+
+    def died(*args: Any, **kwargs: Any) -> list[str]:
+        raise RuntimeError("the function timed out here")
+
+    monkeypatch.setattr(dispatch, "_finish_from_cache", died)
+    messages = pipeline.receive("RequestQueue")
+    with pytest.raises(RuntimeError):
+        dispatch.dispatch([QueuedMessage(m["MessageId"], m["Body"], 1) for m in messages])
+    monkeypatch.undo()
+    pipeline.dispatch(messages)  # SQS delivers it again: it is running in its batch, nothing is sent
+    assert pipeline.get(headers, hit["id"])["status"] == "running"
+
+    sweep(past_the_invocation_timeout(pipeline))  # no output will ever come: the hits answer it
+    sweep(past_the_invocation_timeout(pipeline))
+
+    answered = pipeline.get(headers, hit["id"])
+    assert answered["status"] == "succeeded"
+    assert answered["output"]["embeddings"] == expected(["cached whole"])
+    assert len(pipeline.invocations) == 1  # the first run's only
+    usage = pipeline.api.get("/v1/usage", headers=headers).json()["data"][0]
+    assert (usage["predictions"], usage["cache_hits"]) == (2, 1)

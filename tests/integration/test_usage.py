@@ -4,16 +4,21 @@ with cache hits, bulk lines and the endpoint's time priced; the operator's `usag
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from inference_core import cli
-from inference_core.dal.usage import UsageStore
+from inference_core.dal.usage import UsageStore, usage_store
 from inference_core.domain.clock import utc_now
 from inference_core.errors import TransientError
+from inference_core.logic import dispatch
+from inference_core.logic.dispatch import QueuedMessage
+from inference_core.logic.usage import PROMISE_GRACE
 from tests.integration.conftest import Pipeline
 from tests.integration.test_jobs import JobDriver, create_job, get_job, good_lines, jsonl, upload
+from tests.integration.test_outbox import sweep
 
 pytestmark = pytest.mark.usefixtures("aws")
 
@@ -162,3 +167,47 @@ def test_a_completion_that_died_after_its_writes_is_counted_by_the_next_delivery
 
 def _unavailable(*_: object, **__: object) -> bool:
     raise TransientError("DynamoDB is throttling")
+
+
+def test_a_batch_the_cache_answered_whole_is_counted_by_the_sweeper_when_its_dispatcher_died_before_counting(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    headers = pipeline.headers("dispatcher-died")
+    pipeline.run_all(headers, ["a repeated text"])  # computed, then cached
+    pipeline.submit(headers, ["a repeated text"])  # answered whole by the dispatcher
+    with monkeypatch.context() as dying:
+        dying.setattr(UsageStore, "record_once", _died)
+        with pytest.raises(RuntimeError):
+            dispatch.dispatch([QueuedMessage(m["MessageId"], m["Body"], 1) for m in pipeline.receive("RequestQueue")])
+    assert [p["status"] for p in pipeline.api.get("/v1/predictions", headers=headers).json()["data"]] == [
+        "succeeded",
+        "succeeded",
+    ]
+    assert usage_today(pipeline, headers)["predictions"] == 1  # the second one's count died with the dispatcher
+
+    sweep(pipeline, monkeypatch)  # not due yet: a live dispatcher is still counting it
+    assert usage_today(pipeline, headers)["predictions"] == 1
+    sweep(pipeline, monkeypatch, later=PROMISE_GRACE + timedelta(seconds=1))
+    sweep(pipeline, monkeypatch, later=PROMISE_GRACE * 3)
+    day = usage_today(pipeline, headers)
+
+    assert (day["predictions"], day["inputs"], day["cache_hits"]) == (2, 2, 1)
+
+
+def test_a_promised_batch_counted_by_its_dispatcher_is_not_counted_again_by_the_sweeper(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    headers = pipeline.headers("dispatcher-lived")
+    pipeline.run_all(headers, ["a repeated text"])
+    pipeline.submit(headers, ["a repeated text"])
+    pipeline.dispatch()
+
+    sweep(pipeline, monkeypatch, later=PROMISE_GRACE + timedelta(seconds=1))
+    day = usage_today(pipeline, headers)
+
+    assert (day["predictions"], day["cache_hits"]) == (2, 1)
+    assert usage_store().promised_due(utc_now() + PROMISE_GRACE * 2, 10) == []  # the promise is kept, and gone
+
+
+def _died(*_: object, **__: object) -> bool:
+    raise RuntimeError("the function timed out here")

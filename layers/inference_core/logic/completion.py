@@ -108,6 +108,10 @@ def complete(
     if completed and not notification.response_parameters.output_location:
         raise MalformedNotification("a Completed notification without responseParameters.outputLocation")
     now = now or utc_now()
+    hits_object = object_store().uri(batch_hits_key(batch_id))
+    if batch is None and notification.response_parameters.output_location == hits_object:
+        # The sweeper's, for a batch the cache answered whole whose dispatcher died: every text was a hit.
+        batch = usage.answered_whole(batch_id, prediction_ids, now, hits_location=hits_object)
     # One read per batch: late and duplicate notifications stop here without touching S3.
     current = prediction_store().get_many(prediction_ids)
     ready = [p for p in current.values() if p.status == PredictionStatus.RUNNING and p.batch_id == batch_id]

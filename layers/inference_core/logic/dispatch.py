@@ -384,21 +384,14 @@ def send_batch(
     return outcome
 
 
-def _record_cached_usage(batch_id: str, finished: list[Prediction], now: datetime) -> None:
-    """A batch the cache answered whole has no completion to count it: counted here (a batch sent to the model is
-    counted by completion, its whole hits with it)."""
-    answered = BatchRecord(
-        batch_id=batch_id,
-        prediction_ids=[p.id for p in finished],
-        input_location="",
-        created_at=now,
-        answered_ids=[p.id for p in finished],
-    )
+def _record_cached_usage(batch_id: str, whole: list[str], finished: list[Prediction], now: datetime) -> None:
+    """A batch the cache answered whole has no completion to count it: counted here, or by the sweeper from its
+    promise (a batch sent to the model is counted by completion, its whole hits with it)."""
     try:
-        usage.record_batch(batch_id, finished, answered, now)
+        usage.record_cached_batch(batch_id, whole, finished, now)
     except DependencyError:
-        logger.exception("usage of a batch answered from the cache not recorded", batch_id=batch_id)
-        metrics.add_metric(name="UsageNotRecorded", unit=MetricUnit.Count, value=len(finished))
+        logger.exception("usage of a batch answered from the cache left to the sweeper", batch_id=batch_id)
+        metrics.add_metric(name="UsageDeferred", unit=MetricUnit.Count, value=len(finished))
 
 
 def _send_to_model(
@@ -462,6 +455,10 @@ def _finish_from_cache(lookup: CacheLookup, batch_id: str, hits_location: str, o
     store = prediction_store()
     completed_at = utc_now()
     inline_max = get_settings().inline_output_max_bytes
+    whole = [s.work.prediction_id for s in lookup.whole]
+    counted_here = not lookup.to_model  # else its completion counts it
+    if counted_here:
+        usage.promise_cached_batch(batch_id, whole, completed_at)
 
     def finish(send: Send) -> Prediction | bool:
         """The finished record; False when it had moved on; True when it must go back to the queue."""
@@ -491,8 +488,8 @@ def _finish_from_cache(lookup: CacheLookup, batch_id: str, hits_location: str, o
                 outcome.from_cache.append(send.work.prediction_id)
                 metrics.add_metric(name="PredictionsSucceeded", unit=MetricUnit.Count, value=1)
     outbox.flush(finished)
-    if finished and not lookup.to_model:
-        _record_cached_usage(batch_id, finished, completed_at)
+    if counted_here:
+        _record_cached_usage(batch_id, whole, finished, completed_at)
     if lookup.whole:
         logger.info("predictions answered from the result cache", batch_id=batch_id, count=len(outcome.from_cache))
     return again

@@ -5,6 +5,8 @@
   would; if a failure object exists the batch fails with its reason; otherwise it fails with `lost_notification`.
 - A `queued` prediction past its time to live that nothing dispatched ends `expired`.
 - Webhook events still kept on a record (their queueing failed, or the function died after the write) are queued.
+- A batch the result cache answered whole whose dispatcher died is finished from its hits object, and counted in
+  usage from the dispatcher's promise.
 Everything else that is found early is given a later sweep time; anything finished is dropped from the index.
 """
 
@@ -18,14 +20,15 @@ from functools import partial
 
 from pydantic import ValidationError
 
-from inference_core.dal.objects import batch_failure_prefix, batch_output_key, object_store
+from inference_core.dal.objects import batch_failure_prefix, batch_hits_key, batch_output_key, object_store
 from inference_core.dal.predictions import prediction_store
 from inference_core.dal.queue import request_dead_letters
 from inference_core.domain.batches import AsyncInferenceNotification, InvocationStatus, WorkItem
 from inference_core.domain.clock import utc_now
 from inference_core.domain.predictions import EXPIRED, ErrorInfo, Prediction, PredictionStatus
-from inference_core.logic import outbox
-from inference_core.logic.completion import complete
+from inference_core.domain.result_cache import is_complete
+from inference_core.logic import outbox, usage
+from inference_core.logic.completion import MAX_OUTPUT_BYTES, complete, parse_results
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
 
@@ -61,6 +64,7 @@ class SweepOutcome:
     closed: int = 0
     dead_lettered: int = 0
     events_queued: int = 0
+    usage_counted: int = 0
 
 
 def plan_sweep(records: list[Prediction], now: datetime, ttl: timedelta, running_grace: timedelta) -> SweepPlan:
@@ -118,6 +122,7 @@ def sweep(now: datetime | None = None) -> SweepOutcome:
     for batch_id, stuck in plan.stuck_batches.items():
         _isolated("finish batch", batch_id, partial(_finish_batch, batch_id, stuck, now, lost_after, outcome))
     outcome.dead_lettered = _isolated("dead letters", "request DLQ", partial(_fail_dead_lettered, now))
+    outcome.usage_counted = _isolated("count promised usage", "usage", partial(usage.count_promised, now))
     for name, value in (
         ("SweptExpired", outcome.expired),
         ("SweptCompletedFromOutput", outcome.completed_from_output),
@@ -153,7 +158,7 @@ def _finish_batch(
     """Complete a batch from what the endpoint left in S3, through the same code as a notification would. With
     nothing there yet, the batch may still wait in SageMaker's own queue: it is lost only after `lost_after`."""
     objects = object_store()
-    output = objects.find(batch_output_key(batch_id))
+    output = objects.find(batch_output_key(batch_id)) or _answered_whole(batch_id, stuck)
     failure = None if output else objects.find(batch_failure_prefix(batch_id))
     if output is not None or failure is not None:
         notification = AsyncInferenceNotification.model_validate(
@@ -178,6 +183,19 @@ def _finish_batch(
         outcome.rescheduled += 1
     if len(still_possible) < len(stuck):
         outcome.lost += _fail_lost([p for p in stuck if p not in still_possible], batch_id, now)
+
+
+def _answered_whole(batch_id: str, stuck: list[Prediction]) -> str | None:
+    """The hits object, when it answers every stuck prediction whole: the dispatcher died before finishing them
+    from it (the model was never asked for them, so no output will come)."""
+    objects = object_store()
+    key = batch_hits_key(batch_id)
+    if objects.size(key) is None:
+        return None
+    location = objects.uri(key)
+    hits = parse_results(objects.read(location, MAX_OUTPUT_BYTES))
+    whole = {pid for pid, hit in hits.items() if hit.output is not None and is_complete(hit.output)}
+    return location if {p.id for p in stuck} <= whole else None
 
 
 def _fail_dead_lettered(now: datetime) -> int:

@@ -1,6 +1,6 @@
 """Usage per tenant and day: counted once per batch of predictions (completion, or the dispatcher for a batch the
-result cache answered whole) and once per bulk chunk (in the transaction that finishes it), read back per day and
-priced with the template's endpoint price."""
+result cache answered whole, promised first so the sweeper counts it should the dispatcher die) and once per bulk
+chunk (in the transaction that finishes it), read back per day and priced with the template's endpoint price."""
 
 from __future__ import annotations
 
@@ -10,14 +10,19 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from inference_core.dal.predictions import prediction_store
 from inference_core.dal.usage import usage_store
 from inference_core.domain.batches import BatchRecord
 from inference_core.domain.predictions import Prediction, PredictionStatus
 from inference_core.domain.usage import UsageCounts, endpoint_ms, usage_day
-from inference_core.errors import ValidationFailedError
+from inference_core.errors import DependencyError, ValidationFailedError
+from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
 
 MAX_DAYS = 366
+# The dispatcher finishes a batch the cache answered whole within seconds: the sweeper counts it after this.
+PROMISE_GRACE = timedelta(minutes=5)
+PROMISES_PER_SWEEP = 50
 
 
 @dataclass(frozen=True)
@@ -54,10 +59,64 @@ def batch_usage(
     return dict(usage)
 
 
+def _unit(batch_id: str) -> str:
+    return f"batch#{batch_id}"
+
+
 def record_batch(batch_id: str, records: Iterable[Prediction], batch: BatchRecord | None, now: datetime) -> None:
     usage = batch_usage(batch_id, records, batch, now)
     if usage:
-        usage_store().record_once(f"batch#{batch_id}", usage, now)
+        usage_store().record_once(_unit(batch_id), usage, now)
+
+
+def answered_whole(batch_id: str, prediction_ids: list[str], now: datetime, hits_location: str = "") -> BatchRecord:
+    """The record of a batch the result cache answered whole (none is stored: no completion ever reads it)."""
+    return BatchRecord(
+        batch_id=batch_id,
+        prediction_ids=prediction_ids,
+        input_location="",
+        created_at=now,
+        hits_location=hits_location or None,
+        answered_ids=prediction_ids,
+    )
+
+
+def promise_cached_batch(batch_id: str, prediction_ids: list[str], now: datetime) -> None:
+    """Before the dispatcher finishes a batch the cache answered whole: should it die before counting it, the
+    sweeper will."""
+    try:
+        usage_store().promise(_unit(batch_id), prediction_ids, now + PROMISE_GRACE)
+    except DependencyError:  # counted all the same, unless the dispatcher also dies before that
+        logger.warning("usage of a batch answered from the cache not promised", batch_id=batch_id)
+
+
+def record_cached_batch(batch_id: str, prediction_ids: list[str], records: Iterable[Prediction], now: datetime) -> None:
+    """Count a batch the cache answered whole from its records (those finished in it), keeping its promise even
+    when none was."""
+    answered = answered_whole(batch_id, prediction_ids, now)
+    usage_store().record_once(_unit(batch_id), batch_usage(batch_id, records, answered, now), now)
+
+
+def count_promised(now: datetime) -> int:
+    """The sweeper's: count the promised batches whose dispatcher died before it did. A batch whose predictions
+    are still running in it is looked at again later (its completion, the sweeper's, counts it first)."""
+    store = usage_store()
+    counted = 0
+    for promised in store.promised_due(now, PROMISES_PER_SWEEP):
+        batch_id = promised.unit.removeprefix("batch#")
+        try:
+            records = prediction_store().get_many(promised.subject_ids)
+            if any(r.status is PredictionStatus.RUNNING and r.batch_id == batch_id for r in records.values()):
+                store.promise_later(promised.unit, now + PROMISE_GRACE)
+                continue
+            record_cached_batch(batch_id, promised.subject_ids, records.values(), now)
+            counted += 1
+        except DependencyError:  # this one waits for the next sweep; the others go on
+            logger.exception("promised usage not counted", batch_id=batch_id)
+    if counted:
+        logger.warning("usage counted for batches whose dispatcher died", count=counted)
+        metrics.add_metric(name="PromisedUsageCounted", unit=MetricUnit.Count, value=counted)
+    return counted
 
 
 def answered_at_submit(prediction: Prediction) -> dict[str, Any]:
