@@ -47,7 +47,7 @@ def create_app(config: ServerConfig | None = None, embedder: Embedder | None = N
             settings.max_batch_size,
             settings.merge_window_ms,
             settings.max_texts_per_merge,
-            settings.bulk_slice_texts or (128 if model.device.type == "cuda" else 8),
+            settings.bulk_slice_texts or (128 if model.device.type == "cuda" else 4),
         )
         batcher.start()
         state["embedder"], state["batcher"] = model, batcher

@@ -4,16 +4,18 @@ that create nothing, open bulk jobs, the operator's set-limits, and counting sha
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from inference_core import cli
+from inference_core.dal.jobs import job_store
 from inference_core.dal.limits import limit_store
 from inference_core.domain.limits import TenantLimits, window_start
 from inference_core.errors import RateLimitedError
-from inference_core.logic import limits
+from inference_core.logic import jobs, limits
 from tests.integration.conftest import Pipeline
 from tests.integration.test_openai_batches import create_batch, file_id_of, request_line
 
@@ -105,6 +107,52 @@ def test_open_jobs_are_limited_for_jobs_and_batches_alike(
     assert batch.status_code == 429
     assert len(pipeline.api.get("/v1/jobs", headers=headers).json()["data"]) == 1
     assert pipeline.api.get("/v1/batches", headers=headers).json()["data"] == []
+
+
+def test_concurrent_creates_never_open_more_jobs_than_the_limit(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    set_limits("racing", capsys, "--open-jobs", "2")
+
+    def create(_: int) -> str:
+        try:
+            jobs.create("racing", metadata={}, webhook=None, dry_run=False)
+            return "created"
+        except RateLimitedError:
+            return "refused"
+
+    with ThreadPoolExecutor(max_workers=8) as pool:  # eight API instances at once
+        outcomes = list(pool.map(create, range(8)))
+
+    assert sorted(outcomes) == ["created"] * 2 + ["refused"] * 6
+    assert len(pipeline.api.get("/v1/jobs", headers=pipeline.headers("racing")).json()["data"]) == 2
+
+
+def test_a_finished_job_makes_room_for_the_next_one(pipeline: Pipeline, capsys: pytest.CaptureFixture[str]) -> None:
+    headers = pipeline.headers("turns")
+    set_limits("turns", capsys, "--open-jobs", "1")
+    first = pipeline.api.post("/v1/jobs", json={}, headers=headers).json()
+    assert pipeline.api.post("/v1/jobs", json={}, headers=headers).status_code == 429
+
+    assert pipeline.api.post(f"/v1/jobs/{first['id']}/cancel", headers=headers).status_code == 200
+    second = pipeline.api.post("/v1/jobs", json={}, headers=headers)
+    third = pipeline.api.post("/v1/jobs", json={}, headers=headers)
+
+    assert second.status_code == 201, second.text
+    assert third.status_code == 429
+    assert list(job_store().open_jobs("turns")) == [second.json()["id"]]  # the finished one left the set
+
+
+def test_a_job_older_than_its_window_no_longer_holds_a_place(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    set_limits("stale", capsys, "--open-jobs", "1")
+    window = timedelta(hours=int(pipeline.stack.env["JOB_COMPLETION_WINDOW_HOURS"]) + 1, minutes=1)
+    jobs.create("stale", metadata={}, webhook=None, dry_run=False, now=datetime.now(UTC) - window)
+
+    jobs.create("stale", metadata={}, webhook=None, dry_run=False)
+
+    assert len(job_store().open_jobs("stale")) == 1
 
 
 def test_set_limits_overrides_and_resets_one_limit_at_a_time(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,8 @@
-"""Job records `JOB#<id>` and the bulk-chunk gate `GATE#bulk-chunks`.
+"""Job records `JOB#<id>`, the bulk-chunk gate `GATE#bulk-chunks`, and each tenant's open jobs `OPENJOBS#<tenant>`.
+
+A tenant's open jobs are a set of ids that a new job joins in the transaction that writes it, on the condition
+that the set is smaller than the tenant's limit: exact however many API instances create jobs at once. Finished
+jobs leave it lazily, when a create finds the set full (`open_jobs`, `close_open_jobs`).
 
 A job record carries counters, not lines. Every chunk moves through it twice, each time in one transaction with
 the gate: a claim (`next_chunk` + 1, the chunk into `running`, the gate's `in_flight` + 1 while under its bound)
@@ -65,6 +69,27 @@ WAITING_JOBS = "JOBS#WAITING"
 # Finished jobs whose webhook event is not queued yet: the sweeper queues it once it is due.
 OUTBOX_JOBS = "JOBS#OUTBOX"
 _GATE = "GATE#bulk-chunks"
+
+
+class OpenJobsFull(Exception):
+    """The tenant's open-job set is as large as its limit."""
+
+    def __init__(self, tenant_id: str) -> None:
+        super().__init__(tenant_id)
+        self.tenant_id = tenant_id
+
+
+def _open_jobs_pk(tenant_id: str) -> str:
+    return f"OPENJOBS#{tenant_id}"
+
+
+def _open_entry(job_id: str, created_at: datetime) -> str:
+    # With its creation time: a job whose record cannot be read (not visible yet, or gone) is judged by its age.
+    return f"{iso(created_at)}#{job_id}"
+
+
+def _split_entry(entry: str) -> tuple[str, str, str]:
+    return entry.partition("#")
 
 
 def _pk(job_id: str) -> str:
@@ -218,34 +243,6 @@ class JobStore:
         start = {"pk": _pk(job.id), "gsi1pk": tenant_partition(job.tenant_id, job.api), "gsi1sk": _listed(job)}
         return encode_cursor({name: {"S": value} for name, value in start.items()})
 
-    def count_open(self, tenant_id: str, since: datetime, stop_at: int) -> int:
-        """The tenant's jobs and batches created since `since` that have not finished, counted on the tenant index
-        (it projects the status) up to `stop_at`."""
-        counted = 0
-        for api in JobApi:
-            query: dict[str, Any] = {
-                "TableName": self.table.name,
-                "IndexName": self.tenant_index,
-                "KeyConditionExpression": "gsi1pk = :pk AND gsi1sk >= :since",
-                "ExpressionAttributeValues": {
-                    ":pk": {"S": tenant_partition(tenant_id, api)},
-                    ":since": {"S": iso(since)},
-                },
-                "ProjectionExpression": "#status",
-                "ExpressionAttributeNames": {"#status": "status"},
-            }
-            try:
-                while counted < stop_at:
-                    response = self.table.client.query(**query)
-                    statuses = (JobStatus(item["status"]["S"]) for item in response.get("Items", []))
-                    counted += sum(not status.is_terminal for status in statuses)
-                    if "LastEvaluatedKey" not in response:
-                        break
-                    query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-            except (ClientError, BotoCoreError) as exc:
-                raise translate(exc, "could not count open jobs") from exc
-        return counted
-
     def active(self, limit: int = 100, partition: str = ACTIVE_JOBS, due_by: datetime | None = None) -> list[Job]:
         """Open jobs of one partition, least recently served (or, `due_by`, earliest due) first, at most `limit`:
         by default those that may still need work; WAITING_JOBS those that wait for their file; OUTBOX_JOBS
@@ -283,29 +280,63 @@ class JobStore:
 
     # -- creation ------------------------------------------------------------------------------------------------
 
-    def create(self, job: Job, claim: IdempotencyClaim | None = None) -> bool:
+    def create(self, job: Job, claim: IdempotencyClaim | None = None, open_limit: int | None = None) -> bool:
         """False when a job with this id exists (a duplicate S3 event for the same object version). With an
-        idempotency claim, the key is claimed in the same transaction (IdempotencyKeyTaken when it was)."""
+        idempotency claim, the key is claimed in the same transaction (IdempotencyKeyTaken when it was). With
+        `open_limit`, the job joins its tenant's open jobs unless they are that many (OpenJobsFull)."""
         put: Any = {
             "TableName": self.table.name,
             "Item": to_attrs(_to_item(job, self.retention)),
             "ConditionExpression": "attribute_not_exists(pk)",
         }
+        items: list[Any] = [{"Put": put}]
+        if claim is not None:
+            items.append({"Put": idempotency_store().claim_put(claim, job.id, job.created_at)})
+        if open_limit is not None:
+            items.append({"Update": self._join_open_jobs(job, open_limit)})
         try:
-            if claim is None:
+            if len(items) == 1:
                 self.table.client.put_item(**put)
             else:
-                claim_put: Any = idempotency_store().claim_put(claim, job.id, job.created_at)
-                self.table.client.transact_write_items(TransactItems=[{"Put": put}, {"Put": claim_put}])
+                transact_write(self.table.client, items)
         except ClientError as exc:
+            if condition_failed(exc, item=0):
+                return False
             if claim is not None and condition_failed(exc, item=1):
                 raise IdempotencyKeyTaken(claim.key) from exc
-            if condition_failed(exc):
-                return False
+            if open_limit is not None and condition_failed(exc, item=len(items) - 1):
+                raise OpenJobsFull(job.tenant_id) from exc
             raise translate(exc, "could not create the job") from exc
         except BotoCoreError as exc:
             raise translate(exc, "could not create the job") from exc
         return True
+
+    def _join_open_jobs(self, job: Job, limit: int) -> dict[str, Any]:
+        update = Update().add("open_ids", frozenset([_open_entry(job.id, job.created_at)])).set("kind", "open_jobs")
+        ids = update.name("open_ids")
+        update.when(f"attribute_not_exists({ids}) OR size({ids}) < {update.value(limit)}")
+        return {"TableName": self.table.name, "Key": key(_open_jobs_pk(job.tenant_id)), **update.request()}
+
+    def open_jobs(self, tenant_id: str) -> dict[str, datetime]:
+        """The tenant's open-job set as it stands, job id -> created at (finished jobs may still be in it)."""
+        try:
+            response = self.table.client.get_item(
+                TableName=self.table.name, Key=key(_open_jobs_pk(tenant_id)), ConsistentRead=True
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, "could not read the open jobs") from exc
+        entries = from_attrs(response.get("Item", {})).get("open_ids", set())
+        return {job_id: datetime.fromisoformat(created) for created, _, job_id in map(_split_entry, entries)}
+
+    def close_open_jobs(self, tenant_id: str, jobs: Mapping[str, datetime]) -> None:
+        """Take finished jobs (id -> created at) out of the tenant's open-job set (again: nothing happens)."""
+        update = Update().delete("open_ids", [_open_entry(job_id, created) for job_id, created in jobs.items()])
+        try:
+            self.table.client.update_item(
+                TableName=self.table.name, Key=key(_open_jobs_pk(tenant_id)), **update.request()
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, "could not update the open jobs") from exc
 
     # -- status transitions (each an edge of domain.jobs.SOURCES) ----------------------------------------------
 

@@ -185,11 +185,11 @@ def _inbox_file(inbox: job_files.InboxFile, record: S3EventRecord, outcome: Inta
     if existing is None:
         # Counted only for a new job: the same event again must find its own job, not a full tenant.
         try:
-            limits.check_open_jobs(inbox.tenant_id, job.created_at)
+            created = limits.create_job(job)
         except RateLimitedError as refused:
             _refuse_inbox_file(inbox, outcome, "open_jobs_limit", f"{refused.message}; upload the file again then")
             return
-        if store.create(job):
+        if created:
             _validate_and_plan(job, outcome)
             return
         existing = store.get(job.id)  # made by a delivery of the same event meanwhile

@@ -70,7 +70,6 @@ def create(
         replay = _replay(tenant_id, idempotency_key, digest)
         if replay is not None:
             return replay, _upload_link(replay, now), False
-    limits.check_open_jobs(tenant_id, now)
     job_id = f"job_{uuid.uuid4().hex}"
     job = Job(
         id=job_id,
@@ -139,7 +138,7 @@ def _create(job: Job, tenant_id: str, key: str | None, fingerprint: str) -> Job 
     """Write the job (claiming the key with it); the job of an earlier request when that one won the key."""
     claim = IdempotencyClaim(tenant_id, _idempotency_scope(key), fingerprint) if key else None
     try:
-        job_store().create(job, claim)
+        limits.create_job(job, claim)
     except IdempotencyKeyTaken:
         return _replay(tenant_id, key or "", fingerprint)
     return None
@@ -201,7 +200,6 @@ def retry(
         )
     if parent.failed == 0:
         raise InvalidStateError("the job has no failed lines", {"id": job_id, "failed": 0})
-    limits.check_open_jobs(tenant_id)
     child_id = f"job_{uuid.uuid4().hex}"
     child = Job(
         id=child_id,

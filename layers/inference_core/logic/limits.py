@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from inference_core.dal.limits import limit_store
 from inference_core.domain.clock import utc_now
@@ -37,6 +38,10 @@ from inference_core.domain.predictions import Prediction
 from inference_core.errors import DependencyError, RateLimitedError, ValidationFailedError
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
+
+if TYPE_CHECKING:  # the dispatcher imports this module and never creates jobs: job code stays off its cold start
+    from inference_core.dal.idempotency import IdempotencyClaim
+    from inference_core.domain.jobs import Job
 
 # A tenant's overrides are read at most this often per process: a change takes effect within this long.
 LIMITS_CACHE_SECONDS = 30.0
@@ -242,20 +247,51 @@ def record_left_backlog(predictions: Iterable[Prediction]) -> None:
             metrics.add_metric(name="BacklogLeftNotCounted", unit=MetricUnit.Count, value=inputs)
 
 
-def check_open_jobs(tenant_id: str, now: datetime | None = None) -> None:
-    """Refuse a new job or batch while the tenant has as many open ones as it may."""
-    now = now or utc_now()
-    limit = limits_of(tenant_id).open_jobs
-    window = timedelta(hours=get_settings().job_completion_window_hours)
-    from inference_core.dal.jobs import job_store  # here: the dispatcher imports this module and never counts jobs
+def create_job(job: Job, claim: IdempotencyClaim | None = None) -> bool:
+    """Write a new job or batch (False: one with its id exists) while its tenant has fewer open than it may: the
+    job joins the tenant's open-job set in its own transaction, so concurrent creates never pass the limit. A full
+    set is first cleared of jobs that have finished since they joined."""
+    from inference_core.dal.jobs import OpenJobsFull, job_store  # here: the dispatcher imports this module
 
-    open_now = job_store().count_open(tenant_id, now - window - timedelta(hours=1), stop_at=limit)
-    if open_now >= limit:
-        raise RateLimitedError(
-            f"this tenant has {limit} bulk jobs or batches open, as many as it may: retry when one has finished",
-            60,
-            details={"limit": "open_jobs", "open_jobs": limit},
-        )
+    limit = limits_of(job.tenant_id).open_jobs
+    store = job_store()
+    try:
+        return store.create(job, claim, open_limit=limit)
+    except OpenJobsFull:
+        if not _close_finished_jobs(job.tenant_id, job.created_at):
+            raise _too_many_jobs(limit) from None
+    try:
+        return store.create(job, claim, open_limit=limit)
+    except OpenJobsFull:
+        raise _too_many_jobs(limit) from None
+
+
+def _close_finished_jobs(tenant_id: str, now: datetime) -> bool:
+    """Take the tenant's finished jobs out of its open set; whether there were any. A job older than its window
+    (and an hour) counts as finished (the sweeper expires it); one whose record is not there counts as open until
+    then: a batch read may see a concurrent create's set entry before its record."""
+    from inference_core.dal.jobs import job_store
+
+    store = job_store()
+    open_jobs = store.open_jobs(tenant_id)
+    records = store.get_many(open_jobs)
+    stale_before = now - timedelta(hours=get_settings().job_completion_window_hours + 1)
+    finished = {
+        job_id: created
+        for job_id, created in open_jobs.items()
+        if created < stale_before or ((job := records.get(job_id)) is not None and job.status.is_terminal)
+    }
+    if finished:
+        store.close_open_jobs(tenant_id, finished)
+    return bool(finished)
+
+
+def _too_many_jobs(limit: int) -> RateLimitedError:
+    return RateLimitedError(
+        f"this tenant has {limit} bulk jobs or batches open, as many as it may: retry when one has finished",
+        60,
+        details={"limit": "open_jobs", "open_jobs": limit},
+    )
 
 
 def set_limits(tenant_id: str, overrides: dict[str, int | None]) -> TenantLimits:

@@ -28,7 +28,7 @@ from inference_core.domain.openai_dialect import (
     result_file_id,
 )
 from inference_core.errors import DependencyError, NotFoundError, ValidationFailedError
-from inference_core.logic import jobs, limits, openai_files, webhooks
+from inference_core.logic import jobs, openai_files, webhooks
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
 
@@ -144,7 +144,6 @@ def create(
             f"the file's purpose is {source.purpose.value}; a batch runs a file uploaded with purpose 'batch'",
             {"param": "input_file_id"},
         )
-    limits.check_open_jobs(tenant_id)
     job_id = f"job_{uuid.uuid4().hex}"
     job = Job(
         id=job_id,
