@@ -25,7 +25,7 @@ from model_server.batcher import MicroBatcher
 from model_server.config import token_budget
 from model_server.embedder import Embedder
 
-BATCH_SIZES = [1, 8, 32, 64, 128]
+BATCH_SIZES = [1, 4, 8, 32, 64, 128]
 
 
 def best_rate(items: int, run: Callable[[], object], repeats: int) -> float:

@@ -52,6 +52,14 @@ def test_the_sweeper_runs_on_a_schedule_and_reads_only_the_open_index() -> None:
     assert not any("dynamodb:Scan" in s["Action"] for s in statements)
 
 
+def test_both_indexes_hold_keys_only_so_a_status_change_writes_neither() -> None:
+    table = load_template()["Resources"]["PredictionsTable"]["Properties"]
+
+    projections = {index["Projection"]["ProjectionType"] for index in table["GlobalSecondaryIndexes"]}
+
+    assert projections == {"KEYS_ONLY"}
+
+
 def test_the_failed_prediction_ratio_has_an_alarm() -> None:
     alarm = load_template()["Resources"]["FailedPredictionRatioAlarm"]["Properties"]
 

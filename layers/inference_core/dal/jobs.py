@@ -215,8 +215,7 @@ class JobStore:
     def list_for_tenant(
         self, tenant_id: str, limit: int, cursor: str | None, api: JobApi = JobApi.NATIVE
     ) -> tuple[list[Job], str | None]:
-        """Newest first: one index page of ids, then one batch read of the records (the index projects only
-        what a prediction list shows)."""
+        """Newest first: one page of the keys-only tenant index, then one batch read of the records."""
         partition = tenant_partition(tenant_id, api)
         query: dict[str, Any] = {
             "TableName": self.table.name,
@@ -232,7 +231,7 @@ class JobStore:
             response = self.table.client.query(**query)
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, "could not list jobs") from exc
-        ids = [item["id"]["S"] for item in response.get("Items", [])]
+        ids = [item["pk"]["S"].removeprefix("JOB#") for item in response.get("Items", [])]
         records = self.get_many(ids)
         last = response.get("LastEvaluatedKey")
         next_cursor = encode_cursor({k: last[k] for k in CURSOR_KEYS}) if last else None

@@ -53,6 +53,20 @@ _FILTERED_PAGE = 100
 # spread over a few partitions so a busy system does not write one index partition.
 _OPEN_SHARDS = 4
 _OPEN_ATTRIBUTES = ("open_pk", "open_due")
+# What a list shows, read from the records (the tenant index holds keys only, so status changes never write it).
+_LISTED = (
+    "pk",
+    "id",
+    "tenant_id",
+    "status",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "input_count",
+    "metadata",
+    "error_code",
+    "error_message",
+)
 
 
 def _open_pk(prediction_id: str) -> str:
@@ -230,12 +244,13 @@ class PredictionStore:
     def list_for_tenant(
         self, tenant_id: str, limit: int, status: PredictionStatus | None, cursor: str | None
     ) -> tuple[list[Prediction], str | None]:
-        """Newest first, with bounded work whatever the filter: at most `_LIST_QUERIES` index pages, each evaluating
-        at most `_FILTERED_PAGE` records when a status filter is set. A sparse filter therefore answers fewer
-        than `limit` items (maybe none) with a cursor to go on from, instead of reading the whole partition."""
+        """Newest first, with bounded work whatever the filter: at most `_LIST_QUERIES` pages of the keys-only
+        tenant index, each read back with one BatchGetItem of at most `_FILTERED_PAGE` records when a status filter
+        is set. A sparse filter therefore answers fewer than `limit` items (maybe none) with a cursor to go on
+        from, instead of reading the whole partition."""
         partition = f"TENANT#{tenant_id}"
         start_key = decode_cursor(cursor, partition) if cursor else None
-        found: list[dict[str, Any]] = []
+        found: list[Prediction] = []
         for _ in range(_LIST_QUERIES):
             query: dict[str, Any] = {
                 "TableName": self.table.name,
@@ -245,10 +260,6 @@ class PredictionStore:
                 "ScanIndexForward": False,
                 "Limit": limit if status is None else max(limit, _FILTERED_PAGE),
             }
-            if status is not None:
-                query["FilterExpression"] = "#status = :status"
-                query["ExpressionAttributeNames"] = {"#status": "status"}
-                query["ExpressionAttributeValues"][":status"] = {"S": status.value}
             if start_key:
                 query["ExclusiveStartKey"] = start_key
             try:
@@ -256,16 +267,25 @@ class PredictionStore:
             except (ClientError, BotoCoreError) as exc:
                 raise translate(exc, "could not list predictions") from exc
             start_key = response.get("LastEvaluatedKey")
-            for attrs in response.get("Items", []):
-                found.append(attrs)
+            keys = response.get("Items", [])
+            records = {
+                item["pk"]: item
+                for item in self.table.batch_get(
+                    (k["pk"]["S"] for k in keys), "predictions", consistent=False, attributes=_LISTED
+                )
+            }
+            for index_key in keys:
+                item = records.get(index_key["pk"]["S"])  # gone: its time to live passed since the index was read
+                if item is None or (status is not None and item["status"] != status.value):
+                    continue
+                found.append(_to_prediction(item))
                 if len(found) == limit:
                     # Go on after the last item returned, which may sit mid-page.
-                    more = bool(start_key) or attrs is not response["Items"][-1]
-                    page = [_to_prediction(from_attrs(a)) for a in found]
-                    return page, encode_cursor({k: attrs[k] for k in CURSOR_KEYS}) if more else None
+                    more = bool(start_key) or index_key is not keys[-1]
+                    return found, encode_cursor({k: index_key[k] for k in CURSOR_KEYS}) if more else None
             if not start_key:
                 break
-        return [_to_prediction(from_attrs(a)) for a in found], encode_cursor(start_key) if start_key else None
+        return found, encode_cursor(start_key) if start_key else None
 
     # -- transitions ---------------------------------------------------------------------------------------------
 
