@@ -56,20 +56,22 @@ from typing import Any
 import httpx
 
 from bench.corpus import corpus
-from bench.cost import REPO, _describe
-from bench.jobs import (
-    Meter,
-    Tenant,
-    _strings,
+from bench.harness import (
+    REPO,
+    TERMINAL,
+    api_client,
+    api_key,
+    count_requests,
     cpu_model,
-    cpu_snapshot,
-    finish_job,
-    other_load,
-    submit_job,
+    describe,
+    finished_records,
+    local_stack,
+    log,
+    met,
+    percentile,
+    publish,
 )
-from bench.pipeline import SERVICES, TERMINAL, percentile
-from bench.report import publish
-from local_stack.runner import LocalStack, Options, free_port
+from bench.jobs import Meter, Tenant, _strings, cpu_snapshot, finish_job, other_load, submit_job
 
 CONFIGS = ("off", "on")
 INPUTS_TARGET = 0.55  # endpoint inputs, cache on / cache off, 50% repeats
@@ -95,10 +97,6 @@ PARAMETERS = (
 PRICES = REPO / "bench/prices.json"
 EVENTUALLY_CONSISTENT_READ_UNITS = 0.5  # per item of up to 4 KB read (a key not found costs the same)
 ITEM_OVERHEAD_BYTES = 100  # DynamoDB's storage overhead per item
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------- texts
@@ -372,34 +370,13 @@ class Phase:
 # ---------------------------------------------------------------- predictions
 
 
-def records(ddb: Any, table: str, ids: list[str]) -> dict[str, dict[str, str]]:
-    """Finished status records, read straight from DynamoDB (uncounted), 100 at a time."""
-    found: dict[str, dict[str, str]] = {}
-    for start in range(0, len(ids), 100):
-        request: dict[str, Any] = {
-            table: {
-                "Keys": [{"pk": {"S": f"PRED#{i}"}} for i in ids[start : start + 100]],
-                "ProjectionExpression": "id, #s, created_at, started_at, completed_at",
-                "ExpressionAttributeNames": {"#s": "status"},
-                "ConsistentRead": True,
-            }
-        }
-        while request:
-            response = ddb.batch_get_item(RequestItems=request)
-            for item in response["Responses"][table]:
-                if item["status"]["S"] in TERMINAL:
-                    found[item["id"]["S"]] = {k: v["S"] for k, v in item.items() if "S" in v}
-            request = response.get("UnprocessedKeys") or {}
-    return found
-
-
 def wait_finished(ddb: Any, table: str, ids: list[str], timeout: float = 600) -> dict[str, dict[str, str]]:
     done: dict[str, dict[str, str]] = {}
     deadline = time.monotonic() + timeout
     while len(done) < len(ids):
         if time.monotonic() > deadline:
             raise TimeoutError(f"{len(ids) - len(done)} of {len(ids)} predictions unfinished after {timeout:.0f} s")
-        done.update(records(ddb, table, [i for i in ids if i not in done]))
+        done.update(finished_records(ddb, table, [i for i in ids if i not in done]))
         if len(done) < len(ids):
             time.sleep(0.2)
     failed = [r for r in done.values() if r["status"] != "succeeded"]
@@ -699,77 +676,57 @@ def run_config(config: str, args: argparse.Namespace) -> dict[str, Any]:
     parameters = {"ResultCacheScope": "off"} if config == "off" else {"ResultCacheScope": args.scope}
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's access log
     results: dict[str, Any] = {"config": config, "other_load": {}}
-    with tempfile.TemporaryDirectory() as state:
-        stack = LocalStack(
-            Options(
-                api_port=free_port("127.0.0.1"), state_dir=Path(state), parameters=parameters, pollers_per_function=5
-            )
-        )
-        stack.start()
-        try:
-            # Imported once the stack has set the functions' environment, which the settings read.
-            from inference_core.dal.clients import client
-            from inference_core.logic.auth import create_api_key
+    with local_stack(parameters=parameters, pollers_per_function=5) as stack:
+        # Imported once the stack has set the functions' environment, which the settings read.
+        from inference_core.logic.auth import create_api_key
 
-            meter = CacheMeter()
-            for service in SERVICES:
-                meter.register(client(service).meta.events)
-            meter.count_metrics()
-            ddb, s3 = stack.client("dynamodb"), stack.client("s3")
-            assert stack.stack is not None
-            table = stack.stack.table_name
-            resolver = stack.stack.resolver
-            effective = {}
-            for name in PARAMETERS:
-                try:
-                    effective[name] = resolver.parameter(name)
-                except KeyError:
-                    effective[name] = "(not in template)"
-            results["parameters"] = effective
-            results["cache_env"] = {k: v for k, v in stack.stack.env.items() if "CACHE" in k}
-            key_a = (Path(state) / "api-key").read_text().strip()
-            key_b, _ = create_api_key("bench-tenant-b", "bench.cache")
-            url = stack.urls["api"]
-            with (
-                httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key_a}"}, timeout=60) as a,
-                httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key_b}"}, timeout=60) as b,
-            ):
-                predict_wait(a, {"inputs": "warm-up"})
-                predict_wait(b, {"inputs": "warm-up for the second tenant"})
-                cpu = cpu_snapshot()
-                overall = time.monotonic()
+        meter = count_requests(CacheMeter())
+        meter.count_metrics()
+        ddb, s3 = stack.client("dynamodb"), stack.client("s3")
+        assert stack.stack is not None
+        table = stack.stack.table_name
+        resolver = stack.stack.resolver
+        effective = {}
+        for name in PARAMETERS:
+            try:
+                effective[name] = resolver.parameter(name)
+            except KeyError:
+                effective[name] = "(not in template)"
+        results["parameters"] = effective
+        results["cache_env"] = {k: v for k, v in stack.stack.env.items() if "CACHE" in k}
+        key_a = api_key(stack)
+        key_b, _ = create_api_key("bench-tenant-b", "bench.cache")
+        with api_client(stack, key_a) as a, api_client(stack, key_b) as b:
+            predict_wait(a, {"inputs": "warm-up"})
+            predict_wait(b, {"inputs": "warm-up for the second tenant"})
+            cpu = cpu_snapshot()
+            overall = time.monotonic()
 
-                log(f"[{config}] C: {len(texts.no_repeat)} predictions, no repeats ...")
-                results["no_repeats"] = phase_no_repeats(a, ddb, table, meter, s3, texts.no_repeat, args.concurrency)
-                results["other_load"]["C"] = other_load(cpu, cpu := cpu_snapshot())
+            log(f"[{config}] C: {len(texts.no_repeat)} predictions, no repeats ...")
+            results["no_repeats"] = phase_no_repeats(a, ddb, table, meter, s3, texts.no_repeat, args.concurrency)
+            results["other_load"]["C"] = other_load(cpu, cpu := cpu_snapshot())
 
-                log(f"[{config}] A: {args.predictions} predictions, {args.repeat_share:.0%} repeats ...")
-                results["repeats"] = phase_repeats(a, ddb, table, meter, s3, texts.waves, args.concurrency)
-                results["other_load"]["A"] = other_load(cpu, cpu := cpu_snapshot())
+            log(f"[{config}] A: {args.predictions} predictions, {args.repeat_share:.0%} repeats ...")
+            results["repeats"] = phase_repeats(a, ddb, table, meter, s3, texts.waves, args.concurrency)
+            results["other_load"]["A"] = other_load(cpu, cpu := cpu_snapshot())
 
-                log(f"[{config}] B: {args.samples} x Prefer: wait=20, fresh then again ...")
-                latency = phase_latency(a, meter, s3, texts.latency)
-                cached_vectors = latency.pop("embeddings")
-                results["latency"] = latency
-                results["other_load"]["B"] = other_load(cpu, cpu := cpu_snapshot())
+            log(f"[{config}] B: {args.samples} x Prefer: wait=20, fresh then again ...")
+            latency = phase_latency(a, meter, s3, texts.latency)
+            cached_vectors = latency.pop("embeddings")
+            results["latency"] = latency
+            results["other_load"]["B"] = other_load(cpu, cpu := cpu_snapshot())
 
-                log(f"[{config}] K: contract checks ...")
-                results["checks"] = phase_checks(a, b, meter, s3, texts.latency, cached_vectors, texts.checks)
+            log(f"[{config}] K: contract checks ...")
+            results["checks"] = phase_checks(a, b, meter, s3, texts.latency, cached_vectors, texts.checks)
 
-                log(f"[{config}] D: a {args.lines:,}-line job, twice ...")
-                results["jobs"] = phase_jobs(Tenant("local-dev", a), ddb, table, meter, s3, texts.job)
-                results["other_load"]["D"] = other_load(cpu, cpu_snapshot())
-                results["seconds"] = time.monotonic() - overall
-        finally:
-            stack.stop()
+            log(f"[{config}] D: a {args.lines:,}-line job, twice ...")
+            results["jobs"] = phase_jobs(Tenant("local-dev", a), ddb, table, meter, s3, texts.job)
+            results["other_load"]["D"] = other_load(cpu, cpu_snapshot())
+            results["seconds"] = time.monotonic() - overall
     return results
 
 
 # ---------------------------------------------------------------- the report
-
-
-def _met(ok: bool) -> str:
-    return "met" if ok else "**not met**"
 
 
 def _ratio(a: float, b: float) -> float:
@@ -936,17 +893,17 @@ def render(
         f"| 1 | inputs sent to the endpoint, {a_on['predictions']} single-text predictions, "
         f"{a_on['repeats'] / a_on['predictions']:.0%} repeats | {a_off['endpoint_inputs']} | "
         f"{a_on['endpoint_inputs']} | **{inputs_ratio:.2f}x** | <= {INPUTS_TARGET}x | "
-        f"{_met(inputs_ratio <= INPUTS_TARGET)} |",
+        f"{met(inputs_ratio <= INPUTS_TARGET)} |",
         f"| 2 | p50 submit -> succeeded, `Prefer: wait=20`, {b_on['again']['samples']} texts sent a second time "
         f"(cache on: all cached) | {b_off['again']['p50']:.3f} s | {b_on['again']['p50']:.3f} s | "
-        f"**{latency_ratio:.2f}x** | <= {LATENCY_TARGET}x | {_met(latency_ratio <= LATENCY_TARGET)} |",
+        f"**{latency_ratio:.2f}x** | <= {LATENCY_TARGET}x | {met(latency_ratio <= LATENCY_TARGET)} |",
         f"| 3 | AWS requests per prediction, {c_on['predictions']} predictions, no repeats (submit, process, one "
         f"GET) | {per_off:.3f} | {per_on:.3f} | **{delta:+.3f}** ({delta_no_sweeper:+.3f} without the local "
         f"sweeper's requests) | <= +{REQUESTS_TARGET} | "
-        f"{_met(delta <= REQUESTS_TARGET)} |",
+        f"{met(delta <= REQUESTS_TARGET)} |",
         f"| 4 | endpoint invocations, 2nd run / 1st run of the same {lines:,}-line job | "
         f"{j_off[1]['invocations']} / {j_off[0]['invocations']} | {j_on[1]['invocations']} / "
-        f"{j_on[0]['invocations']} | **{job_ratio:.1%}** | <= {JOB_TARGET:.0%} | {_met(job_ratio <= JOB_TARGET)} |",
+        f"{j_on[0]['invocations']} | **{job_ratio:.1%}** | <= {JOB_TARGET:.0%} | {met(job_ratio <= JOB_TARGET)} |",
         "",
         "## 1. Endpoint inputs with 50% repeats",
         "",
@@ -1248,7 +1205,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = [a for a in raw if a != "--raw" and not (args.raw and a == str(args.raw))]
     started = time.monotonic()
     try:
-        revision = _describe("new", REPO, "HEAD")
+        revision = describe("new", REPO, "HEAD")
     except (OSError, subprocess.CalledProcessError):
         revision = "revision unknown (not a git checkout)"
     results: dict[str, dict[str, Any]] = {}

@@ -50,8 +50,9 @@ import httpx
 import numpy as np
 from inference_client import AsyncClient, Client
 
+from bench import harness
 from bench.corpus import corpus
-from bench.report import publish
+from bench.harness import publish
 from local_stack.runner import free_port, read_env_file
 
 TOLERANCE = 1e-6
@@ -60,7 +61,7 @@ INJECTED_BY = "injected by bench.client"
 
 
 def log(message: str) -> None:
-    print(f"[client-bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+    harness.log(message, "client-bench")
 
 
 # -- the local stack -----------------------------------------------------------------------------------------------

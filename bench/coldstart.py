@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.report import publish
+from bench.harness import publish
 from local_stack.template import ACCOUNT_ID, TEMPLATE_PATH, Resolver, load_template, resources_of_type
 
 ROOT = TEMPLATE_PATH.parent

@@ -33,7 +33,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import threading
 import time
 from collections import Counter, defaultdict
@@ -44,13 +43,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.corpus import corpus
-from bench.report import publish
+from bench.harness import REPO, TERMINAL, describe, finished_records, git, publish
 
-REPO = Path(__file__).resolve().parent.parent
 PRICES = Path(__file__).with_name("prices.json")
 WORKTREE = Path("/tmp/cost-baseline")
 REGION = "us-east-1"
-TERMINAL = {"succeeded", "failed", "cancelled", "expired"}
+
 KIB = 1024
 GIB = 1024**3
 SQS_CHUNK = 64 * KIB
@@ -648,22 +646,8 @@ def _lifecycle(s3: Any, bucket: str) -> list[tuple[str, int]]:
 
 
 def _pending(ddb: Any, table: str, ids: list[str]) -> dict[str, str]:
-    """Statuses straight from DynamoDB through the uncounted client, 100 at a time."""
-    statuses: dict[str, str] = {}
-    for start in range(0, len(ids), 100):
-        request: dict[str, Any] = {
-            table: {
-                "Keys": [{"pk": {"S": f"PRED#{i}"}} for i in ids[start : start + 100]],
-                "ProjectionExpression": "id, #s",
-                "ExpressionAttributeNames": {"#s": "status"},
-            }
-        }
-        while request:
-            response = ddb.batch_get_item(RequestItems=request)
-            for item in response["Responses"][table]:
-                statuses[item["id"]["S"]] = item["status"]["S"]
-            request = response.get("UnprocessedKeys") or {}
-    return statuses
+    """Statuses of the finished ones, straight from DynamoDB through the uncounted client."""
+    return {i: record["status"] for i, record in finished_records(ddb, table, ids).items()}
 
 
 class Harness:
@@ -1526,19 +1510,6 @@ def _measurements() -> list[tuple[str, Callable[[dict[str, Any]], str]]]:
 # ---------------------------------------------------------------- orchestration
 
 
-def _git(*args: str, cwd: Path = REPO) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
-
-
-def _describe(config: str, tree: Path, rev: str) -> str:
-    if config == "baseline":
-        subject = _git("log", "-1", "--format=%h (%cs) %s", rev)
-        return "git " + textwrap.shorten(subject, 110, placeholder=" ...")
-    dirty = [line for line in _git("status", "--porcelain", cwd=tree).splitlines() if line]
-    head = _git("log", "-1", "--format=%h", "HEAD", cwd=tree)
-    return f"this working tree (HEAD {head}" + (f" + {len(dirty)} uncommitted paths)" if dirty else ")")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--n1", type=int, default=300, help="W1: single-text predictions")
@@ -1566,7 +1537,7 @@ def main(argv: list[str] | None = None) -> int:
             if "baseline" in configs:
                 if WORKTREE.exists():
                     subprocess.run(["git", "worktree", "remove", "--force", str(WORKTREE)], cwd=REPO, check=False)
-                _git("worktree", "add", "--detach", str(WORKTREE), args.baseline)
+                git("worktree", "add", "--detach", str(WORKTREE), args.baseline)
             for config in configs:
                 tree = WORKTREE if config == "baseline" else REPO
                 print(f"running: {config} ({tree}) ...", file=sys.stderr, flush=True)
@@ -1590,7 +1561,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(log_file.read_text()[-5000:], file=sys.stderr)
                     return child.returncode
                 results[config] = json.loads(result_file.read_text())
-                results[config]["revision"] = _describe(config, tree, args.baseline)
+                results[config]["revision"] = describe(config, tree, args.baseline)
                 for workload, data in results[config]["workloads"].items():
                     if data["meter_errors"]:
                         print(f"{config} {workload} meter errors: {data['meter_errors'][:3]}", file=sys.stderr)

@@ -23,6 +23,7 @@ Writes bench/results/faults.md and prints it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -39,8 +40,9 @@ from typing import Any
 
 import httpx
 
-from bench.report import publish
-from local_stack.runner import LocalStack, Options, free_port
+from bench import harness
+from bench.harness import api_client, local_stack, publish
+from local_stack.runner import LocalStack
 
 PARAMETERS = {"MaxReceiveCount": "3", "InvocationTimeoutSeconds": "20", "SweepMarginSeconds": "1"}
 VISIBILITY_TIMEOUT = 2
@@ -58,7 +60,7 @@ WORDS = _TEXT.split()
 
 
 def log(message: str) -> None:
-    print(f"[faults {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+    harness.log(message, "faults")
 
 
 def digest(value: Any) -> str:
@@ -764,28 +766,17 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("local_stack.sagemaker").setLevel(logging.ERROR)  # the injected failures, one per batch
     began = time.monotonic()
     outcomes: list[Outcome] = []
-    with tempfile.TemporaryDirectory() as state:
-        # The functions log to stdout (as in Lambda): keep that out of the report.
-        report_stream = sys.stdout
-        sys.stdout = (args.log or Path(state) / "functions.log").open("a", buffering=1)
-        stack = LocalStack(
-            Options(
-                api_port=free_port("127.0.0.1"),
-                state_dir=Path(state),
-                parameters=dict(PARAMETERS),
-                visibility_timeout=VISIBILITY_TIMEOUT,
-                batching_window=BATCHING_WINDOW,
-                schedule_interval=SCHEDULE_INTERVAL,
-            )
-        )
+    # The functions log to stdout (as in Lambda): keep that out of the report.
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        (args.log or Path(scratch) / "functions.log").open("a", buffering=1) as functions_log,
+        contextlib.redirect_stdout(functions_log),
+    ):
         log("starting the local stack")
-        try:
-            stack.start()
+        options = {"visibility_timeout": VISIBILITY_TIMEOUT, "batching_window": BATCHING_WINDOW}
+        with local_stack(parameters=dict(PARAMETERS), schedule_interval=SCHEDULE_INTERVAL, **options) as stack:
             log(f"stack up in {stack.startup_seconds:.1f} s")
-            api_key = (Path(state) / "api-key").read_text().strip()
-            with httpx.Client(
-                base_url=stack.urls["api"], headers={"Authorization": f"Bearer {api_key}"}, timeout=30
-            ) as api:
+            with api_client(stack, timeout=30) as api:
                 api.post("/v1/predictions", json={"inputs": "warm-up"}, headers={"Prefer": "wait=20"})
                 run = FaultRun(stack, api, args.per_scenario, args.timeout)
                 for scenario in (
@@ -797,11 +788,7 @@ def main(argv: list[str] | None = None) -> int:
                     run.model_killed,  # last: nothing restarts the model server
                 ):
                     outcomes.append(scenario())
-        finally:
             log("stopping the local stack")
-            stack.stop()
-            sys.stdout.close()
-            sys.stdout = report_stream
     total = time.monotonic() - began
     report = render(outcomes, stack.startup_seconds, total, args)
     publish(report, args.output)

@@ -34,11 +34,9 @@ import contextlib
 import json
 import logging
 import os
-import platform
 import re
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -51,10 +49,20 @@ from typing import Any
 import httpx
 
 from bench.corpus import corpus
-from bench.cost import REPO, _describe
-from bench.pipeline import SERVICES, TERMINAL, percentile
-from bench.report import publish
-from local_stack.runner import LocalStack, Options, free_port
+from bench.harness import (
+    REPO,
+    TERMINAL,
+    api_client,
+    api_key,
+    count_requests,
+    cpu_model,
+    describe,
+    local_stack,
+    log,
+    met,
+    percentile,
+    publish,
+)
 from model_server.config import ServerConfig
 
 JOB_TERMINAL = {"completed", "failed", "cancelled", "expired", "validated"}
@@ -353,92 +361,75 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     parameters["ResultCacheScope"] = args.result_cache
     results: dict[str, Any] = {"parameters": parameters, "other_load": {}}
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's access log
-    with tempfile.TemporaryDirectory() as state:
-        stack = LocalStack(
-            Options(
-                api_port=free_port("127.0.0.1"), state_dir=Path(state), parameters=parameters, pollers_per_function=5
-            )
-        )
-        stack.start()
-        try:
-            # Imported once the stack has set the functions' environment, which the settings read.
-            from inference_core.dal.clients import client
-            from inference_core.logic.auth import create_api_key
+    with local_stack(parameters=parameters, pollers_per_function=5) as stack:
+        # Imported once the stack has set the functions' environment, which the settings read.
+        from inference_core.logic.auth import create_api_key
 
-            meter = Meter()
-            for service in SERVICES:
-                meter.register(client(service).meta.events)
-            finishing: list[tuple[str, float]] = []
-            time_chunk_finishing(finishing)
-            ddb = stack.client("dynamodb")
-            table = stack.stack.table_name if stack.stack else ""
-            key_a = (Path(state) / "api-key").read_text().strip()
-            key_b, _ = create_api_key("bench-tenant-b", "bench.jobs")
-            stats_url = stack.urls["sagemaker"] + "/_local/stats"
-            with (
-                httpx.Client(base_url=stack.urls["api"], headers={"Authorization": f"Bearer {key_a}"}, timeout=60) as a,
-                httpx.Client(base_url=stack.urls["api"], headers={"Authorization": f"Bearer {key_b}"}, timeout=60) as b,
-            ):
-                tenant_a, tenant_b = Tenant("local-dev", a), Tenant("bench-tenant-b", b)
-                predict(a, "warm-up")
-                # The values in effect: the template's defaults, or the overrides.
-                env = stack.stack.env if stack.stack else {}
-                chunk, cap = int(env["JOB_CHUNK_MAX_INPUTS"]), int(env["JOB_MAX_IN_FLIGHT_CHUNKS"])
-                # What the gate opens on the local endpoint's one instance (older trees: the cap alone).
-                per_instance = env.get("MAX_CONCURRENT_INVOCATIONS_PER_INSTANCE")
-                in_flight = min(cap, max(1, int(per_instance) - 1)) if per_instance else cap
-                results["chunk_size"], results["in_flight"] = chunk, in_flight
-                results["bulk_slice"] = getattr(ServerConfig.from_env(), "bulk_slice_texts", "(not set)")
-                model_server_rate(stack.urls["model"], texts[:chunk], chunk, 1)  # warm-up
+        meter = count_requests(Meter())
+        finishing: list[tuple[str, float]] = []
+        time_chunk_finishing(finishing)
+        ddb = stack.client("dynamodb")
+        table = stack.stack.table_name if stack.stack else ""
+        key_a = api_key(stack)
+        key_b, _ = create_api_key("bench-tenant-b", "bench.jobs")
+        stats_url = stack.urls["sagemaker"] + "/_local/stats"
+        with api_client(stack, key_a) as a, api_client(stack, key_b) as b:
+            tenant_a, tenant_b = Tenant("local-dev", a), Tenant("bench-tenant-b", b)
+            predict(a, "warm-up")
+            # The values in effect: the template's defaults, or the overrides.
+            env = stack.stack.env if stack.stack else {}
+            chunk, cap = int(env["JOB_CHUNK_MAX_INPUTS"]), int(env["JOB_MAX_IN_FLIGHT_CHUNKS"])
+            # What the gate opens on the local endpoint's one instance (older trees: the cap alone).
+            per_instance = env.get("MAX_CONCURRENT_INVOCATIONS_PER_INSTANCE")
+            in_flight = min(cap, max(1, int(per_instance) - 1)) if per_instance else cap
+            results["chunk_size"], results["in_flight"] = chunk, in_flight
+            results["bulk_slice"] = getattr(ServerConfig.from_env(), "bulk_slice_texts", "(not set)")
+            model_server_rate(stack.urls["model"], texts[:chunk], chunk, 1)  # warm-up
 
-                log(f"model server alone ({args.lines} texts) ...")
-                model_pid = stack._model.pid if stack._model else os.getpid()
-                cpu, ticks = cpu_snapshot(), _process_jiffies(model_pid)
-                results["model"] = model_server_rate(stack.urls["model"], texts, chunk, in_flight)
-                results["model"]["cpu_per_text"] = (_process_jiffies(model_pid) - ticks) / CLOCK_TICKS / len(texts)
-                log(
-                    f"  {results['model']['rate']:.1f} items/s; its first chunks again as job chunks (priority=bulk) ..."
+            log(f"model server alone ({args.lines} texts) ...")
+            model_pid = stack._model.pid if stack._model else os.getpid()
+            cpu, ticks = cpu_snapshot(), _process_jiffies(model_pid)
+            results["model"] = model_server_rate(stack.urls["model"], texts, chunk, in_flight)
+            results["model"]["cpu_per_text"] = (_process_jiffies(model_pid) - ticks) / CLOCK_TICKS / len(texts)
+            log(f"  {results['model']['rate']:.1f} items/s; its first chunks again as job chunks (priority=bulk) ...")
+            some = texts[: chunk * BULK_SAMPLE_CHUNKS]
+            results["model_bulk"] = model_server_rate(stack.urls["model"], some, chunk, in_flight, bulk=True)
+            results["other_load"]["model server alone"] = other_load(cpu, cpu := cpu_snapshot())
+            log(f"  {results['model_bulk']['rate']:.1f} items/s")
+
+            log("interactive, idle ...")
+            meter.phase = "idle interactive"
+            results["idle"] = interactive(a, idle_texts, args.concurrency)
+
+            log("small job alone ...")
+            meter.phase = "small alone"
+            solo = finish_job(tenant_b, ddb, table, submit_job(tenant_b, small_texts, "b-solo"), True)
+            time.sleep(1)
+            results["other_load"]["idle interactive and small job alone"] = other_load(cpu, cpu := cpu_snapshot())
+
+            log(f"large job ({args.lines} lines) ...")
+            meter.phase = "large job"
+            invocations_before = httpx.get(stats_url).json()["invocations"]
+            results["gate_before"] = gate_in_flight(ddb, table)
+            ticks = _process_jiffies(model_pid)
+            big = submit_job(tenant_a, texts, "a")
+            watch(ddb, table, big, until="running")
+            log("  interactive predictions and tenant B's small job during it ...")
+            before = job_record(ddb, table, big.job_id)
+            with ThreadPoolExecutor(max_workers=1) as background:
+                behind_future = background.submit(
+                    lambda: finish_job(tenant_b, ddb, table, submit_job(tenant_b, small_texts, "b-behind"), True)
                 )
-                some = texts[: chunk * BULK_SAMPLE_CHUNKS]
-                results["model_bulk"] = model_server_rate(stack.urls["model"], some, chunk, in_flight, bulk=True)
-                results["other_load"]["model server alone"] = other_load(cpu, cpu := cpu_snapshot())
-                log(f"  {results['model_bulk']['rate']:.1f} items/s")
-
-                log("interactive, idle ...")
-                meter.phase = "idle interactive"
-                results["idle"] = interactive(a, idle_texts, args.concurrency)
-
-                log("small job alone ...")
-                meter.phase = "small alone"
-                solo = finish_job(tenant_b, ddb, table, submit_job(tenant_b, small_texts, "b-solo"), True)
-                time.sleep(1)
-                results["other_load"]["idle interactive and small job alone"] = other_load(cpu, cpu := cpu_snapshot())
-
-                log(f"large job ({args.lines} lines) ...")
-                meter.phase = "large job"
-                invocations_before = httpx.get(stats_url).json()["invocations"]
-                results["gate_before"] = gate_in_flight(ddb, table)
-                ticks = _process_jiffies(model_pid)
-                big = submit_job(tenant_a, texts, "a")
-                watch(ddb, table, big, until="running")
-                log("  interactive predictions and tenant B's small job during it ...")
-                before = job_record(ddb, table, big.job_id)
-                with ThreadPoolExecutor(max_workers=1) as background:
-                    behind_future = background.submit(
-                        lambda: finish_job(tenant_b, ddb, table, submit_job(tenant_b, small_texts, "b-behind"), True)
-                    )
-                    results["busy"] = interactive(a, busy_texts, args.concurrency)
-                    behind = behind_future.result()
-                finish_job(tenant_a, ddb, table, big, False)
-                time.sleep(1)  # the last completion calls land before we stop counting
-                meter.phase = None
-                invocations = httpx.get(stats_url).json()["invocations"] - invocations_before
-                # Every text the model embedded in that window: the large job's, the small job's, the interactive ones.
-                embedded = args.lines + args.small_lines + args.samples
-                results["model_cpu_per_text_in_job"] = (_process_jiffies(model_pid) - ticks) / CLOCK_TICKS / embedded
-                results["other_load"]["large job"] = other_load(cpu, cpu_snapshot())
-        finally:
-            stack.stop()
+                results["busy"] = interactive(a, busy_texts, args.concurrency)
+                behind = behind_future.result()
+            finish_job(tenant_a, ddb, table, big, False)
+            time.sleep(1)  # the last completion calls land before we stop counting
+            meter.phase = None
+            invocations = httpx.get(stats_url).json()["invocations"] - invocations_before
+            # Every text the model embedded in that window: the large job's, the small job's, the interactive ones.
+            embedded = args.lines + args.small_lines + args.samples
+            results["model_cpu_per_text_in_job"] = (_process_jiffies(model_pid) - ticks) / CLOCK_TICKS / embedded
+            results["other_load"]["large job"] = other_load(cpu, cpu_snapshot())
     results["large"] = _job_summary(big)
     results["small_solo"] = _job_summary(solo)
     results["small_behind"] = _job_summary(behind)
@@ -480,10 +471,6 @@ def _job_summary(run: JobRun) -> dict[str, Any]:
     }
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 # ---------------------------------------------------------------- other load on the machine
 
 
@@ -515,20 +502,6 @@ def other_load(before: tuple[int, int, int], after: tuple[int, int, int]) -> flo
 
 
 # ---------------------------------------------------------------- the report
-
-
-def _met(ok: bool) -> str:
-    return "met" if ok else "**not met**"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def render(results: dict[str, Any], args: argparse.Namespace, wall: float, revision: str) -> str:
@@ -590,7 +563,7 @@ def render(results: dict[str, Any], args: argparse.Namespace, wall: float, revis
         f"({bulk['seconds']:.1f} s) | | |",
         f"| job end to end: PUT of the file -> status completed | {large['rate']:.1f} items/s "
         f"({large['seconds']:.1f} s) | | |",
-        f"| **ratio job / model server** | **{ratio:.2f}** | >= {RATIO_TARGET} | {_met(ratio >= RATIO_TARGET)} |",
+        f"| **ratio job / model server** | **{ratio:.2f}** | >= {RATIO_TARGET} | {met(ratio >= RATIO_TARGET)} |",
         f"| ratio job / model server running bulk chunks (the pipeline's own overhead) | "
         f"{large['rate'] / bulk['rate']:.2f} | | |",
         "",
@@ -611,9 +584,9 @@ def render(results: dict[str, Any], args: argparse.Namespace, wall: float, revis
         "| measurement | value | target | |",
         "|---|---:|---:|---|",
         f"| AWS requests per line (all operations) | {total / lines_total:.4f} ({total:,} requests) | "
-        f"<= {REQUESTS_TARGET} | {_met(total / lines_total <= REQUESTS_TARGET)} |",
+        f"<= {REQUESTS_TARGET} | {met(total / lines_total <= REQUESTS_TARGET)} |",
         f"| endpoint invocations per 1,000 lines | {1000 * invokes / lines_total:.2f} | "
-        f"<= {invokes_target:.2f} (1000/{chunk} + 1) | {_met(1000 * invokes / lines_total <= invokes_target)} |",
+        f"<= {invokes_target:.2f} (1000/{chunk} + 1) | {met(1000 * invokes / lines_total <= invokes_target)} |",
         "",
         "| service.operation | requests | per line |",
         "|---|---:|---:|",
@@ -663,7 +636,7 @@ def render(results: dict[str, Any], args: argparse.Namespace, wall: float, revis
         f"| p50 record time during / idle | | {busy['record_p50'] / idle['record_p50']:.2f}x | | |",
         f"| not finished within `Prefer: wait=20` (then polled) | {idle['waited_out']} | {busy['waited_out']} | | |",
         f"| **p50 during / p50 idle** | | **{latency_ratio:.2f}x** | <= {LATENCY_TARGET}x | "
-        f"{_met(latency_ratio <= LATENCY_TARGET)} |",
+        f"{met(latency_ratio <= LATENCY_TARGET)} |",
         "",
         f"The extra p50 latency during the job, {busy['p50'] - idle['p50']:.1f} s, is "
         f"{(busy['p50'] - idle['p50']) / chunk_seconds:.1f} chunks' worth of model time ({chunk_seconds:.1f} s each; "
@@ -723,7 +696,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=Path("bench/results/jobs.md"))
     args = parser.parse_args(argv)
     started = time.monotonic()
-    revision = _describe("new", REPO, "HEAD")
+    revision = describe("new", REPO, "HEAD")
     with contextlib.redirect_stdout(sys.stderr):  # the functions' cold-start metric lines (EMF) are not the report
         results = run(args)
     report = render(results, args, time.monotonic() - started, revision)

@@ -20,7 +20,7 @@ import torch
 from sentence_transformers import SentenceTransformer
 
 from bench.corpus import corpus
-from bench.report import publish
+from bench.harness import publish
 from model_server.batcher import MicroBatcher
 from model_server.config import token_budget
 from model_server.embedder import Embedder

@@ -22,45 +22,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 
-from bench.report import publish
-from local_stack.runner import LocalStack, Options, free_port
+from bench.harness import SERVICES, api_client, finished_records, local_stack, percentile, publish
 
 CONFIGS = {
     # name: (template parameter overrides, batching window override)
     "batched": ({}, None),
     "batching off": ({"DispatchBatchSize": "1", "DispatchBatchingWindowSeconds": "0"}, 0.0),
 }
-SERVICES = ("dynamodb", "s3", "sqs", "sagemaker-runtime")
-TERMINAL = {"succeeded", "failed", "cancelled", "expired"}
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
-def _finished(table: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
-    """Read status records straight from DynamoDB (uncounted), 100 at a time."""
-    found: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(ids), 100):
-        keys = [{"pk": {"S": f"PRED#{i}"}} for i in ids[start : start + 100]]
-        request: dict[str, Any] = {
-            table[1]: {
-                "Keys": keys,
-                "ProjectionExpression": "id, #s, created_at, completed_at",
-                "ExpressionAttributeNames": {"#s": "status"},
-            }
-        }
-        while request:
-            response = table[0].batch_get_item(RequestItems=request)
-            for item in response["Responses"][table[1]]:
-                if item["status"]["S"] in TERMINAL:
-                    found[item["id"]["S"]] = {k: v["S"] for k, v in item.items()}
-            request = response.get("UnprocessedKeys") or {}
-    return found
 
 
 def run_workload(api: httpx.Client, table: Any, submit_times: list[float], timeout: float) -> dict[str, Any]:
@@ -83,7 +53,7 @@ def run_workload(api: httpx.Client, table: Any, submit_times: list[float], timeo
     done: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + timeout
     while len(done) < len(ids) and time.monotonic() < deadline:
-        done.update(_finished(table, [i for i in ids if i not in done]))
+        done.update(finished_records(table[0], table[1], [i for i in ids if i not in done]))
         time.sleep(0.25)
     latencies = [
         (datetime.fromisoformat(r["completed_at"]) - datetime.fromisoformat(r["created_at"])).total_seconds()
@@ -106,57 +76,38 @@ def run_workload(api: httpx.Client, table: Any, submit_times: list[float], timeo
 def run_config(name: str, burst: int, rate: float, seconds: float) -> dict[str, Any]:
     """Runs inside a child process: one local stack, both workloads, exact AWS request counts."""
     parameters, window = CONFIGS[name]
-    with tempfile.TemporaryDirectory() as state:
-        stack = LocalStack(
-            Options(
-                api_port=free_port("127.0.0.1"),
-                state_dir=Path(state),
-                parameters=parameters,
-                batching_window=window,
-                pollers_per_function=5,
-            )
-        )
-        stack.start()
-        try:
-            # Imported once the stack has set the functions' environment, which the settings read.
-            from inference_core.dal.clients import client
+    with local_stack(parameters=parameters, batching_window=window, pollers_per_function=5) as stack:
+        # Imported once the stack has set the functions' environment, which the settings read.
+        from inference_core.dal.clients import client
 
-            counts: Counter[str] = Counter()
-            counting = threading.Event()
+        counts: Counter[str] = Counter()
+        counting = threading.Event()
 
-            def count(model: Any, **_: Any) -> None:
-                if counting.is_set():
-                    counts[f"{model.service_model.service_name} {model.name}"] += 1
+        def count(model: Any, **_: Any) -> None:
+            if counting.is_set():
+                counts[f"{model.service_model.service_name} {model.name}"] += 1
 
-            for service in SERVICES:
-                client(service).meta.events.register("before-call.*.*", count)
-            table = (
-                boto3.client("dynamodb", region_name="us-east-1", endpoint_url=stack.urls["aws"]),
-                stack.stack.table_name if stack.stack else "",
-            )
-            api_key = (Path(state) / "api-key").read_text().strip()
-            with httpx.Client(
-                base_url=stack.urls["api"], headers={"Authorization": f"Bearer {api_key}"}, timeout=60
-            ) as api:
-                api.post("/v1/predictions", json={"inputs": "warm-up"}, headers={"Prefer": "wait=20"})
-                results: dict[str, Any] = {}
-                for workload, times in (
-                    ("burst", [0.0] * burst),
-                    ("steady", [i / rate for i in range(int(rate * seconds))]),
-                ):
-                    counts.clear()
-                    invocations_before = httpx.get(stack.urls["sagemaker"] + "/_local/stats").json()["invocations"]
-                    counting.set()
-                    outcome = run_workload(api, table, times, timeout=600)
-                    time.sleep(1)  # let the last completion calls land before we stop counting
-                    counting.clear()
-                    invocations = httpx.get(stack.urls["sagemaker"] + "/_local/stats").json()["invocations"]
-                    outcome["invocations"] = invocations - invocations_before
-                    outcome["requests"] = dict(counts)
-                    results[workload] = outcome
-            return results
-        finally:
-            stack.stop()
+        for service in SERVICES:
+            client(service).meta.events.register("before-call.*.*", count)
+        table = (stack.client("dynamodb"), stack.stack.table_name if stack.stack else "")
+        with api_client(stack) as api:
+            api.post("/v1/predictions", json={"inputs": "warm-up"}, headers={"Prefer": "wait=20"})
+            results: dict[str, Any] = {}
+            for workload, times in (
+                ("burst", [0.0] * burst),
+                ("steady", [i / rate for i in range(int(rate * seconds))]),
+            ):
+                counts.clear()
+                invocations_before = httpx.get(stack.urls["sagemaker"] + "/_local/stats").json()["invocations"]
+                counting.set()
+                outcome = run_workload(api, table, times, timeout=600)
+                time.sleep(1)  # let the last completion calls land before we stop counting
+                counting.clear()
+                invocations = httpx.get(stack.urls["sagemaker"] + "/_local/stats").json()["invocations"]
+                outcome["invocations"] = invocations - invocations_before
+                outcome["requests"] = dict(counts)
+                results[workload] = outcome
+        return results
 
 
 def render(results: dict[str, dict[str, Any]], burst: int, rate: float, seconds: float) -> str:

@@ -41,7 +41,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench.report import publish
+from bench.harness import publish
 from inference_core.domain.capacity import bulk_backlog, bulk_places
 from inference_core.domain.jobs import Claim, ClaimResult, Job, JobSource, JobStatus
 from inference_core.logic import job_scheduling

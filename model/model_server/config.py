@@ -38,7 +38,8 @@ class ServerConfig:
     # an interactive request waits for bulk work is one slice's forward pass. 0 = by device (a GPU pass of 128
     # short texts takes milliseconds; a CPU pass of 64 took up to 1.7 s under load, which put 3.4x on interactive
     # latency behind a backlog in bench-tenants; slices of 8 gave 1.65-1.9x, of 4 1.3-1.5x, so a CPU runs 4, for
-    # about 20% of its bulk throughput: bench/results/model_throughput.md, 110 against 141 texts/s at 64).
+    # up to a quarter of its bulk throughput: 128 against 139 mixed texts/s at 64 in bench/results/
+    # model_throughput.md, 262 against 360 short ones). Slicing by padded length instead would win some back.
     bulk_slice_texts: int
     device: str
     num_threads: int

@@ -607,6 +607,20 @@ def test_one_completion_invocation_writes_several_batches_back_together(
     assert len(cache_items()) == 3
 
 
+def dies_before_finishing_from_the_cache(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dispatcher dies right before finishing the whole hits; SQS then delivers the same messages again."""
+
+    def died(*args: Any, **kwargs: Any) -> list[str]:
+        raise RuntimeError("the function timed out here")
+
+    messages = pipeline.receive("RequestQueue")
+    with monkeypatch.context() as dying:
+        dying.setattr(dispatch, "_finish_from_cache", died)
+        with pytest.raises(RuntimeError):
+            dispatch.dispatch([QueuedMessage(m["MessageId"], m["Body"], 1) for m in messages])
+    pipeline.dispatch(messages)
+
+
 @pytest.mark.parametrize("endpoint", ["succeeds", "fails"])
 def test_whole_hits_left_running_by_a_dispatcher_that_died_are_finished_by_completion(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, endpoint: str
@@ -616,15 +630,8 @@ def test_whole_hits_left_running_by_a_dispatcher_that_died_are_finished_by_compl
     hit = pipeline.submit(headers, "cached whole")
     miss = pipeline.submit(headers, "new text")
 
-    def died(*args: Any, **kwargs: Any) -> list[str]:
-        raise RuntimeError("the function timed out here")
-
-    monkeypatch.setattr(dispatch, "_finish_from_cache", died)
-    messages = pipeline.receive("RequestQueue")
-    with pytest.raises(RuntimeError):
-        dispatch.dispatch([QueuedMessage(m["MessageId"], m["Body"], 1) for m in messages])
-    monkeypatch.undo()
-    pipeline.dispatch(messages)  # SQS delivers both again: the batch is known to be invoked, nothing more is sent
+    dies_before_finishing_from_the_cache(pipeline, monkeypatch)
+    # SQS delivers both again: the batch is known to be invoked, nothing more is sent
     assert len(pipeline.invocations) == 2
     if endpoint == "succeeds":
         pipeline.endpoint_succeeds(pipeline.invocations[-1])
@@ -687,15 +694,7 @@ def test_a_batch_answered_whole_whose_dispatcher_died_before_finishing_it_is_fin
     run(pipeline, headers, "cached whole")
     hit = pipeline.submit(headers, "cached whole")
 
-    def died(*args: Any, **kwargs: Any) -> list[str]:
-        raise RuntimeError("the function timed out here")
-
-    monkeypatch.setattr(dispatch, "_finish_from_cache", died)
-    messages = pipeline.receive("RequestQueue")
-    with pytest.raises(RuntimeError):
-        dispatch.dispatch([QueuedMessage(m["MessageId"], m["Body"], 1) for m in messages])
-    monkeypatch.undo()
-    pipeline.dispatch(messages)  # SQS delivers it again: it is running in its batch, nothing is sent
+    dies_before_finishing_from_the_cache(pipeline, monkeypatch)  # delivered again: running in its batch, not sent
     assert pipeline.get(headers, hit["id"])["status"] == "running"
 
     sweep(past_the_invocation_timeout(pipeline))  # no output will ever come: the hits answer it
