@@ -4,11 +4,13 @@ that create nothing, open bulk jobs, the operator's set-limits, and counting sha
 from __future__ import annotations
 
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from moto.dynamodb.responses import DynamoHandler
 
 from inference_core import cli
 from inference_core.dal.jobs import job_store
@@ -110,9 +112,19 @@ def test_open_jobs_are_limited_for_jobs_and_batches_alike(
 
 
 def test_concurrent_creates_never_open_more_jobs_than_the_limit(
-    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     set_limits("racing", capsys, "--open-jobs", "2")
+    # DynamoDB runs each request atomically; in-process moto does not (a transaction copies a table that another
+    # thread changes), so its requests go one at a time here, as the local stack's moto server runs them.
+    one_at_a_time = threading.Lock()
+    call_action = DynamoHandler.call_action
+
+    def serialized(self: DynamoHandler, *args: Any, **kwargs: Any) -> Any:
+        with one_at_a_time:
+            return call_action(self, *args, **kwargs)
+
+    monkeypatch.setattr(DynamoHandler, "call_action", serialized)
 
     def create(_: int) -> str:
         try:
