@@ -127,7 +127,7 @@ def complete(
         # Keys of the texts the model saw, in its order: the batch record has them (none without a record).
         fill_keys = batch.fill_keys if batch else {}
         write_back(_fresh_entries(ready, results, fill_keys), now)
-    hits_location = batch.hits_location if batch else _unrecorded_hits(batch_id)
+    hits_location = batch.hits_location if batch else unrecorded_hits(batch_id)
     # Read only when something needs it: gaps to fill, or a whole hit the dispatcher did not get to finish.
     if hits_location and (batch is None or batch.partial_hits or {p.id for p in ready} & set(batch.answered_ids)):
         results = _merge_hits(batch_id, results, hits_location)
@@ -170,7 +170,7 @@ def _fresh_entries(
     return entries
 
 
-def _unrecorded_hits(batch_id: str) -> str | None:
+def unrecorded_hits(batch_id: str) -> str | None:
     """A batch without a record may still have had cached parts: its hits object says so."""
     key = batch_hits_key(batch_id)
     return object_store().uri(key) if object_store().size(key) is not None else None

@@ -20,7 +20,7 @@ from functools import partial
 
 from pydantic import ValidationError
 
-from inference_core.dal.objects import batch_failure_prefix, batch_hits_key, batch_output_key, object_store
+from inference_core.dal.objects import batch_failure_prefix, batch_output_key, object_store
 from inference_core.dal.predictions import prediction_store
 from inference_core.dal.queue import request_dead_letters
 from inference_core.domain.batches import AsyncInferenceNotification, InvocationStatus, WorkItem
@@ -28,7 +28,7 @@ from inference_core.domain.clock import utc_now
 from inference_core.domain.predictions import EXPIRED, ErrorInfo, Prediction, PredictionStatus
 from inference_core.domain.result_cache import is_complete
 from inference_core.logic import outbox, usage
-from inference_core.logic.completion import MAX_OUTPUT_BYTES, complete, parse_results
+from inference_core.logic.completion import MAX_OUTPUT_BYTES, complete, parse_results, unrecorded_hits
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
 
@@ -188,12 +188,10 @@ def _finish_batch(
 def _answered_whole(batch_id: str, stuck: list[Prediction]) -> str | None:
     """The hits object, when it answers every stuck prediction whole: the dispatcher died before finishing them
     from it (the model was never asked for them, so no output will come)."""
-    objects = object_store()
-    key = batch_hits_key(batch_id)
-    if objects.size(key) is None:
+    location = unrecorded_hits(batch_id)
+    if location is None:
         return None
-    location = objects.uri(key)
-    hits = parse_results(objects.read(location, MAX_OUTPUT_BYTES))
+    hits = parse_results(object_store().read(location, MAX_OUTPUT_BYTES))
     whole = {pid for pid, hit in hits.items() if hit.output is not None and is_complete(hit.output)}
     return location if {p.id for p in stuck} <= whole else None
 
