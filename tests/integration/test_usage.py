@@ -10,12 +10,14 @@ from typing import Any
 import pytest
 
 from inference_core import cli
+from inference_core.dal.batches import batch_store
 from inference_core.dal.usage import UsageStore, usage_store
 from inference_core.domain.clock import utc_now
 from inference_core.errors import TransientError
 from inference_core.logic import dispatch
 from inference_core.logic.dispatch import QueuedMessage
 from inference_core.logic.usage import PROMISE_GRACE
+from inference_core.settings import get_settings
 from tests.integration.conftest import Pipeline
 from tests.integration.test_jobs import JobDriver, create_job, get_job, good_lines, jsonl, upload
 from tests.integration.test_outbox import sweep
@@ -211,3 +213,49 @@ def test_a_promised_batch_counted_by_its_dispatcher_is_not_counted_again_by_the_
 
 def _died(*_: object, **__: object) -> bool:
     raise RuntimeError("the function timed out here")
+
+
+@pytest.mark.parametrize("deliveries", [1, 2])
+def test_a_part_cached_batch_without_a_record_counts_its_cache_hits(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, deliveries: int
+) -> None:
+    headers = pipeline.headers(f"unrecorded-{deliveries}")
+    pipeline.run_all(headers, ["a repeated text"])  # computed, then cached
+    pipeline.submit(headers, ["a repeated text", "a new text", "another new text"])
+    with monkeypatch.context() as patch:  # the endpoint was faster than the batch record's write, which failed
+        patch.setattr(batch_store(), "put", _throttled)
+        pipeline.dispatch()
+    notification = pipeline.endpoint_succeeds(pipeline.invocations[-1])
+    if deliveries == 2:  # the first completion died after its writes, before counting
+        with monkeypatch.context() as down:
+            down.setattr(UsageStore, "record_once", _unavailable)
+            pipeline.complete()
+        pipeline.publish("SuccessTopic", notification)
+    pipeline.complete()
+    day = usage_today(pipeline, headers)
+
+    assert (day["predictions"], day["inputs"], day["cache_hits"]) == (2, 4, 1)
+    assert day["endpoint_seconds"] == pytest.approx(3 / get_settings().endpoint_items_per_second, rel=0.05)
+
+
+def _throttled(*_: object, **__: object) -> None:
+    raise TransientError("throttled", reason="ThrottlingException")
+
+
+def test_a_single_text_counts_its_endpoint_time_and_days_kept_in_milliseconds_still_read(pipeline: Pipeline) -> None:
+    headers = pipeline.headers("one-text")
+    pipeline.run_all(headers, ["just one text"])
+    one_text = usage_today(pipeline, headers)["endpoint_seconds"]
+    store = usage_store()
+    store.table.client.update_item(  # a day counted before usage moved to microseconds
+        TableName=store.table.name,
+        Key={"pk": {"S": f"USAGE#one-text#{utc_now().date().isoformat()}"}},
+        UpdateExpression="ADD endpoint_ms :ms",
+        ExpressionAttributeValues={":ms": {"N": "2000"}},
+    )
+
+    day = usage_today(pipeline, headers)
+
+    assert one_text == pytest.approx(1 / get_settings().endpoint_items_per_second, rel=0.01)
+    assert day["endpoint_seconds"] == pytest.approx(2 + one_text)
+    assert day["cost_usd"] > 0

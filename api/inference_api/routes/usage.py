@@ -76,7 +76,7 @@ def get_usage(
     total = UsageFigures(
         **_figures(
             totals,
-            round(sum(d.endpoint_seconds for d in days), 3),
+            round(sum(d.endpoint_seconds for d in days), 6),
             round(sum(d.cost_usd for d in days), 9),
         )
     )

@@ -161,7 +161,9 @@ class UsageStore:
         wanted = {_pk(tenant_id, day): day for day in days}
         found: dict[date, UsageCounts] = {}
         for item in self.table.batch_get(wanted, "usage", consistent=False):
-            found[wanted[item["pk"]]] = UsageCounts(**{name: int(item.get(name, 0)) for name in COUNTERS})
+            counts = UsageCounts(**{name: int(item.get(name, 0)) for name in COUNTERS})
+            counts.endpoint_us += 1000 * int(item.get("endpoint_ms", 0))  # counted in milliseconds before
+            found[wanted[item["pk"]]] = counts
         return found
 
 

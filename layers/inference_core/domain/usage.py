@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from datetime import date, datetime
 
-COUNTERS = ("predictions", "inputs", "tokens", "cache_hits", "bulk_lines", "endpoint_ms")
+COUNTERS = ("predictions", "inputs", "tokens", "cache_hits", "bulk_lines", "endpoint_us")
 
 
 @dataclass
@@ -16,7 +16,9 @@ class UsageCounts:
     tokens: int = 0  # of those texts, estimated
     cache_hits: int = 0  # texts answered by the result cache instead of the model
     bulk_lines: int = 0  # completed lines of jobs and batches
-    endpoint_ms: int = 0  # the endpoint's time for the texts it computed, at its configured throughput
+    # The endpoint's time for the texts it computed, at its configured throughput; microseconds, since one text
+    # takes a third of a millisecond at the default 3,000 a second.
+    endpoint_us: int = 0
 
     def add(self, other: UsageCounts) -> None:
         for field in fields(self):
@@ -34,5 +36,5 @@ def usage_day(at: datetime) -> date:
     return at.date()
 
 
-def endpoint_ms(texts_computed: int, items_per_second: float) -> int:
-    return round(texts_computed / items_per_second * 1000) if items_per_second > 0 else 0
+def endpoint_us(texts_computed: int, items_per_second: float) -> int:
+    return round(texts_computed / items_per_second * 1_000_000) if items_per_second > 0 else 0

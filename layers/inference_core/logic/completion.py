@@ -118,7 +118,8 @@ def complete(
     outcome.ignored += [pid for pid in prediction_ids if pid not in {p.id for p in ready}]
     if not ready:
         # Finished before (a duplicate, or a delivery that died after its writes): count it, once, if not yet.
-        usage.record_batch(batch_id, current.values(), batch, now)
+        counted = _cached_texts(unrecorded_hits(batch_id)) if batch is None else None
+        usage.record_batch(batch_id, current.values(), batch, now, counted)
         return outcome
     results: dict[str, LocatedResult] = {}
     output_location = notification.response_parameters.output_location or ""
@@ -128,13 +129,17 @@ def complete(
         fill_keys = batch.fill_keys if batch else {}
         write_back(_fresh_entries(ready, results, fill_keys), now)
     hits_location = batch.hits_location if batch else unrecorded_hits(batch_id)
+    cached: dict[str, int] | None = None
     # Read only when something needs it: gaps to fill, or a whole hit the dispatcher did not get to finish.
     if hits_location and (batch is None or batch.partial_hits or {p.id for p in ready} & set(batch.answered_ids)):
-        results = _merge_hits(batch_id, results, hits_location)
+        hits = parse_results(object_store().read(hits_location, MAX_OUTPUT_BYTES))
+        results = _merge_hits(batch_id, results, hits, hits_location)
+        if batch is None:  # no record says which texts the cache answered: the hits object does
+            cached = _cached_texts(hits)
     for prediction in ready:
         _settle(prediction, notification, output_location, results, now, outcome)
     outbox.flush(outcome.finished)
-    _record_usage(batch_id, current, outcome, batch, now)
+    _record_usage(batch_id, current, outcome, batch, now, cached)
     return outcome
 
 
@@ -144,6 +149,7 @@ def _record_usage(
     outcome: CompletionOutcome,
     batch: BatchRecord | None,
     now: datetime,
+    cached: dict[str, int] | None,
 ) -> None:
     """The batch's usage from its records as they now are: those this call finished, and (read again) any that
     someone else finished meanwhile, such as the dispatcher's whole cache hits."""
@@ -156,7 +162,7 @@ def _record_usage(
     ]
     if unsure:
         after.update(prediction_store().get_many(unsure))
-    usage.record_batch(batch_id, after.values(), batch, now)
+    usage.record_batch(batch_id, after.values(), batch, now, cached)
 
 
 def _fresh_entries(
@@ -176,13 +182,26 @@ def unrecorded_hits(batch_id: str) -> str | None:
     return object_store().uri(key) if object_store().size(key) is not None else None
 
 
-def _merge_hits(batch_id: str, results: dict[str, LocatedResult], hits_location: str) -> dict[str, LocatedResult]:
+def _cached_texts(hits: str | dict[str, LocatedResult] | None) -> dict[str, int]:
+    """prediction id -> how many of its texts a batch's hits object (its location, or parsed) answered."""
+    if isinstance(hits, str):
+        hits = parse_results(object_store().read(hits, MAX_OUTPUT_BYTES))
+    counts: dict[str, int] = {}
+    for prediction_id, hit in (hits or {}).items():
+        embeddings = hit.output.get("embeddings") if hit.output is not None else None
+        if isinstance(embeddings, list):
+            counts[prediction_id] = sum(vector is not None for vector in embeddings)
+    return counts
+
+
+def _merge_hits(
+    batch_id: str, results: dict[str, LocatedResult], hits: dict[str, LocatedResult], hits_location: str
+) -> dict[str, LocatedResult]:
     """Predictions the cache answered in part: fill the cached outputs' gaps with the model's results, in input
     order, into one object of merged lines that their records point at.
 
     Every part-cached prediction of the batch is merged, whatever its status now, so the object comes out byte for
     byte the same on every retry or sweep: a record that already points into it keeps pointing at its own line."""
-    hits = parse_results(object_store().read(hits_location, MAX_OUTPUT_BYTES))
     results = dict(results)
     body = bytearray()
     ranges: dict[str, tuple[int, int]] = {}

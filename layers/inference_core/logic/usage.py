@@ -5,7 +5,7 @@ chunk (in the transaction that finishes it), read back per day and priced with t
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -14,7 +14,7 @@ from inference_core.dal.predictions import prediction_store
 from inference_core.dal.usage import usage_store
 from inference_core.domain.batches import BatchRecord
 from inference_core.domain.predictions import Prediction, PredictionStatus
-from inference_core.domain.usage import UsageCounts, endpoint_ms, usage_day
+from inference_core.domain.usage import UsageCounts, endpoint_us, usage_day
 from inference_core.errors import DependencyError, ValidationFailedError
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
@@ -34,17 +34,24 @@ class DayUsage:
 
 
 def batch_usage(
-    batch_id: str, records: Iterable[Prediction], batch: BatchRecord | None, now: datetime
+    batch_id: str,
+    records: Iterable[Prediction],
+    batch: BatchRecord | None,
+    now: datetime,
+    cached_texts: Mapping[str, int] | None = None,
 ) -> dict[tuple[str, date], UsageCounts]:
     """What the predictions this batch finished used: those that succeeded in it (the records say so however
-    often, and by whom, they were finished)."""
+    often, and by whom, they were finished). Cache hits come from the batch record, or for a batch without one
+    from `cached_texts` (prediction id -> its texts the cache answered)."""
     items_per_second = get_settings().endpoint_items_per_second
     usage: dict[tuple[str, date], UsageCounts] = defaultdict(UsageCounts)
     for record in records:
         if record.status is not PredictionStatus.SUCCEEDED or record.batch_id != batch_id:
             continue
         cached = 0
-        if batch is not None and record.id in batch.answered_ids:
+        if cached_texts is not None:
+            cached = min(record.input_count, cached_texts.get(record.id, 0))
+        elif batch is not None and record.id in batch.answered_ids:
             cached = record.input_count
         elif batch is not None and record.id in batch.fill_keys:
             cached = max(0, record.input_count - len(batch.fill_keys[record.id]))
@@ -53,7 +60,7 @@ def batch_usage(
             inputs=record.input_count,
             tokens=record.tokens,
             cache_hits=cached,
-            endpoint_ms=endpoint_ms(record.input_count - cached, items_per_second),
+            endpoint_us=endpoint_us(record.input_count - cached, items_per_second),
         )
         usage[(record.tenant_id, usage_day(record.completed_at or now))].add(counts)
     return dict(usage)
@@ -63,8 +70,14 @@ def _unit(batch_id: str) -> str:
     return f"batch#{batch_id}"
 
 
-def record_batch(batch_id: str, records: Iterable[Prediction], batch: BatchRecord | None, now: datetime) -> None:
-    usage = batch_usage(batch_id, records, batch, now)
+def record_batch(
+    batch_id: str,
+    records: Iterable[Prediction],
+    batch: BatchRecord | None,
+    now: datetime,
+    cached_texts: Mapping[str, int] | None = None,
+) -> None:
+    usage = batch_usage(batch_id, records, batch, now, cached_texts)
     if usage:
         usage_store().record_once(_unit(batch_id), usage, now)
 
@@ -136,7 +149,7 @@ def chunk_usage(lines: int, texts: int, tokens: int, cached: int) -> UsageCounts
         tokens=tokens,
         cache_hits=cached,
         bulk_lines=lines,
-        endpoint_ms=endpoint_ms(computed, get_settings().endpoint_items_per_second),
+        endpoint_us=endpoint_us(computed, get_settings().endpoint_items_per_second),
     )
 
 
@@ -152,6 +165,6 @@ def report(tenant_id: str, start: date, end: date) -> list[DayUsage]:
     result = []
     for day in days:
         counts = found.get(day, UsageCounts())
-        seconds = counts.endpoint_ms / 1000
-        result.append(DayUsage(day, counts, round(seconds, 3), round(seconds / 3600 * price, 9)))
+        seconds = counts.endpoint_us / 1_000_000
+        result.append(DayUsage(day, counts, round(seconds, 6), round(seconds / 3600 * price, 9)))
     return result
