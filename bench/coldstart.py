@@ -2,13 +2,11 @@
 
     python -m bench.coldstart [--runs 9] [--top 8]
 
-Every `AWS::Serverless::Function` in template.yaml is found from its CodeUri and Handler. For each one, a fresh
-`python -c "import <handler module>"` process is timed N times, interleaved round-robin with the same number of
-runs of its baseline (consumers: `import boto3, pydantic`; the API: a bare FastAPI app behind Mangum), in the same
-working directory, sys.path and Lambda-like environment (the template's Globals and the function's own variables),
-so machine noise hits both alike. The point is the ratio of medians, not the absolute times. One extra `-X
-importtime` run per handler (untimed) lists the modules that cost the most under it.
-
+For every `AWS::Serverless::Function` in template.yaml (found from its CodeUri and Handler), a fresh
+`python -c "import <handler module>"` is timed N times, interleaved round-robin with its baseline (consumers:
+`import boto3, pydantic`; the API: a bare FastAPI app behind Mangum), in the same directory, sys.path and Lambda-like
+environment (the template's Globals and the function's variables), so machine noise hits both alike: the ratio of
+medians is the point. One extra untimed `-X importtime` run per handler lists the modules that cost the most.
 Writes bench/results/coldstart.md and prints it.
 """
 
@@ -25,13 +23,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from bench.harness import publish
+from bench.harness import log, publish
 from local_stack.template import ACCOUNT_ID, TEMPLATE_PATH, Resolver, load_template, resources_of_type
 
 ROOT = TEMPLATE_PATH.parent
-LAYERS = ROOT / "layers"
 RESULT = Path(__file__).resolve().parent / "results" / "coldstart.md"
 REGION = "us-east-1"
 STACK = "inference-coldstart"
@@ -39,20 +36,14 @@ TIMEOUT_S = 180
 MARK = "@@coldstart-import-begins@@"
 NO_VALUE = "<AWS::NoValue>"
 
-CONSUMER_BASELINE = ("boto3 + pydantic", "import boto3, pydantic")
-API_BASELINE = (
-    "boto3 + bare FastAPI app (Mangum)",
-    'import boto3; from fastapi import FastAPI; from mangum import Mangum; Mangum(FastAPI(), lifespan="off")',
-)
-CONSUMER_TARGET = 1.3
-API_TARGET = 1.2
+# (baseline, its code), target ratio
+CONSUMER = (("boto3 + pydantic", "import boto3, pydantic"), 1.3)
+API_CODE = 'import boto3; from fastapi import FastAPI; from mangum import Mangum; Mangum(FastAPI(), lifespan="off")'
+API = (("boto3 + bare FastAPI app (Mangum)", API_CODE), 1.2)
 
 # Passed through from this process; everything else in the children's environment is set here, so a stray
 # POWERTOOLS_TRACE_DISABLED or AWS_ENDPOINT_URL in the caller's shell cannot change what is measured.
 PASS_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "SYSTEMROOT", "PYENV_VERSION")
-
-
-# ---------------------------------------------------------------- the template
 
 
 class _Attributes(dict[str, str]):
@@ -68,7 +59,7 @@ class _Attributes(dict[str, str]):
 
 def placeholders(template: dict[str, Any], region: str = REGION) -> dict[str, dict[str, str]]:
     """Plausible physical values for every resource, keyed generically (Ref, Arn, names, URLs)."""
-    physical: dict[str, dict[str, str]] = {}
+    physical: dict[str, dict[str, str]] = {"AWS::NoValue": _Attributes("AWS::NoValue", {"Ref": NO_VALUE})}
     for logical_id, resource in template.get("Resources", {}).items():
         resource_type = str(resource.get("Type", ""))
         parts = resource_type.split("::")
@@ -76,25 +67,19 @@ def placeholders(template: dict[str, Any], region: str = REGION) -> dict[str, di
         name = f"{STACK}-{logical_id}".lower()
         arn = f"arn:aws:{service}:{region}:{ACCOUNT_ID}:{name}"
         url = f"https://sqs.{region}.amazonaws.com/{ACCOUNT_ID}/{name}"
-        ref = {"AWS::SQS::Queue": url, "AWS::SNS::Topic": arn}.get(resource_type, name)
-        values = {
-            "Ref": ref,
-            "Arn": arn,
-            "Name": name,
-            "Id": name,
-            "QueueName": name,
-            "QueueUrl": url,
-            "TopicArn": arn,
-            "TopicName": name,
-            "TableName": name,
-            "BucketName": name,
-            "DomainName": f"{name}.s3.amazonaws.com",
-            "RegionalDomainName": f"{name}.s3.{region}.amazonaws.com",
-            "StreamArn": f"arn:aws:dynamodb:{region}:{ACCOUNT_ID}:table/{name}/stream/placeholder",
-            "ApiEndpoint": f"https://{name}.execute-api.{region}.amazonaws.com",
-        }
-        physical[logical_id] = _Attributes(logical_id, values)
-    physical["AWS::NoValue"] = _Attributes("AWS::NoValue", {"Ref": NO_VALUE})
+        physical[logical_id] = _Attributes(
+            logical_id,
+            {
+                "Ref": {"AWS::SQS::Queue": url, "AWS::SNS::Topic": arn}.get(resource_type, name),
+                **dict.fromkeys(("Arn", "TopicArn"), arn),
+                **dict.fromkeys(("Name", "Id", "QueueName", "TopicName", "TableName", "BucketName"), name),
+                "QueueUrl": url,
+                "DomainName": f"{name}.s3.amazonaws.com",
+                "RegionalDomainName": f"{name}.s3.{region}.amazonaws.com",
+                "StreamArn": f"arn:aws:dynamodb:{region}:{ACCOUNT_ID}:table/{name}/stream/placeholder",
+                "ApiEndpoint": f"https://{name}.execute-api.{region}.amazonaws.com",
+            },
+        )
     return physical
 
 
@@ -104,23 +89,16 @@ def _env_value(value: Any) -> str:
     return str(value)
 
 
-@dataclass
-class Function:
+class Function(NamedTuple):
     logical_id: str
     code_uri: Path
     handler: str
     module: str
     is_api: bool
+    baseline: tuple[str, str]  # (what it is, its code)
+    target: float
     env: dict[str, str]
-    env_notes: list[str] = field(default_factory=list)
-
-    @property
-    def baseline(self) -> tuple[str, str]:
-        return API_BASELINE if self.is_api else CONSUMER_BASELINE
-
-    @property
-    def target(self) -> float:
-        return API_TARGET if self.is_api else CONSUMER_TARGET
+    env_notes: list[str]
 
 
 def discover(template: dict[str, Any]) -> list[Function]:
@@ -132,8 +110,7 @@ def discover(template: dict[str, Any]) -> list[Function]:
         props = {**globals_, **(resource.get("Properties") or {})}
         code_uri = (ROOT / str(props.get("CodeUri", "."))).resolve()
         handler = str(props.get("Handler", "handler.lambda_handler"))
-        events = props.get("Events") or {}
-        is_api = any(str(event.get("Type")) == "HttpApi" for event in events.values())
+        is_api = any(str(event.get("Type")) == "HttpApi" for event in (props.get("Events") or {}).values())
         name = f"{STACK}-{logical_id}"
         env = {
             "LAMBDA_TASK_ROOT": str(code_uri),
@@ -153,8 +130,7 @@ def discover(template: dict[str, Any]) -> list[Function]:
         }
         notes: list[str] = []
         for scope in (globals_, resource.get("Properties") or {}):
-            variables = ((scope.get("Environment") or {}).get("Variables")) or {}
-            for key, raw in variables.items():
+            for key, raw in (((scope.get("Environment") or {}).get("Variables")) or {}).items():
                 try:
                     value = resolver.resolve(raw)
                 except Exception as exc:
@@ -165,43 +141,34 @@ def discover(template: dict[str, Any]) -> list[Function]:
                 else:
                     env[key] = _env_value(value)
         module = handler.rsplit(".", 1)[0]
-        functions.append(Function(logical_id, code_uri, handler, module, is_api, env, notes))
+        functions.append(
+            Function(logical_id, code_uri, handler, module, is_api, *(API if is_api else CONSUMER), env, notes)
+        )
     return functions
 
 
-# ---------------------------------------------------------------- running children
-
-
-def child_env(function: Function) -> dict[str, str]:
-    env = {key: os.environ[key] for key in PASS_THROUGH if key in os.environ}
-    env.update(function.env)
-    # Lambda's path: the function's code first, then the layer (/opt/python).
-    env["PYTHONPATH"] = os.pathsep.join([str(function.code_uri), str(LAYERS)])
-    return env
-
-
-@dataclass
-class Outcome:
+class Outcome(NamedTuple):
     seconds: float
     error: str | None = None
     stderr: str = ""
 
 
-def _last_error_line(stderr: str) -> str:
-    lines = [line.strip() for line in stderr.splitlines() if line.strip() and not line.startswith("import time:")]
-    return lines[-1] if lines else "failed with no message"
+# RUSAGE_CHILDREN accumulates over every waited-for child: each run's share is the difference.
+_cpu_so_far = [0.0]
 
 
 def run_child(code: str, function: Function, extra: tuple[str, ...] = ()) -> Outcome:
     """Runs one child; `seconds` is its CPU time (user + system), which the machine's other load barely moves,
     unlike wall time on a busy 2-core box."""
-    command = [sys.executable, *extra, "-c", code]
+    env = {key: os.environ[key] for key in PASS_THROUGH if key in os.environ}
+    # Lambda's path: the function's code first, then the layer (/opt/python).
+    env |= {**function.env, "PYTHONPATH": os.pathsep.join([str(function.code_uri), str(ROOT / "layers")])}
     started = time.perf_counter()
     try:
         child = subprocess.Popen(  # our own interpreter
-            command,
+            [sys.executable, *extra, "-c", code],
             cwd=function.code_uri,
-            env=child_env(function),
+            env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -217,17 +184,13 @@ def run_child(code: str, function: Function, extra: tuple[str, ...] = ()) -> Out
     usage = rusage.getrusage(rusage.RUSAGE_CHILDREN)
     cpu = usage.ru_utime + usage.ru_stime - _cpu_so_far[0]
     _cpu_so_far[0] = usage.ru_utime + usage.ru_stime
-    if child.returncode != 0:
-        return Outcome(cpu, f"exit {child.returncode}: {_last_error_line(stderr)}", stderr)
-    return Outcome(cpu, None, stderr)
+    if child.returncode == 0:
+        return Outcome(cpu, None, stderr)
+    messages = [line.strip() for line in stderr.splitlines() if line.strip() and not line.startswith("import time:")]
+    return Outcome(cpu, f"exit {child.returncode}: {messages[-1] if messages else 'failed with no message'}", stderr)
 
 
-# RUSAGE_CHILDREN accumulates over every waited-for child: each run's share is the difference.
-_cpu_so_far = [0.0]
-
-
-@dataclass
-class ImportEntry:
+class ImportEntry(NamedTuple):
     module: str
     self_us: int
     cumulative_us: int
@@ -237,14 +200,10 @@ class ImportEntry:
 def parse_importtime(stderr: str) -> list[ImportEntry]:
     """Entries printed after MARK, i.e. imported by the handler import (not by interpreter start-up)."""
     _, found, after = stderr.partition(MARK)
-    if not found:
-        return []
     entries = []
-    for line in after.splitlines():
-        if not line.startswith("import time:"):
-            continue
-        fields = line[len("import time:") :].split("|")
-        if len(fields) != 3:
+    for line in after.splitlines() if found else []:
+        fields = line.removeprefix("import time:").split("|")
+        if not line.startswith("import time:") or len(fields) != 3:
             continue
         try:
             self_us, cumulative_us = int(fields[0]), int(fields[1])
@@ -275,45 +234,37 @@ class Result:
 
 
 def profile(result: Result, top: int) -> None:
-    """One untimed `-X importtime` run; also warms the page cache and bytecode cache before timing."""
+    """One untimed `-X importtime` run of each; it also warms the page cache and bytecode cache before timing."""
     function = result.function
-    code = f"import sys; print({MARK!r}, file=sys.stderr, flush=True); import {function.module}"
-    outcome = run_child(code, function, ("-X", "importtime"))
+    mark = f"import sys; print({MARK!r}, file=sys.stderr, flush=True); "
+    outcome = run_child(f"{mark}import {function.module}", function, ("-X", "importtime"))
     entries = parse_importtime(outcome.stderr)
     roots = [e for e in entries if e.depth == 0 and e.module == function.module]
     result.import_total_us = roots[-1].cumulative_us if roots else None
-    baseline_code = f"import sys; print({MARK!r}, file=sys.stderr, flush=True); {function.baseline[1]}"
-    warm = run_child(baseline_code, function, ("-X", "importtime"))
+    warm = run_child(mark + function.baseline[1], function, ("-X", "importtime"))
     in_baseline = {e.module for e in parse_importtime(warm.stderr)}
     # What the handler adds over its baseline, by the module's own (self) time.
     added = [e for e in entries if e.module not in in_baseline and e.module != function.module]
     result.imports = sorted(added, key=lambda e: e.self_us, reverse=True)[:top]
     result.added_us = sum(e.self_us for e in added)
-    if outcome.error:
-        result.handler_error = outcome.error
-    if warm.error:
-        result.baseline_error = warm.error
+    result.handler_error = outcome.error or result.handler_error
+    result.baseline_error = warm.error or result.baseline_error
 
 
 def measure(results: list[Result], runs: int) -> None:
     for i in range(runs):
         for result in results:
-            function = result.function
-            pair = [("baseline", function.baseline[1]), ("handler", f"import {function.module}")]
-            if i % 2:
-                pair.reverse()  # alternate which goes first, so neither always follows the other's cache state
-            for kind, code in pair:
+            pair = [("baseline", result.function.baseline[1]), ("handler", f"import {result.function.module}")]
+            # Alternate which goes first, so neither always follows the other's cache state.
+            for kind, code in reversed(pair) if i % 2 else pair:
                 if getattr(result, f"{kind}_error"):
                     continue
-                outcome = run_child(code, function)
+                outcome = run_child(code, result.function)
                 if outcome.error:
                     setattr(result, f"{kind}_error", outcome.error)
                 else:
                     getattr(result, f"{kind}_s").append(outcome.seconds)
-        print(f"  run {i + 1}/{runs} done", file=sys.stderr, flush=True)
-
-
-# ---------------------------------------------------------------- report
+        log(f"  run {i + 1}/{runs} done")
 
 
 def _cell(text: str, limit: int = 160) -> str:
@@ -321,7 +272,9 @@ def _cell(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _ms(samples: list[float]) -> str:
+def _median_ms(error: str | None, samples: list[float]) -> str:
+    if error:
+        return f"error: {_cell(error)}"
     return f"{statistics.median(samples) * 1000:.0f}" if samples else "—"
 
 
@@ -337,53 +290,44 @@ def render(results: list[Result], runs: int) -> str:
         "|---|---|---|---:|---:|---:|---:|---|",
     ]
     for r in results:
-        f = r.function
+        f, ratio = r.function, r.ratio
         code_uri = f.code_uri.relative_to(ROOT).as_posix() if f.code_uri.is_relative_to(ROOT) else str(f.code_uri)
-        handler_cell = f"`{f.handler}` ({code_uri}/)"
-        baseline_ms = f"error: {_cell(r.baseline_error)}" if r.baseline_error else _ms(r.baseline_s)
-        handler_ms = f"error: {_cell(r.handler_error)}" if r.handler_error else _ms(r.handler_s)
-        ratio = r.ratio
-        ratio_cell = f"{ratio:.2f}x" if ratio is not None else "—"
         met = "—" if ratio is None else ("yes" if ratio <= f.target else "no")
-        if r.handler_error or r.baseline_error:
-            met = "no (import failed)"
         lines.append(
-            f"| {f.logical_id}{' (API)' if f.is_api else ''} | {handler_cell} | {f.baseline[0]} | {baseline_ms} "
-            f"| {handler_ms} | {ratio_cell} | <= {f.target:.2f}x | {met} |"
+            f"| {f.logical_id}{' (API)' if f.is_api else ''} | `{f.handler}` ({code_uri}/) | {f.baseline[0]} "
+            f"| {_median_ms(r.baseline_error, r.baseline_s)} | {_median_ms(r.handler_error, r.handler_s)} "
+            f"| {'—' if ratio is None else f'{ratio:.2f}x'} | <= {f.target:.2f}x "
+            f"| {'no (import failed)' if r.handler_error or r.baseline_error else met} |"
         )
-    impl = platform.python_implementation()
     lines += [
         "",
-        f"{impl} {platform.python_version()} on {platform.machine()}, nproc {os.cpu_count()}, "
-        f"{runs} runs per command (handler and baseline interleaved round-robin, order alternating), after one "
-        "untimed warm-up of each. Absolute times depend on this machine and are not Lambda's; the ratios are the "
-        "point. Children run with a Lambda-like environment (LAMBDA_TASK_ROOT, AWS_LAMBDA_FUNCTION_NAME, region, "
-        "fake credentials, Powertools names and the template's variables) and the function's CodeUri then `layers/` "
-        "on sys.path.",
+        f"{platform.python_implementation()} {platform.python_version()} on {platform.machine()}, nproc "
+        f"{os.cpu_count()}, {runs} runs per command (handler and baseline interleaved round-robin, order "
+        "alternating), after one untimed warm-up of each. Absolute times depend on this machine and are not Lambda's; "
+        "the ratios are the point. Children run with a Lambda-like environment (LAMBDA_TASK_ROOT, "
+        "AWS_LAMBDA_FUNCTION_NAME, region, fake credentials, Powertools names and the template's variables) and the "
+        "function's CodeUri then `layers/` on sys.path.",
         "",
         "## What each handler imports beyond its baseline (`-X importtime`, one extra run, by self time)",
     ]
     for r in results:
-        f = r.function
-        if r.import_total_us is None:
-            total = "no total recorded"
-        else:
+        total = "no total recorded"
+        if r.import_total_us is not None:
             total = (
                 f"{r.import_total_us / 1000:.0f} ms {'before it failed' if r.handler_error else 'in all'}, "
                 f"{r.added_us / 1000:.0f} ms in modules the baseline does not import"
             )
-        lines += ["", f"### {f.logical_id}: `import {f.module}` ({total})", ""]
+        lines += ["", f"### {r.function.logical_id}: `import {r.function.module}` ({total})", ""]
         if r.handler_error:
             message = _cell(r.handler_error, 400).replace("`", "'")
             lines += [f"Import failed: `{message}`", ""]
-        for note in f.env_notes:
+        for note in r.function.env_notes:
             lines += [f"Environment: {note}", ""]
         if not r.imports:
             lines.append("No module timings recorded.")
             continue
         lines += ["| module | cumulative ms | self ms |", "|---|---:|---:|"]
-        for entry in r.imports:
-            lines.append(f"| `{entry.module}` | {entry.cumulative_us / 1000:.1f} | {entry.self_us / 1000:.1f} |")
+        lines += [f"| `{e.module}` | {e.cumulative_us / 1000:.1f} | {e.self_us / 1000:.1f} |" for e in r.imports]
     return "\n".join(lines) + "\n"
 
 
@@ -395,18 +339,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
-
-    functions = discover(load_template())
-    if not functions:
-        print("no AWS::Serverless::Function in template.yaml", file=sys.stderr)
+    results = [Result(function) for function in discover(load_template())]
+    if not results:
+        log("no AWS::Serverless::Function in template.yaml")
         return 1
-    results = [Result(function) for function in functions]
     for result in results:
-        print(f"profiling {result.function.logical_id} ({result.function.module})", file=sys.stderr, flush=True)
+        log(f"profiling {result.function.logical_id} ({result.function.module})")
         profile(result, args.top)
-    print(f"timing {args.runs} interleaved runs", file=sys.stderr, flush=True)
+    log(f"timing {args.runs} interleaved runs")
     measure(results, args.runs)
-
     publish(render(results, args.runs), args.output)
     return 0
 

@@ -1,6 +1,6 @@
 """Model server throughput: ours vs sentence-transformers vs one request at a time. Prints a Markdown table.
 
-    python -m bench.model_throughput [--size 512] [--repeats 2]
+    python -m bench.model_throughput [--size 512] [--repeats 1]
 
 Times are machine-dependent: compare the columns of one run, not runs on different machines. Picks CUDA
 when present, so the same command runs unchanged on a GPU machine.
@@ -14,6 +14,7 @@ import platform
 import resource
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -42,12 +43,12 @@ def best_rate(items: int, run: Callable[[], object], repeats: int) -> float:
 
 
 def peak_memory_mb() -> str:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if torch.cuda.is_available():
-        gpu = torch.cuda.max_memory_allocated() / 2**20
-        torch.cuda.reset_peak_memory_stats()
-        return f"{rss:.0f} RSS / {gpu:.0f} GPU"
-    return f"{rss:.0f} RSS"
+    rss = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} RSS"
+    if not torch.cuda.is_available():
+        return rss
+    gpu = torch.cuda.max_memory_allocated() / 2**20
+    torch.cuda.reset_peak_memory_stats()
+    return f"{rss} / {gpu:.0f} GPU"
 
 
 def merged_single_requests(embedder: Embedder, texts: list[str]) -> None:
@@ -79,50 +80,48 @@ def main(argv: list[str] | None = None) -> int:
     ours.embed(texts[:64])  # warm-up both
     reference.encode(texts[:64], batch_size=64)
 
-    loop_rate = best_rate(len(texts), lambda: [ours.embed([t]) for t in texts], args.repeats)
+    def rate(run: Callable[[], object], items: list[str] = texts) -> float:
+        return best_rate(len(items), run, args.repeats)
+
+    loop_rate = rate(lambda: [ours.embed([t]) for t in texts])
     loop_memory = peak_memory_mb()
     rows = []
     for size in BATCH_SIZES:
         # Both sides get the whole corpus and sort it by length; `size` is the forward-pass batch size.
-        our_rate = best_rate(len(texts), lambda s=size: ours.embed(texts, budget, s), args.repeats)
+        our_rate = rate(partial(ours.embed, texts, budget, size))
         our_memory = peak_memory_mb()
-        st_rate = best_rate(
-            len(texts), lambda s=size: reference.encode(texts, batch_size=s, normalize_embeddings=True), args.repeats
+        st_rate = rate(partial(reference.encode, texts, batch_size=size, normalize_embeddings=True))
+        rows.append(
+            f"| {size} | {our_rate:.1f} | {st_rate:.1f} | {our_rate / st_rate:.2f}x | {our_rate / loop_rate:.2f}x "
+            f"| {our_memory} |"
         )
-        rows.append((size, our_rate, st_rate, our_memory))
-    merged_rate = best_rate(len(texts), lambda: merged_single_requests(ours, texts), args.repeats)
+    merged_rate = rate(partial(merged_single_requests, ours, texts))
     lengths = [len(ids) for ids in ours.tokenize(texts)[0]]
     short = [t for t, n in zip(texts, lengths, strict=True) if n <= 40]
-    short_loop = best_rate(len(short), lambda: [ours.embed([t]) for t in short], args.repeats)
-    short_64 = best_rate(len(short), lambda: ours.embed(short, budget, 64), args.repeats)
+    short_loop = rate(lambda: [ours.embed([t]) for t in short], short)
+    short_64 = rate(partial(ours.embed, short, budget, 64), short)
+    cut = sum(n >= ours.pooling.max_seq_length for n in lengths)
 
     lines = [
-        f"# Model throughput, token budget {budget} per forward pass ({len(texts)} mixed-length texts, {device}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()})",
+        f"# Model throughput, token budget {budget} per forward pass ({len(texts)} mixed-length texts, {device}, torch "
+        f"{torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()})",
         "",
-        "| batch size | ours (items/s) | sentence-transformers (items/s) | ours / ST | ours / one-at-a-time | peak MB |",
+        "| batch size | ours (items/s) | sentence-transformers (items/s) | ours / ST | ours / one-at-a-time "
+        "| peak MB |",
         "|---:|---:|---:|---:|---:|---|",
-    ]
-    for size, our_rate, st_rate, memory in rows:
-        lines.append(
-            f"| {size} | {our_rate:.1f} | {st_rate:.1f} | {our_rate / st_rate:.2f}x | {our_rate / loop_rate:.2f}x | {memory} |"
-        )
-    lines += [
+        *rows,
         "",
         f"One request at a time (a loop of single-text calls): {loop_rate:.1f} items/s, peak {loop_memory} MB.",
         f"{len(texts)} concurrent single-text requests merged by the server's batcher: {merged_rate:.1f} items/s "
         f"({merged_rate / loop_rate:.2f}x the loop).",
         f"Short texts only ({len(short)} of them, <= 40 tokens): batch 64 {short_64:.1f} items/s vs one at a time "
         f"{short_loop:.1f} items/s ({short_64 / short_loop:.2f}x). Long texts are compute-bound on a CPU, so batching "
-        "gains most on short ones; the mixed corpus has {} texts cut at the model's 256-token limit.".format(
-            sum(n >= ours.pooling.max_seq_length for n in lengths)
-        ),
+        f"gains most on short ones; the mixed corpus has {cut} texts cut at the model's 256-token limit.",
         "",
         "Items/s are machine-dependent; the ratios within one run are what to compare. Peak MB is the process peak "
         "so far (RSS grows monotonically across rows); on CUDA the GPU column is per row.",
     ]
-    report = "\n".join(lines) + "\n"
-    publish(report, args.output)
+    publish("\n".join(lines) + "\n", args.output)
     return 0
 
 

@@ -1,25 +1,12 @@
 """Capacity simulation: bulk jobs on a scaling SageMaker asynchronous endpoint, in simulated time.
 
-    python -m bench.scale [--lines 10000000] [--startup-minutes 6] [--items-per-second 3000]
+    python -m bench.scale [--lines 10000000] [--startup-minutes 6] [--items-per-second 3000] [--no-baseline]
 
-The product's own decisions run unchanged: `ChunkScheduler` (logic/job_scheduling.py: the fill loop, the fair
-choice between jobs, the per-job share), `bulk_places` (the gate per instance in service) and `bulk_backlog`
-(the metric the bulk scaling policy tracks), with the template's parameter defaults. Around them are models of
-what this machine cannot run:
-
-- SageMaker asynchronous inference: one first-come, first-served queue; instances that take
-  MaxConcurrentInvocationsPerInstance invocations each; per invocation a fetch of its input from S3, the model
-  container's work and a write of its output; the container's GPU runs interactive batches first and bulk
-  chunks in slices, the chunks in turn (model/model_server/batcher.py); new instances serve after a start-up time.
-- The notification path: SNS -> SQS -> the completion function, which finishes the chunk and runs the driver's
-  settle (a fresh `ChunkScheduler` over the active jobs), as on_notification does; the sweeper's settle runs on
-  its schedule too. Each launch (claim, cache lookup, chunk object, InvokeEndpointAsync) takes its time.
-- CloudWatch and Application Auto Scaling: one datapoint a minute per metric, seen a minute late; the two target
-  tracking policies of the template (SageMaker's ApproximateBacklogSizePerInstance and our bulk backlog, FILLed
-  with 0), each with a high alarm on 3 datapoints above the target and a low alarm on 15 below 90% of it, the
-  desired capacity ceil(capacity x metric / target), scale-out when either asks, scale-in only when both agree
-  after the scale-in cooldown; and the step policy that leaves zero on HasBacklogWithoutCapacity (2 of 2).
-
+The product's decisions run unchanged (`ChunkScheduler`: fill loop, fair choice, per-job share; `bulk_places`: the
+gate; `bulk_backlog`: the bulk scaling metric) with the template's defaults. Modelled around them: the asynchronous
+endpoint (a FIFO queue, MaxConcurrentInvocationsPerInstance, S3 fetch and write, a GPU that runs interactive batches
+before bulk slices, start-up time), the completion function and sweeper settling as job_driver.settle does, and
+CloudWatch and Application Auto Scaling (the template's two target tracking policies and its step policy from zero).
 Writes bench/results/scale.md and prints it. Deterministic (seeded): a run is a few seconds of CPU.
 """
 
@@ -41,7 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench.harness import publish
+from bench.harness import met, publish
 from inference_core.domain.capacity import bulk_backlog, bulk_places
 from inference_core.domain.jobs import Claim, ClaimResult, Job, JobSource, JobStatus
 from inference_core.logic import job_scheduling
@@ -92,24 +79,16 @@ class Params:
 
 
 def template_params() -> Params:
-    parameters = load_template()["Parameters"]
-
-    def default(name: str) -> Any:
-        return parameters[name]["Default"]
-
-    rate = str(default("SweepSchedule"))  # "rate(1 minute)"
-    amount, unit = rate.removeprefix("rate(").removesuffix(")").split()
+    default = {name: spec.get("Default") for name, spec in load_template()["Parameters"].items()}
+    amount, unit = str(default["SweepSchedule"]).removeprefix("rate(").removesuffix(")").split()  # "rate(1 minute)"
     return Params(
-        per_instance=int(default("MaxConcurrentInvocationsPerInstance")),
-        cap=int(default("JobMaxInFlightChunks")),
-        chunk_inputs=int(default("JobChunkMaxInputs")),
-        bulk_target=float(default("BulkBacklogSecondsTarget")),
-        backlog_target=float(default("BacklogPerInstanceTarget")),
+        per_instance=int(default["MaxConcurrentInvocationsPerInstance"]),
+        cap=int(default["JobMaxInFlightChunks"]),
+        chunk_inputs=int(default["JobChunkMaxInputs"]),
+        bulk_target=float(default["BulkBacklogSecondsTarget"]),
+        backlog_target=float(default["BacklogPerInstanceTarget"]),
         sweep_seconds=float(amount) * (60 if unit.startswith("minute") else 3600 if unit.startswith("hour") else 1),
     )
-
-
-# -- the endpoint ---------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -153,14 +132,11 @@ class Sim:
         self.backlog_samples: dict[int, list[float]] = {}
         self.no_capacity: dict[int, bool] = {}
         self.last_out = self.last_in = self.last_step = float("-inf")
-        self.items_done = 0
         self.done_log: list[tuple[float, int]] = []  # (time, bulk inputs finished) per chunk
         self.capacity_log: list[tuple[float, int, int]] = [(0.0, 0, 0)]  # (time, desired, in service)
         self.interactive_times: list[tuple[float, float]] = []  # (arrived, seconds at the endpoint)
         self.interactive_until = 0.0
         job_scheduling.metrics = _NoMetrics()  # type: ignore[attr-defined,assignment]
-
-    # -- plumbing
 
     def at(self, when: float, action: Callable[[], None]) -> None:
         heapq.heappush(self.events, (when, next(self.seq), action))
@@ -169,6 +145,12 @@ class Sim:
         while self.events and self.events[0][0] <= until:
             self.now, _, action = heapq.heappop(self.events)
             action()
+
+    def start(self) -> None:
+        """The clocks: endpoint metrics every 10 s, scaling each minute, the sweeper on its schedule."""
+        self.at(0, self.sample)
+        self.at(60, self.scale)
+        self.at(self.p.sweep_seconds, self.sweep)
 
     def dt(self) -> datetime:
         return EPOCH + timedelta(seconds=self.now)
@@ -179,7 +161,6 @@ class Sim:
     # -- jobs and the product's decisions
 
     def submit(self, tenant: str, lines: int, name: str) -> None:
-        chunks = math.ceil(lines / self.p.chunk_inputs)
         job = Job(
             id=name,
             tenant_id=tenant,
@@ -191,15 +172,14 @@ class Sim:
             planned=True,
             total=lines,
             input_count=lines,
-            chunk_count=chunks,
+            chunk_count=math.ceil(lines / self.p.chunk_inputs),
         )
         self.jobs.append(job)
         self.settle()
 
     def instances_read(self) -> int:
         """logic.capacity.instances_in_service: DescribeEndpoint, kept for endpoint_capacity_seconds."""
-        _, read_at = self.reading
-        if self.now - read_at >= self.p.capacity_cache_seconds:
+        if self.now - self.reading[1] >= self.p.capacity_cache_seconds:
             self.reading = (self.in_service(), self.now)
         return self.reading[0]
 
@@ -209,8 +189,7 @@ class Sim:
         active = [job for job in self.jobs if job.status is JobStatus.IN_PROGRESS]
         instances = self.instances_read()
         places = bulk_places(instances, self.p.per_instance, self.p.cap)
-        ports = _Ports(self)
-        scheduler = ChunkScheduler(active, places, ports, self.dt())
+        scheduler = ChunkScheduler(active, places, _Ports(self), self.dt())
         while scheduler.has_work and scheduler.fill().launched:
             pass
         backlog = bulk_backlog(active, self.p.items_per_second, instances)
@@ -245,12 +224,9 @@ class Sim:
             if not free:
                 return
             instance = min(free, key=lambda i: i.active)
-            invocation = self.queue.popleft()
             instance.active += 1
-            self.at(
-                self.now + self.p.endpoint_overhead_seconds + self.p.fetch_seconds,
-                partial(self.model, instance, invocation),
-            )
+            fetched = self.now + self.p.endpoint_overhead_seconds + self.p.fetch_seconds
+            self.at(fetched, partial(self.model, instance, self.queue.popleft()))
 
     def model(self, instance: Instance, invocation: Invocation) -> None:
         if invocation.job is None:
@@ -262,12 +238,12 @@ class Sim:
 
     def gpu(self, instance: Instance) -> None:
         """The container's batcher: interactive work first, then one slice of the next bulk invocation in turn."""
-        if instance.gpu_busy:
+        if instance.gpu_busy or not (instance.interactive or instance.bulk):
             return
         if instance.interactive:
             invocation = instance.interactive.popleft()
             texts, last = invocation.inputs, True
-        elif instance.bulk:
+        else:
             invocation = instance.bulk.popleft()
             invocation.slices_left -= 1
             last = invocation.slices_left == 0
@@ -275,29 +251,24 @@ class Sim:
             texts = min(self.p.slice_texts, invocation.inputs - done_before * self.p.slice_texts)
             if not last:
                 instance.bulk.append(invocation)
-        else:
-            return
         instance.gpu_busy = True
 
         def slice_done() -> None:
             instance.gpu_busy = False
             if last:
                 write = invocation.inputs * self.p.bytes_out_per_input / (self.p.s3_write_mb_per_second * 1e6)
-                self.at(self.now + 0.02 + write, lambda: self.output_written(instance, invocation))
+                self.at(self.now + 0.02 + write, partial(self.output_written, instance, invocation))
             self.gpu(instance)
 
         self.at(self.now + texts / self.p.items_per_second, slice_done)
 
     def output_written(self, instance: Instance, invocation: Invocation) -> None:
         instance.active -= 1
-        self.items_done += invocation.inputs
         if invocation.job is None:
             self.interactive_times.append((invocation.arrived, self.now - invocation.arrived))
         else:
-            job, chunk, inputs = invocation.job, invocation.chunk, invocation.inputs
-            self.at(
-                self.now + self.p.notify_seconds + self.p.finish_seconds, lambda: self.chunk_done(job, chunk, inputs)
-            )
+            done = partial(self.chunk_done, invocation.job, invocation.chunk, invocation.inputs)
+            self.at(self.now + self.p.notify_seconds + self.p.finish_seconds, done)
         self.dispatch()
 
     def interactive(self) -> None:
@@ -327,24 +298,18 @@ class Sim:
     def _evaluate(self, last: int) -> None:
         minutes = range(0, last + 1)
         bulk: list[float | None] = [self.bulk_points.get(m, 0.0) for m in minutes]  # FILL(waiting, 0)
-        backlog: list[float | None] = [
-            statistics.fmean(self.backlog_samples[m]) if m in self.backlog_samples else None for m in minutes
-        ]
-        policies: list[tuple[list[float | None], float]] = [
-            (bulk, self.p.bulk_target),
-            (backlog, self.p.backlog_target),
-        ]
+        backlog = [statistics.fmean(self.backlog_samples[m]) if m in self.backlog_samples else None for m in minutes]
         wanted_out: list[int] = []
         ready_in: list[int | None] = []
-        for points, target in policies:
-            high = points[-3:]
+        for points, target in ((bulk, self.p.bulk_target), (backlog, self.p.backlog_target)):
+            # Target tracking: a high alarm on 3 datapoints above the target, a low one on 15 below 90% of it.
+            wanted = math.ceil(self.capacity * (points[-1] or 0) / target)
+            high, low = points[-3:], points[-15:]
             if len(high) == 3 and all(v is not None and v > target for v in high):
-                wanted_out.append(math.ceil(self.capacity * (points[-1] or 0) / target))
-            low = points[-15:]
-            if len(low) == 15 and all(v is not None and v < 0.9 * target for v in low):
-                ready_in.append(math.ceil(self.capacity * (points[-1] or 0) / target))
-            else:
-                ready_in.append(None)
+                wanted_out.append(wanted)
+            low_ok = len(low) == 15 and all(v is not None and v < 0.9 * target for v in low)
+            ready_in.append(wanted if low_ok else None)
+        # Desired capacity is ceil(capacity x metric / target): out when either policy asks, in only when both agree.
         desired = self.capacity
         if wanted_out and max(wanted_out) > self.capacity:
             desired = min(self.p.max_instances, max(wanted_out))
@@ -408,7 +373,7 @@ class _Ports:
         self.sent += 1
         inputs = min(sim.p.chunk_inputs, job.input_count - chunk * sim.p.chunk_inputs)
         invocation = Invocation(inputs, sim.now + self.sent * sim.p.launch_seconds, job, chunk)
-        sim.at(invocation.arrived, lambda: sim.arrive(invocation))
+        sim.at(invocation.arrived, partial(sim.arrive, invocation))
         return None
 
 
@@ -421,7 +386,6 @@ class BulkRun:
     lines: int
     total_s: float
     steady_items_per_s: float
-    steady_window_s: float
     to_zero_s: float | None
     peak_instances: int
     interactive_p99_s: float | None
@@ -436,9 +400,7 @@ def bulk_run(params: Params, lines: int, max_instances: int, interactive: bool =
     if warm:
         sim.instances = [Instance(ready_at=0.0) for _ in range(max_instances)]
         sim.capacity = max_instances
-    sim.at(0, sim.sample)
-    sim.at(60, sim.scale)
-    sim.at(p.sweep_seconds, sim.sweep)
+    sim.start()
     jobs = math.ceil(lines / JOB_MAX_LINES)
     for n in range(jobs):
         sim.submit("tenant-a", min(JOB_MAX_LINES, lines - n * JOB_MAX_LINES), f"job-{n}")
@@ -460,16 +422,14 @@ def bulk_run(params: Params, lines: int, max_instances: int, interactive: bool =
     window_start = full_at if full_at is not None else end
     done = sum(n for t, n in sim.done_log if window_start + 30 <= t <= last_launch)
     window = max(1e-9, last_launch - window_start - 30)
-    during = [s for arrived, s in sim.interactive_times if window_start <= arrived <= last_launch]
     return BulkRun(
         max_instances=max_instances,
         lines=lines,
         total_s=end,
         steady_items_per_s=done / window if window > 60 else float("nan"),
-        steady_window_s=window,
         to_zero_s=None if zero_at is None else zero_at - end,
         peak_instances=max(d for _, d, _ in sim.capacity_log),
-        interactive_p99_s=_p99(during),
+        interactive_p99_s=_p99([s for arrived, s in sim.interactive_times if window_start <= arrived <= last_launch]),
         sim_seconds=time.process_time() - started,
     )
 
@@ -486,11 +446,8 @@ def idle_interactive(params: Params) -> float | None:
 
 
 def two_tenants(params: Params, lines: int, max_instances: int) -> tuple[float, float]:
-    p = replace(params, max_instances=max_instances)
-    sim = Sim(p)
-    sim.at(0, sim.sample)
-    sim.at(60, sim.scale)
-    sim.at(p.sweep_seconds, sim.sweep)
+    sim = Sim(replace(params, max_instances=max_instances))
+    sim.start()
     sim.submit("tenant-a", lines, "a")
     sim.submit("tenant-b", lines, "b")
     while len(sim.finished_at) < 2 and sim.now < 48 * 3600:
@@ -501,8 +458,7 @@ def two_tenants(params: Params, lines: int, max_instances: int) -> tuple[float, 
 def _p99(values: list[float]) -> float | None:
     if len(values) < 20:
         return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
+    return sorted(values)[min(len(values) - 1, math.ceil(0.99 * len(values)) - 1)]
 
 
 # -- the report -----------------------------------------------------------------------------------------------
@@ -512,12 +468,12 @@ def _minutes(seconds: float | None) -> str:
     return "never" if seconds is None else f"{seconds / 60:.1f} min"
 
 
-def _verdict(ok: bool) -> str:
-    return "met" if ok else "**not met**"
+def _p99_ratio(run: BulkRun, idle_p99: float | None) -> str | None:
+    return None if run.interactive_p99_s is None or not idle_p99 else f"{run.interactive_p99_s / idle_p99:.2f}x"
 
 
 def report(params: Params, lines: int, baseline: Params | None) -> str:
-    rate = params.items_per_second
+    rate, startup = params.items_per_second, params.startup_seconds
     idle_p99 = idle_interactive(params)
     runs = [bulk_run(params, lines, n) for n in (1, 2, 4, 8)]
     out = [
@@ -542,20 +498,17 @@ def report(params: Params, lines: int, baseline: Params | None) -> str:
     ]
     for r in runs:
         ideal = r.lines / (r.max_instances * rate)
-        steady = r.steady_items_per_s / (r.max_instances * rate)
-        p99 = (
-            "n/a"
-            if r.interactive_p99_s is None or idle_p99 is None
-            else (f"{r.interactive_p99_s * 1000:.0f} ms ({r.interactive_p99_s / idle_p99:.2f}x)")
-        )
+        ratio = _p99_ratio(r, idle_p99)
+        p99 = "n/a" if ratio is None else f"{(r.interactive_p99_s or 0) * 1000:.0f} ms ({ratio})"
         out.append(
             f"| {r.max_instances} | {_minutes(r.total_s)} ({r.total_s / ideal:.2f}x) | {_minutes(ideal)} | "
-            f"{_minutes(ideal + params.startup_seconds)} ({r.total_s / (ideal + params.startup_seconds):.2f}x) | "
-            f"{r.steady_items_per_s:,.0f} | {steady:.2f} | {_minutes(r.to_zero_s)} | {p99} |"
+            f"{_minutes(ideal + startup)} ({r.total_s / (ideal + startup):.2f}x) | {r.steady_items_per_s:,.0f} | "
+            f"{r.steady_items_per_s / (r.max_instances * rate):.2f} | {_minutes(r.to_zero_s)} | {p99} |"
         )
-    eight = runs[-1]
+    eight, warm = runs[-1], bulk_run(params, lines, 8, warm=True)
     eight_ideal = eight.lines / (8 * rate)
     limit_to_zero = params.scale_in_cooldown + 15 * 60
+    a, b = two_tenants(params, JOB_MAX_LINES, 4)
     checks = [
         (
             "steady throughput >= 0.85 x instances x rate, every MaxInstanceCount",
@@ -569,8 +522,8 @@ def report(params: Params, lines: int, baseline: Params | None) -> str:
         ),
         (
             "total within 1.3x of the ideal for 8 instances plus one instance start-up",
-            eight.total_s <= 1.3 * (eight_ideal + params.startup_seconds),
-            f"{eight.total_s / (eight_ideal + params.startup_seconds):.2f}x",
+            eight.total_s <= 1.3 * (eight_ideal + startup),
+            f"{eight.total_s / (eight_ideal + startup):.2f}x",
         ),
         (
             f"back at zero within the scale-in cooldown + 15 min ({_minutes(limit_to_zero)})",
@@ -581,54 +534,43 @@ def report(params: Params, lines: int, baseline: Params | None) -> str:
             "interactive p99 at the endpoint <= 2x idle",
             idle_p99 is not None
             and all(r.interactive_p99_s is not None and r.interactive_p99_s <= 2 * idle_p99 for r in runs),
-            ", ".join(
-                "n/a" if r.interactive_p99_s is None or not idle_p99 else f"{r.interactive_p99_s / idle_p99:.2f}x"
-                for r in runs
-            ),
+            ", ".join(_p99_ratio(r, idle_p99) or "n/a" for r in runs),
         ),
-    ]
-    warm = bulk_run(params, lines, 8, warm=True)
-    checks.append(
         (
             "total within 1.3x of the ideal for 8 instances, with 8 already in service",
             warm.total_s <= 1.3 * eight_ideal,
             f"{_minutes(warm.total_s)}: {warm.total_s / eight_ideal:.2f}x",
-        )
-    )
-    a, b = two_tenants(params, JOB_MAX_LINES, 4)
-    checks.append(
+        ),
         (
             "two tenants' equal jobs (1M lines each, MaxInstanceCount 4) finish within 1.2x",
             max(a, b) / min(a, b) <= 1.2,
             f"{_minutes(a)} and {_minutes(b)}: {max(a, b) / min(a, b):.3f}x",
-        )
-    )
-    out += ["", "| target | | value |", "|---|---|---|"]
-    out += [f"| {name} | {_verdict(ok)} | {value} |" for name, ok, value in checks]
+        ),
+    ]
+    out += ["", "| target | | value |", "|---|---|---|", *(f"| {name} | {met(ok)} | {v} |" for name, ok, v in checks)]
     if baseline is not None:
-        out += ["", "## 2. The same workload with the previous defaults", ""]
-        out.append(
-            f"MaxConcurrentInvocationsPerInstance={baseline.per_instance}, JobMaxInFlightChunks={baseline.cap}, "
-            f"SweepSchedule {baseline.sweep_seconds:.0f} s "
-            "(one instance's worth of chunks whatever the instance count: the gate before this change is "
-            "`min(cap, ...)` with cap 3), no bulk scaling policy modelled separately (its metric is published but "
-            "the cap keeps the endpoint at one instance's chunks)."
-        )
         out += [
+            "",
+            "## 2. The same workload with the previous defaults",
+            "",
+            f"MaxConcurrentInvocationsPerInstance={baseline.per_instance}, JobMaxInFlightChunks={baseline.cap}, "
+            f"SweepSchedule {baseline.sweep_seconds:.0f} s (one instance's worth of chunks whatever the instance "
+            "count: the gate before this change is `min(cap, ...)` with cap 3), no bulk scaling policy modelled "
+            "separately (its metric is published but the cap keeps the endpoint at one instance's chunks).",
             "",
             "| MaxInstanceCount | total | steady items/s | steady / (instances x rate) |",
             "|---:|---:|---:|---:|",
         ]
         for n in (1, 8):
             r = bulk_run(baseline, lines, n, interactive=False)
-            out.append(
-                f"| {n} | {_minutes(r.total_s)} | {r.steady_items_per_s:,.0f} | "
-                f"{r.steady_items_per_s / (n * rate):.2f} |"
-            )
+            steady = r.steady_items_per_s
+            out.append(f"| {n} | {_minutes(r.total_s)} | {steady:,.0f} | {steady / (n * rate):.2f} |")
     out += ["", "## Parameters and their sources", "", "| parameter | value | source |", "|---|---:|---|"]
-    out += [f"| {name} | {value} | {source} |" for name, value, source in _sources(params)]
-    out += ["", "## What the model leaves out", ""]
+    out.append(SOURCES.format(p=params, startup_minutes=startup / 60))
     out += [
+        "",
+        "## What the model leaves out",
+        "",
         "- Assembly of the result files after the last chunk (a multipart copy of the part files; minutes for "
         "millions of lines) is not in the totals.",
         "- Instance start-up is one fixed figure; SageMaker documents none. The report's start-up row is the "
@@ -641,71 +583,48 @@ def report(params: Params, lines: int, baseline: Params | None) -> str:
     return "\n".join(out) + "\n"
 
 
-def _sources(p: Params) -> list[tuple[str, str, str]]:
-    return [
-        ("MaxConcurrentInvocationsPerInstance", str(p.per_instance), "template.yaml default"),
-        ("JobMaxInFlightChunks (the gate's cap)", str(p.cap), "template.yaml default"),
-        ("JobChunkMaxInputs", str(p.chunk_inputs), "template.yaml default"),
-        ("BulkBacklogSecondsTarget", f"{p.bulk_target:.0f} s", "template.yaml default"),
-        ("BacklogPerInstanceTarget", f"{p.backlog_target:.0f}", "template.yaml default"),
-        ("SweepSchedule", f"{p.sweep_seconds:.0f} s", "template.yaml default"),
-        (
-            "one instance's rate",
-            f"{p.items_per_second:,.0f} items/s",
-            "bench/prices.json gpu_items_per_second (ml.g5.xlarge, derived from published figures; not measured here)",
-        ),
-        (
-            "instance start-up",
-            f"{p.startup_seconds / 60:.0f} min",
-            "assumed: SageMaker documents none; a GPU instance with a ~2 GB image commonly takes 5-10 min",
-        ),
-        ("model container slice", f"{p.slice_texts} texts", "model/model_server/config.py: 128 on a GPU"),
-        ("endpoint overhead per invocation", f"{p.endpoint_overhead_seconds} s", "assumed (queue hand-off)"),
-        ("input fetch from S3", f"{p.fetch_seconds} s", "assumed: one small GetObject"),
-        (
-            "output write to S3",
-            f"20 ms + {p.bytes_out_per_input:.0f} B/input at {p.s3_write_mb_per_second:.0f} MB/s",
-            "a 384-float vector as JSON is about 3.6 kB; single-stream PUT throughput assumed",
-        ),
-        ("notification (SNS -> SQS -> Lambda)", f"{p.notify_seconds} s", "assumed"),
-        (
-            "finishing a chunk in the completion function",
-            f"{p.finish_seconds} s",
-            "bench/results/jobs.md p50 on the local stack (2 shared cores; an upper bound)",
-        ),
-        ("launching a chunk (claim, cache lookup, chunk object, invoke)", f"{p.launch_seconds} s", "assumed"),
-        (
-            "DescribeEndpoint reading kept for",
-            f"{p.capacity_cache_seconds:.0f} s",
-            "settings.endpoint_capacity_seconds default",
-        ),
-        (
-            "target tracking alarms",
-            "3 datapoints of 1 min above; 15 below 90% of the target",
-            "Application Auto Scaling user guide, target tracking",
-        ),
-        (
-            "cooldowns",
-            f"scale-out {p.scale_out_cooldown:.0f} s, scale-in {p.scale_in_cooldown:.0f} s, step "
-            f"{p.step_cooldown:.0f} s",
-            "template.yaml",
-        ),
-        ("metric delay", f"{p.metric_lag:.0f} s", "assumed: a datapoint is seen about a minute after its period"),
-    ]
+# The report's parameter table, filled from the run's Params `p`.
+SOURCES = """\
+| MaxConcurrentInvocationsPerInstance | {p.per_instance} | template.yaml default |
+| JobMaxInFlightChunks (the gate's cap) | {p.cap} | template.yaml default |
+| JobChunkMaxInputs | {p.chunk_inputs} | template.yaml default |
+| BulkBacklogSecondsTarget | {p.bulk_target:.0f} s | template.yaml default |
+| BacklogPerInstanceTarget | {p.backlog_target:.0f} | template.yaml default |
+| SweepSchedule | {p.sweep_seconds:.0f} s | template.yaml default |
+| one instance's rate | {p.items_per_second:,.0f} items/s | bench/prices.json gpu_items_per_second (ml.g5.xlarge, \
+derived from published figures; not measured here) |
+| instance start-up | {startup_minutes:.0f} min | assumed: SageMaker documents none; a GPU instance with a ~2 GB \
+image commonly takes 5-10 min |
+| model container slice | {p.slice_texts} texts | model/model_server/config.py: 128 on a GPU |
+| endpoint overhead per invocation | {p.endpoint_overhead_seconds} s | assumed (queue hand-off) |
+| input fetch from S3 | {p.fetch_seconds} s | assumed: one small GetObject |
+| output write to S3 | 20 ms + {p.bytes_out_per_input:.0f} B/input at {p.s3_write_mb_per_second:.0f} MB/s | a \
+384-float vector as JSON is about 3.6 kB; single-stream PUT throughput assumed |
+| notification (SNS -> SQS -> Lambda) | {p.notify_seconds} s | assumed |
+| finishing a chunk in the completion function | {p.finish_seconds} s | bench/results/jobs.md p50 on the local stack \
+(2 shared cores; an upper bound) |
+| launching a chunk (claim, cache lookup, chunk object, invoke) | {p.launch_seconds} s | assumed |
+| DescribeEndpoint reading kept for | {p.capacity_cache_seconds:.0f} s | settings.endpoint_capacity_seconds default |
+| target tracking alarms | 3 datapoints of 1 min above; 15 below 90% of the target | Application Auto Scaling user \
+guide, target tracking |
+| cooldowns | scale-out {p.scale_out_cooldown:.0f} s, scale-in {p.scale_in_cooldown:.0f} s, step \
+{p.step_cooldown:.0f} s | template.yaml |
+| metric delay | {p.metric_lag:.0f} s | assumed: a datapoint is seen about a minute after its period |"""
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=10_000_000)
     parser.add_argument("--startup-minutes", type=float, default=6.0)
     parser.add_argument("--items-per-second", type=float)
     parser.add_argument("--no-baseline", action="store_true", help="skip the previous defaults' rows")
-    args = parser.parse_args()
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
     prices = json.loads((REPO / "bench" / "prices.json").read_text())
     rate = args.items_per_second or float(prices["assumptions"]["gpu_items_per_second"]["value"])
     params = replace(template_params(), items_per_second=rate, startup_seconds=args.startup_minutes * 60)
     baseline = None if args.no_baseline else replace(params, per_instance=4, cap=3, sweep_seconds=300)
-    publish(report(params, args.lines, baseline), RESULTS)
+    publish(report(params, args.lines, baseline), args.output)
 
 
 if __name__ == "__main__":
