@@ -413,8 +413,9 @@ class FaultRun:
         # delivery up (visibility timeouts shorter than a refused dispatch), the sweeper finds the work item in the
         # request DLQ and fails it with that reason instead.
         messages = [outcome.final[i].error_message or "" for i in first_ids if i in outcome.final]
-        by_dispatcher = sum(f"after {RECEIVES} attempts" in m for m in messages)
+        # The sweeper's message names the attempts too: the DLQ is what tells them apart.
         by_sweeper = sum("dead-letter queue" in m for m in messages)
+        by_dispatcher = sum(f"after {RECEIVES} attempts" in m and "dead-letter queue" not in m for m in messages)
         outcome.notes.append(f"`dispatch_failed` set by the dispatcher {by_dispatcher}, by the sweeper {by_sweeper}")
         if by_dispatcher + by_sweeper != len(messages):
             outcome.deviations.append("a `dispatch_failed` message names neither the attempts nor the DLQ")
