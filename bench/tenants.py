@@ -37,7 +37,7 @@ from typing import Any
 
 import httpx
 
-from bench.harness import REPO, api_client, cpu_model, describe, finished_records, local_stack, log, publish
+from bench.harness import REPO, api_client, cpu_model, describe, local_stack, log, publish, table, wait_records
 from bench.jobs import interactive, predict
 from local_stack.runner import LocalStack
 
@@ -54,6 +54,7 @@ TARGET_MODE = "backlog lane"  # the template's defaults
 # hold its DynamoDB for tenths of a second each with A's records in the table, which DynamoDB does not.
 SWEEP_SECONDS = 60.0
 LATENCY_TARGET = 1.5
+WHEN = (("alone", "alone"), ("behind A", "behind"))
 BURST_THREADS = 32
 BURST_ATTEMPTS = 3
 PARAMETERS = (
@@ -87,11 +88,7 @@ def burst(api: httpx.Client, count: int, tenant: str) -> list[str]:
 
 
 def drained(table: tuple[Any, str], ids: list[str], timeout: float = 1800) -> dict[str, Any]:
-    done: dict[str, dict[str, Any]] = {}
-    deadline = time.monotonic() + timeout
-    while len(done) < len(ids) and time.monotonic() < deadline:
-        done.update(finished_records(table[0], table[1], [i for i in ids if i not in done]))
-        time.sleep(0.5)
+    done = wait_records(table[0], table[1], ids, timeout, poll=0.5)
     first = min(datetime.fromisoformat(r["created_at"]) for r in done.values())
     last = max(datetime.fromisoformat(r["completed_at"]) for r in done.values())
     return {
@@ -159,11 +156,8 @@ def run_mode(stack: LocalStack, mode: str, share: int, texts: list[str], args: a
         }
 
 
-def _row(name: str, figures: dict[str, Any]) -> str:
-    return (
-        f"| {name} | {figures['p50']:.2f} | {figures['p99']:.2f} | {figures['queue_p50']:.2f} | "
-        f"{figures['inference_p50']:.2f} | {figures['waited_out']} |"
-    )
+def _row(name: str, figures: dict[str, Any]) -> list[Any]:
+    return [name, *(f"{figures[k]:.2f}" for k in ("p50", "p99", "queue_p50", "inference_p50")), figures["waited_out"]]
 
 
 def render(results: dict[str, Any], args: argparse.Namespace, wall: float) -> str:
@@ -183,15 +177,14 @@ def render(results: dict[str, Any], args: argparse.Namespace, wall: float) -> st
         "time. B alone is measured right before each mode, on the same stack. Seconds; queue = created -> running, "
         "inference = running -> succeeded (the record's metrics).",
         "",
-        "| B's predictions | p50 | p99 | queue p50 | inference p50 | past the wait |",
-        "|---|---|---|---|---|---|",
+        table(
+            ["B's predictions", "p50", "p99", "queue p50", "inference p50", "past the wait"],
+            [_row(f"{mode}: B {when}", results[mode][key]) for mode in MODES for when, key in WHEN],
+            "llllll",
+        ),
+        "",
     ]
-    for mode in MODES:
-        lines.append(_row(f"{mode}: B alone", results[mode]["alone"]))
-        lines.append(_row(f"{mode}: B behind A", results[mode]["behind"]))
-    lines += ["", "| mode | B behind A / B alone (p50) | target | A queued when B started | A's burst sent in | "]
-    lines[-1] += "A's drain (first created -> last completed) | A succeeded |"
-    lines.append("|---|---|---|---|---|---|---|")
+    rows = []
     for mode in MODES:
         figures = results[mode]
         ratio = figures["behind"]["p50"] / figures["alone"]["p50"]
@@ -205,11 +198,13 @@ def render(results: dict[str, Any], args: argparse.Namespace, wall: float) -> st
             target = "(the behaviour before the backlog lane)"
         queued = ", ".join(f"{name} {count}" for name, count in figures["depths"].items())
         a = figures["a"]
-        lines.append(
-            f"| {mode} | {ratio:.2f}x | {target} | {queued} | {figures['burst_seconds']:.1f} s | "
-            f"{a['seconds']:.1f} s | {a['succeeded']} of {args.burst} |"
+        burst = f"{figures['burst_seconds']:.1f} s"
+        rows.append(
+            [mode, f"{ratio:.2f}x", target, queued, burst, f"{a['seconds']:.1f} s", f"{a['succeeded']} of {args.burst}"]
         )
+    header = ["mode", "B behind A / B alone (p50)", "target", "A queued when B started", "A's burst sent in"]
     lines += [
+        table([*header, "A's drain (first created -> last completed)", "A succeeded"], rows, "lllllll"),
         "",
         "Why: SQS and the endpoint's own queue are first come, first served, so in one lane B's batches wait behind "
         "every batch of A's that was queued first. With the backlog lane, A's predictions past its interactive "
