@@ -16,11 +16,13 @@ from inference_core.domain.clock import utc_now
 from inference_core.errors import TransientError
 from inference_core.logic import dispatch
 from inference_core.logic.dispatch import QueuedMessage
+from inference_core.logic.sweeper import sweep as sweep_stuck
 from inference_core.logic.usage import PROMISE_GRACE
 from inference_core.settings import get_settings
 from tests.integration.conftest import Pipeline
 from tests.integration.test_jobs import JobDriver, create_job, get_job, good_lines, jsonl, upload
 from tests.integration.test_outbox import sweep
+from tests.integration.test_sweeper import past_the_invocation_timeout
 
 pytestmark = pytest.mark.usefixtures("aws")
 
@@ -259,3 +261,29 @@ def test_a_single_text_counts_its_endpoint_time_and_days_kept_in_milliseconds_st
     assert one_text == pytest.approx(1 / get_settings().endpoint_items_per_second, rel=0.01)
     assert day["endpoint_seconds"] == pytest.approx(2 + one_text)
     assert day["cost_usd"] > 0
+
+
+@pytest.mark.parametrize("path", ["no batch record", "notification lost"])
+def test_whole_cache_hits_sharing_a_batch_with_misses_are_counted_on_every_path(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    headers = pipeline.headers(f"mixed-{path.split()[0]}")
+    pipeline.run_all(headers, ["a repeated text"])  # computed, then cached
+    pipeline.submit(headers, ["a repeated text"])  # answered whole by the dispatcher, in the batch of the next
+    pipeline.submit(headers, ["a new text"])
+    with monkeypatch.context() as patch:
+        if path == "no batch record":  # the endpoint was faster than the record's write, which failed
+            patch.setattr(batch_store(), "put", _throttled)
+        pipeline.dispatch()
+    pipeline.endpoint_succeeds(pipeline.invocations[-1])
+    if path == "notification lost":  # the sweeper finishes the batch from its output
+        assert pipeline.lose_notifications() == 1
+        sweep_stuck(past_the_invocation_timeout(pipeline))
+    else:
+        pipeline.complete()
+    day = usage_today(pipeline, headers)
+
+    assert [p["status"] for p in pipeline.api.get("/v1/predictions", headers=headers).json()["data"]] == [
+        "succeeded"
+    ] * 3
+    assert (day["predictions"], day["inputs"], day["cache_hits"]) == (3, 3, 1)

@@ -112,14 +112,23 @@ def complete(
     if batch is None and notification.response_parameters.output_location == hits_object:
         # The sweeper's, for a batch the cache answered whole whose dispatcher died: every text was a hit.
         batch = usage.answered_whole(batch_id, prediction_ids, now, hits_location=hits_object)
-    # One read per batch: late and duplicate notifications stop here without touching S3.
-    current = prediction_store().get_many(prediction_ids)
-    ready = [p for p in current.values() if p.status == PredictionStatus.RUNNING and p.batch_id == batch_id]
+    # Without a record, only the hits object knows the batch's cached parts and the predictions it answered whole
+    # (they are not in the input); usage counts those too.
+    hits = _read_unrecorded_hits(batch_id) if batch is None else None
+    cached = _cached_texts(hits) if hits is not None else None
+    members = [*prediction_ids, *(batch.prediction_ids if batch else hits or {})]
+    # One read per batch: late and duplicate notifications of recorded batches stop here without touching S3.
+    current = prediction_store().get_many(list(dict.fromkeys(members)))
+    wanted = set(prediction_ids)
+    ready = [
+        p
+        for p in current.values()
+        if p.id in wanted and p.status == PredictionStatus.RUNNING and p.batch_id == batch_id
+    ]
     outcome.ignored += [pid for pid in prediction_ids if pid not in {p.id for p in ready}]
     if not ready:
         # Finished before (a duplicate, or a delivery that died after its writes): count it, once, if not yet.
-        counted = _cached_texts(unrecorded_hits(batch_id)) if batch is None else None
-        usage.record_batch(batch_id, current.values(), batch, now, counted)
+        usage.record_batch(batch_id, current.values(), batch, now, cached)
         return outcome
     results: dict[str, LocatedResult] = {}
     output_location = notification.response_parameters.output_location or ""
@@ -128,14 +137,13 @@ def complete(
         # Keys of the texts the model saw, in its order: the batch record has them (none without a record).
         fill_keys = batch.fill_keys if batch else {}
         write_back(_fresh_entries(ready, results, fill_keys), now)
-    hits_location = batch.hits_location if batch else unrecorded_hits(batch_id)
-    cached: dict[str, int] | None = None
+    if batch is None:
+        if hits is not None:
+            results = _merge_hits(batch_id, results, hits, hits_object)
     # Read only when something needs it: gaps to fill, or a whole hit the dispatcher did not get to finish.
-    if hits_location and (batch is None or batch.partial_hits or {p.id for p in ready} & set(batch.answered_ids)):
-        hits = parse_results(object_store().read(hits_location, MAX_OUTPUT_BYTES))
-        results = _merge_hits(batch_id, results, hits, hits_location)
-        if batch is None:  # no record says which texts the cache answered: the hits object does
-            cached = _cached_texts(hits)
+    elif batch.hits_location and (batch.partial_hits or {p.id for p in ready} & set(batch.answered_ids)):
+        recorded_hits = parse_results(object_store().read(batch.hits_location, MAX_OUTPUT_BYTES))
+        results = _merge_hits(batch_id, results, recorded_hits, batch.hits_location)
     for prediction in ready:
         _settle(prediction, notification, output_location, results, now, outcome)
     outbox.flush(outcome.finished)
@@ -182,12 +190,16 @@ def unrecorded_hits(batch_id: str) -> str | None:
     return object_store().uri(key) if object_store().size(key) is not None else None
 
 
-def _cached_texts(hits: str | dict[str, LocatedResult] | None) -> dict[str, int]:
-    """prediction id -> how many of its texts a batch's hits object (its location, or parsed) answered."""
-    if isinstance(hits, str):
-        hits = parse_results(object_store().read(hits, MAX_OUTPUT_BYTES))
+def _read_unrecorded_hits(batch_id: str) -> dict[str, LocatedResult] | None:
+    """The hits object of a batch without a record, parsed, if it has one."""
+    location = unrecorded_hits(batch_id)
+    return parse_results(object_store().read(location, MAX_OUTPUT_BYTES)) if location else None
+
+
+def _cached_texts(hits: dict[str, LocatedResult]) -> dict[str, int]:
+    """prediction id -> how many of its texts a batch's hits object answered."""
     counts: dict[str, int] = {}
-    for prediction_id, hit in (hits or {}).items():
+    for prediction_id, hit in hits.items():
         embeddings = hit.output.get("embeddings") if hit.output is not None else None
         if isinstance(embeddings, list):
             counts[prediction_id] = sum(vector is not None for vector in embeddings)
