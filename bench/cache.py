@@ -59,8 +59,11 @@ PARAMETERS: tuple[str, ...] = (
     "ResultCacheTtlHours",
     "DispatchBatchSize",
     "DispatchBatchingWindowSeconds",
+    "JobChunkMaxInputs",
+    "JobMaxInFlightChunks",
+    "EndpointItemsPerSecond",
+    "InstancePricePerHour",
 )
-PARAMETERS += ("JobChunkMaxInputs", "JobMaxInFlightChunks", "EndpointItemsPerSecond", "InstancePricePerHour")
 PRICES = harness.REPO / "bench/prices.json"
 EVENTUALLY_CONSISTENT_READ_UNITS = 0.5  # per item of up to 4 KB read (a key not found costs the same)
 ITEM_OVERHEAD_BYTES = 100  # DynamoDB's storage overhead per item

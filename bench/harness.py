@@ -261,11 +261,12 @@ def machine(when: str = "") -> str:
 
 
 def table(header: list[str], rows: Iterable[Iterable[Any]], align: str) -> str:
-    """A Markdown table; `align` has one letter per column, l(eft) or r(ight); short rows end in blanks."""
+    """A Markdown table; `align` has one letter per column, l(eft) or r(ight); None and short rows' missing cells
+    are blanks."""
 
     def line(cells: Iterable[Any]) -> str:
-        padded = [*cells, *[""] * len(header)][: len(header)]
-        return "|" + "|".join(f" {cell} " if str(cell) else " " for cell in padded) + "|"
+        padded = ["" if cell is None else str(cell) for cell in [*cells, *[""] * len(header)][: len(header)]]
+        return "|" + "|".join(f" {cell} " if cell else " " for cell in padded) + "|"
 
     rule = "|" + "|".join("---" if a == "l" else "---:" for a in align) + "|"
     return "\n".join([line(header), rule, *map(line, rows)])
@@ -279,9 +280,9 @@ def children(module: str, configs: Iterable[str], argv: list[str], quiet: bool =
     with tempfile.TemporaryDirectory() as scratch:
         for config in configs:
             log(f"running: {config} ...")
-            result_file = Path(scratch) / "result.json"
+            result_file = Path(scratch) / f"{config}.json"  # a child that writes nothing fails, not reads another's
             command = [sys.executable, "-m", module, *argv, "--child", config, "--result-file", str(result_file)]
-            child = subprocess.run(command, capture_output=quiet, text=True, check=False)
+            child = subprocess.run(command, cwd=REPO, capture_output=quiet, text=True, check=False)
             if child.returncode != 0:
                 log(f"{config}: the child failed ({child.returncode})" + (f"\n{child.stderr[-3000:]}" if quiet else ""))
                 raise SystemExit(child.returncode)
