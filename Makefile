@@ -92,7 +92,7 @@ bench-model: install  ## model server throughput against sentence-transformers
 bench-coldstart: install  ## handler import cost vs bare baselines; writes bench/results/coldstart.md
 	$(PY) -m bench.coldstart
 
-BASELINE ?= 49fe22d
+BASELINE ?= 3be0838
 bench-cost: install  ## $ per 1M predictions, baseline revision vs this tree (make bench-cost BASELINE=<rev>); writes bench/results/cost.md
 	$(PY) -m bench.cost --baseline $(BASELINE)
 

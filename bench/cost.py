@@ -1,6 +1,6 @@
 """Cost model: dollars per 1 million predictions from what the local stack actually did, baseline vs. today.
 
-    python -m bench.cost [--n1 300] [--n2 60] [--n3 100] [--lines 20000] [--baseline 49fe22d] [--only new|baseline]
+    python -m bench.cost [--n1 300] [--n2 60] [--n3 100] [--lines 20000] [--baseline 3be0838] [--only new|baseline]
                          [--output PATH]
 
 Workloads: W1 = N1 single-text predictions and W2 = N2 predictions of 32 texts, submitted over HTTP by 8 threads,
@@ -797,6 +797,8 @@ class Harness:
         log(f"  {name}: a job of {len(texts)} lines")
         started = self._start(name)
         created = self._http("POST", "/v1/jobs", json.dumps({"metadata": {"bench": name}}).encode())
+        if created.status_code == 404:
+            raise SystemExit("this revision has no bulk jobs: give a newer --baseline, or --lines 0")
         created.raise_for_status()
         job_id, upload = created.json()["id"], created.json()["upload"]
         httpx.put(upload["url"], content=body, headers=upload["headers"], timeout=120).raise_for_status()
@@ -1394,7 +1396,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n2", type=int, default=60, help="W2: predictions of 32 texts")
     parser.add_argument("--n3", type=int, default=100, help="W3: single-text predictions with Prefer: wait (0: skip)")
     parser.add_argument("--lines", type=int, default=20000, help="B1-B3: lines of the bulk job (0: skip)")
-    parser.add_argument("--baseline", default="49fe22d", help="git revision of the baseline design")
+    parser.add_argument("--baseline", default="3be0838", help="git revision of the baseline design")
     parser.add_argument("--only", choices=["new", "baseline"], help="run one configuration")
     parser.add_argument("--output", type=Path, default=REPO / "bench/results/cost.md")
     parser.add_argument("--prices", type=Path, default=PRICES)
