@@ -67,7 +67,7 @@ def chunk_lines(job_id: str, chunk: int) -> Iterator[BatchLine]:
     """The lines of chunk n as the planner wrote them (a line that does not parse is a bug, not input)."""
     for raw in object_store().lines(chunk_key(job_id, chunk), _MAX_CHUNK_BYTES):
         if raw.strip():
-            yield BatchLine.model_validate_json(raw)
+            yield BatchLine.from_json(raw)
 
 
 def part_key(job_id: str, chunk: int, kind: str) -> str:

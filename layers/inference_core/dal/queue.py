@@ -24,7 +24,7 @@ class RequestQueue:
     def encode(work: WorkItem) -> str:
         """The message body for a work item, checked before anything is written: SQS refuses U+FFFE and U+FFFF
         (valid text, but outside its character set), so those are JSON-escaped, and the size must fit a message."""
-        body = work.model_dump_json().replace("\ufffe", "\\ufffe").replace("\uffff", "\\uffff")
+        body = work.to_json().replace("\ufffe", "\\ufffe").replace("\uffff", "\\uffff")
         if len(body.encode()) > MAX_MESSAGE_BYTES:
             raise PayloadTooLargeError(f"the request does not fit one queue message ({MAX_MESSAGE_BYTES} bytes)")
         return body

@@ -7,12 +7,12 @@ import json
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import ValidationError
 
 from inference_core.dal.aws_errors import translate
 from inference_core.dal.clients import cached_factory, s3
 from inference_core.dal.objects import ObjectStore, object_store, parse_s3_uri
 from inference_core.domain.batches import ResultLine
+from inference_core.domain.documents import InvalidDocument
 from inference_core.errors import PermanentDependencyError
 from inference_core.settings import get_settings
 
@@ -40,8 +40,8 @@ class ResultStore:
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, "could not read the output") from exc
         try:
-            return ResultLine.model_validate_json(body)
-        except ValidationError as exc:
+            return ResultLine.from_json(body)
+        except InvalidDocument as exc:
             raise PermanentDependencyError("the stored output is unreadable", reason="corrupt output line") from exc
 
 

@@ -171,7 +171,7 @@ class LineError:
     error: ErrorInfo
 
     def to_json(self) -> dict[str, Any]:
-        return {"custom_id": self.custom_id, "line": self.line, "error": self.error.model_dump()}
+        return {"custom_id": self.custom_id, "line": self.line, "error": self.error.as_dict()}
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,14 @@
-"""A prediction, its status machine, and what a client asked for."""
+"""A prediction, its status machine, and what a client asked for.
+
+Plain dataclasses, like the rest of what the consumers handle (see `domain.documents`): the API validates what
+clients send with its own schemas before it builds these."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from inference_core.domain.webhooks import PendingEvent, WebhookEvent
 
@@ -46,9 +47,8 @@ REQUEUE_SOURCE = PredictionStatus.RUNNING
 MAX_ERROR_MESSAGE_CHARS = 1000
 
 
-class ErrorInfo(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+@dataclass(frozen=True)
+class ErrorInfo:
     code: str
     message: str
 
@@ -56,8 +56,12 @@ class ErrorInfo(BaseModel):
     def of(cls, code: str, message: str) -> ErrorInfo:
         return cls(code=code, message=message[:MAX_ERROR_MESSAGE_CHARS])
 
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
 
-class PredictionMetrics(BaseModel):
+
+@dataclass(frozen=True)
+class PredictionMetrics:
     queue_ms: int | None = None
     inference_ms: int | None = None
 
@@ -68,18 +72,19 @@ def _elapsed_ms(start: datetime | None, end: datetime | None) -> int | None:
     return max(0, int((end - start).total_seconds() * 1000))
 
 
-class Prediction(BaseModel):
+@dataclass
+class Prediction:
     id: str
     tenant_id: str
     status: PredictionStatus
     created_at: datetime
     input_count: int
     tokens: int = 0  # estimated at submit (domain.jobs.estimated_tokens): what the usage API reports
-    parameters: dict[str, Any] = Field(default_factory=dict)
-    metadata: dict[str, str] = Field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
     webhook: str | None = None
     # Which events the webhook gets: "completed" (every terminal status) and optionally "started".
-    webhook_events: list[str] = Field(default_factory=lambda: ["completed"])
+    webhook_events: list[str] = field(default_factory=lambda: ["completed"])
     # Webhook events written with the transition that caused them and not queued yet (see PendingEvent).
     outbox: tuple[PendingEvent, ...] = ()
     started_at: datetime | None = None
@@ -125,17 +130,19 @@ class Transition:
     current: Prediction | None = None
 
 
-class NewPrediction(BaseModel):
+@dataclass
+class NewPrediction:
     """What a client asked for, after validation."""
 
     inputs: list[str]
-    parameters: dict[str, Any] = Field(default_factory=dict)
-    metadata: dict[str, str] = Field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
     webhook: str | None = None
-    webhook_events: list[str] = Field(default_factory=lambda: ["completed"])
+    webhook_events: list[str] = field(default_factory=lambda: ["completed"])
 
 
-class Page(BaseModel):
+@dataclass
+class Page:
     items: list[Prediction]
     next_cursor: str | None = None
 

@@ -18,11 +18,11 @@ import json
 import math
 import struct
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, Field
+from inference_core.domain import documents as doc
 
 T = TypeVar("T")
 
@@ -171,13 +171,30 @@ def _checked(output: Mapping[str, Any]) -> tuple[list[list[float]], list[bool]]:
     return embeddings, truncated
 
 
-class CachePlanLine(BaseModel):
+@dataclass
+class CachePlanLine:
     """What a bulk chunk's line got from the cache at launch: its keys (one per text) and, when any text hit,
     the output with gaps for the model."""
 
     id: str
-    keys: list[str] = Field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
     output: dict[str, Any] | None = None
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> CachePlanLine:
+        document = doc.load_object(raw)
+        return cls(
+            id=doc.text(document, "id"),
+            keys=doc.texts(document, "keys", default=[]),
+            output=doc.optional_object(document, "output"),
+        )
+
+    def to_document(self) -> dict[str, Any]:
+        """Its JSON object; no `output` key when nothing hit."""
+        document: dict[str, Any] = {"id": self.id, "keys": self.keys}
+        if self.output is not None:
+            document["output"] = self.output
+        return document
 
     @classmethod
     def of(cls, line_id: str, keys: Sequence[str], cached: Mapping[str, CachedEmbedding]) -> CachePlanLine:

@@ -8,11 +8,9 @@ into another batch, or finished by a duplicate notification); completion never w
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
-
-from pydantic import ValidationError
 
 from inference_core.dal.batches import batch_store
 from inference_core.dal.objects import batch_hits_key, batch_input_key, batch_merged_key, object_store
@@ -27,6 +25,7 @@ from inference_core.domain.batches import (
     ResultLine,
 )
 from inference_core.domain.clock import utc_now
+from inference_core.domain.documents import InvalidDocument
 from inference_core.domain.predictions import ErrorInfo, Prediction, PredictionStatus
 from inference_core.domain.result_cache import CachedEmbedding, fresh_entries, is_complete, merge, result_line
 from inference_core.logic import outbox, usage
@@ -57,8 +56,8 @@ def parse_notification(body: str) -> AsyncInferenceNotification:
         document = json.loads(body)
         if isinstance(document, dict) and document.get("Type") == "Notification" and "Message" in document:
             document = json.loads(document["Message"])
-        return AsyncInferenceNotification.model_validate(document)
-    except (ValueError, ValidationError, TypeError, RecursionError) as exc:
+        return AsyncInferenceNotification.from_document(document)
+    except (ValueError, TypeError, RecursionError) as exc:
         raise MalformedNotification("not a SageMaker async inference notification") from exc
 
 
@@ -74,8 +73,8 @@ def parse_results(body: bytes) -> dict[str, LocatedResult]:
         if not raw.strip():
             continue
         try:
-            line = ResultLine.model_validate_json(raw)
-        except ValidationError:
+            line = ResultLine.from_json(raw)
+        except InvalidDocument:
             logger.warning("malformed output line", line=number)
             continue
         if line.id is not None and (line.output is not None or line.error is not None):
@@ -221,7 +220,7 @@ def _merge_hits(
     for prediction_id, hit in hits.items():
         if hit.output is not None and is_complete(hit.output):
             # Answered whole: the dispatcher finishes it, unless it died first; then this line is its output.
-            results[prediction_id] = hit.model_copy(update={"location": hits_location})
+            results[prediction_id] = replace(hit, location=hits_location)
             continue
         located = results.get(prediction_id)
         if hit.output is None or located is None or located.output is None:
@@ -250,8 +249,8 @@ def _ids_in_input(key: str) -> list[str]:
     for raw in body.split(b"\n"):
         if raw.strip():
             try:
-                ids.append(BatchLine.model_validate_json(raw).id)
-            except ValidationError:
+                ids.append(BatchLine.from_json(raw).id)
+            except InvalidDocument:
                 continue
     return ids
 

@@ -22,8 +22,6 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
 
-from pydantic import ValidationError
-
 from inference_core.dal.batches import batch_store
 from inference_core.dal.endpoint import async_endpoint
 from inference_core.dal.objects import (
@@ -38,6 +36,7 @@ from inference_core.dal.results import result_store
 from inference_core.dal.table import BATCH_GET_LIMIT
 from inference_core.domain.batches import BatchLine, BatchRecord, WorkItem
 from inference_core.domain.clock import utc_now
+from inference_core.domain.documents import InvalidDocument
 from inference_core.domain.limits import Lane
 from inference_core.domain.predictions import EXPIRED, ErrorInfo, Prediction, PredictionStatus
 from inference_core.domain.result_cache import (
@@ -66,8 +65,8 @@ class QueuedMessage:
     def work(self) -> WorkItem | None:
         """The work item this message carries, or None when it is not one."""
         try:
-            return WorkItem.model_validate_json(self.body)
-        except ValidationError:
+            return WorkItem.from_json(self.body)
+        except InvalidDocument:
             return None
 
 
@@ -231,7 +230,7 @@ def plan_batch(
 
 def encode_batch(lines: list[BatchLine]) -> bytes:
     """JSON Lines framed by "\\n" alone: JSON escapes every "\\n" inside a string, so each line is one record."""
-    return "".join(line.model_dump_json() + "\n" for line in lines).encode()
+    return "".join(line.to_json() + "\n" for line in lines).encode()
 
 
 def dispatch(

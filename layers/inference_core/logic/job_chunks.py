@@ -12,13 +12,12 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from pydantic import ValidationError
-
 from inference_core.dal import job_files
 from inference_core.dal.jobs import job_store
 from inference_core.dal.objects import batch_failure_prefix, batch_output_key, object_store, parse_s3_uri
 from inference_core.dal.usage import usage_store
 from inference_core.domain.batches import JOB_PREFIX, AsyncInferenceNotification, InvocationStatus, ResultLine
+from inference_core.domain.documents import InvalidDocument
 from inference_core.domain.jobs import (
     Job,
     JobApi,
@@ -210,8 +209,8 @@ def _read_cache_plan(job_id: str, chunk: int) -> dict[str, CachePlanLine]:
         for raw in object_store().lines(job_files.chunk_cache_key(job_id, chunk), _MAX_PLAN_BYTES):
             if raw.strip():
                 try:
-                    line = CachePlanLine.model_validate_json(raw)
-                except ValidationError:
+                    line = CachePlanLine.from_json(raw)
+                except InvalidDocument:
                     continue  # ours; a damaged line only costs its cached answers
                 plan[line.id] = line
     except NotFoundError:
@@ -229,8 +228,8 @@ def _read_results(location: str) -> dict[str, ResultLine]:
         if not raw.strip():
             continue
         try:
-            result = ResultLine.model_validate_json(raw)
-        except ValidationError:
+            result = ResultLine.from_json(raw)
+        except InvalidDocument:
             continue  # a malformed line fails only its own input (missing_output)
         if result.id is not None:
             results[result.id] = result

@@ -361,7 +361,7 @@ def _validate(job: Job) -> _Plan:
                     inputs=texts,
                     parameters=parsed.line.model_parameters(),
                 )
-                cutter.add(chunk_line.model_dump_json().encode() + b"\n", len(texts))
+                cutter.add(chunk_line.to_json().encode() + b"\n", len(texts))
             elif parsed.error is not None:
                 if parsed.error.error.code not in _NOT_AN_OBJECT:
                     plan.objects_seen += 1
@@ -408,7 +408,7 @@ def _write_failure_manifest(job: Job, error: ErrorInfo | None) -> None:
     manifest = {
         "job_id": job.id,
         "status": JobStatus.FAILED.value,
-        "error": error.model_dump() if error else None,
+        "error": error.as_dict() if error else None,
         "input": object_store().uri(job.input_key),
     }
     object_store().put(

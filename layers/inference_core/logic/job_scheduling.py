@@ -175,7 +175,7 @@ def _what_the_cache_lacks(job: Job, chunk: int, now: datetime) -> str | None:
     objects = object_store()
     if wanted:
         plan = b"".join(
-            json_line(CachePlanLine.of(line.id, line_keys, cached).model_dump(exclude_none=True))
+            json_line(CachePlanLine.of(line.id, line_keys, cached).to_document())
             for line in lines
             if (line_keys := keys[line.id])
         )
@@ -193,7 +193,7 @@ def _what_the_cache_lacks(job: Job, chunk: int, now: datetime) -> str | None:
             to_compute = BatchLine(
                 id=line.id, inputs=missing(line.inputs, found), parameters=model_parameters(line.parameters)
             )
-            sent += to_compute.model_dump_json().encode() + b"\n"
+            sent += to_compute.to_json().encode() + b"\n"
     record_lookup(len(wanted), served)
     if not sent:
         return None

@@ -9,6 +9,7 @@ import struct
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -47,7 +48,7 @@ def first_sweep(created_at: datetime) -> datetime:
 
 
 def body_fingerprint(request: NewPrediction) -> str:
-    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps(asdict(request), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -78,7 +79,7 @@ def submit(
         if replay:
             return replay, False
     if bypass_cache:
-        request = request.model_copy(update={"parameters": {**request.parameters, CACHE_PARAMETER: False}})
+        request = replace(request, parameters={**request.parameters, CACHE_PARAMETER: False})
     prediction = Prediction(
         id=str(uuid.uuid4()),
         tenant_id=tenant_id,
@@ -140,7 +141,7 @@ def _create(
         raise
     if prediction.status.is_terminal and prediction.webhook:
         event = event_on(prediction, prediction.status)
-        outbox.flush([prediction.model_copy(update={"outbox": (event,) if event else ()})])
+        outbox.flush([replace(prediction, outbox=(event,) if event else ())])
     return prediction
 
 
@@ -161,14 +162,13 @@ def _answer_from_cache(prediction: Prediction, request: NewPrediction) -> Predic
     record_lookup(len(entries), len(entries))
     metrics.add_metric(name="PredictionsAnsweredAtSubmit", unit=MetricUnit.Count, value=1)
     finished = utc_now()
-    return prediction.model_copy(
-        update={
-            "status": PredictionStatus.SUCCEEDED,
-            "started_at": finished,
-            "completed_at": finished,
-            "output_location": location,
-            "output_range": (0, size - 1),
-        }
+    return replace(
+        prediction,
+        status=PredictionStatus.SUCCEEDED,
+        started_at=finished,
+        completed_at=finished,
+        output_location=location,
+        output_range=(0, size - 1),
     )
 
 

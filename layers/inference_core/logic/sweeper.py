@@ -18,13 +18,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 
-from pydantic import ValidationError
-
 from inference_core.dal.objects import batch_failure_prefix, batch_output_key, object_store
 from inference_core.dal.predictions import prediction_store
 from inference_core.dal.queue import request_dead_letters
 from inference_core.domain.batches import AsyncInferenceNotification, InvocationStatus, WorkItem
 from inference_core.domain.clock import utc_now
+from inference_core.domain.documents import InvalidDocument
 from inference_core.domain.predictions import EXPIRED, ErrorInfo, Prediction, PredictionStatus
 from inference_core.domain.result_cache import is_complete
 from inference_core.logic import outbox, usage
@@ -161,7 +160,7 @@ def _finish_batch(
     output = objects.find(batch_output_key(batch_id)) or _answered_whole(batch_id, stuck)
     failure = None if output else objects.find(batch_failure_prefix(batch_id))
     if output is not None or failure is not None:
-        notification = AsyncInferenceNotification.model_validate(
+        notification = AsyncInferenceNotification.from_document(
             {
                 "invocationStatus": InvocationStatus.COMPLETED if output else InvocationStatus.FAILED,
                 "inferenceId": batch_id,
@@ -218,8 +217,8 @@ def _fail_dead_lettered(now: datetime) -> int:
 
 def _work_item(body: str) -> WorkItem | None:
     try:
-        return WorkItem.model_validate_json(body)
-    except ValidationError:
+        return WorkItem.from_json(body)
+    except InvalidDocument:
         return None
 
 
