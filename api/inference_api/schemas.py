@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema, field_validator
 
 from inference_core.dal.http import BlockedUrl
-from inference_core.domain.inputs import MAX_INPUT_CHARS, MAX_INPUTS, EmbeddingParameters, checked_texts
+from inference_core.domain.inputs import MAX_INPUT_CHARS, MAX_INPUTS, checked_texts
 from inference_core.domain.predictions import NewPrediction
 from inference_core.logic.views import JobOut, PredictionOut, Timestamp
 from inference_core.logic.webhooks import check_url
@@ -24,6 +24,26 @@ MAX_METADATA_KEY_CHARS = 64
 MAX_METADATA_VALUE_CHARS = 512
 MAX_WEBHOOK_CHARS = 2_048
 MAX_WAIT_SECONDS = 20
+
+
+class EmbeddingParameters(BaseModel):
+    """What the embedding model really supports; any other name is refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    normalize: StrictBool = Field(
+        default=True, description="L2-normalise each embedding (cosine similarity = dot product). false: raw pooling."
+    )
+    encoding_format: Literal["float", "base64"] = Field(
+        default="float",
+        description="`float`: arrays of numbers. `base64`: each embedding as base64 of little-endian float32 "
+        "(about 3x smaller responses).",
+    )
+    cache: StrictBool = Field(
+        default=True,
+        description="false: neither served from nor stored in the result cache (the same as the header "
+        "`Cache-Control: no-store`). Cached results equal fresh ones bit for bit.",
+    )
 
 
 class _Labelled(BaseModel):

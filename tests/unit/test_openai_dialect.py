@@ -9,6 +9,7 @@ import pytest
 
 from inference_core.domain import openai_dialect as dialect
 from inference_core.domain.jobs import error_line, output_line
+from inference_core.domain.openai_requests import parse_batch_line
 from inference_core.domain.predictions import ErrorInfo
 
 
@@ -21,7 +22,7 @@ def raw(custom_id: str = "a", body: Any = None, **envelope: Any) -> bytes:
 def test_a_request_line_becomes_a_job_line_with_its_encoding() -> None:
     body = {"model": "sentence-transformers/all-MiniLM-L6-v2", "input": ["a", "b"], "encoding_format": "base64"}
 
-    parsed = dialect.parse_batch_line(raw("doc-1", body), 7)
+    parsed = parse_batch_line(raw("doc-1", body), 7)
 
     assert parsed.error is None
     assert parsed.line is not None
@@ -31,7 +32,7 @@ def test_a_request_line_becomes_a_job_line_with_its_encoding() -> None:
 
 
 def test_token_ids_are_decoded_and_float_is_the_default_encoding() -> None:
-    parsed = dialect.parse_batch_line(raw(body={"model": "all-MiniLM-L6-v2", "input": [15339, 1917]}), 1)
+    parsed = parse_batch_line(raw(body={"model": "all-MiniLM-L6-v2", "input": [15339, 1917]}), 1)
 
     assert parsed.line is not None
     assert parsed.line.texts == ["hello world"]
@@ -54,7 +55,7 @@ def test_token_ids_are_decoded_and_float_is_the_default_encoding() -> None:
     ],
 )
 def test_a_line_that_cannot_run_keeps_its_custom_id_and_the_routes_code(line: bytes, code: str, keeps_id: bool) -> None:
-    parsed = dialect.parse_batch_line(line, 3)
+    parsed = parse_batch_line(line, 3)
 
     assert parsed.line is None
     assert parsed.error is not None

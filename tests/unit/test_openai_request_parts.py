@@ -6,7 +6,7 @@ import pytest
 
 from inference_core.domain import token_ids
 from inference_core.domain.inputs import MAX_INPUTS
-from inference_core.domain.openai_dialect import EmbeddingsRequest
+from inference_core.domain.openai_requests import EmbeddingsRequest
 from inference_core.errors import NotFoundError, ValidationFailedError
 from inference_core.logic import embeddings
 

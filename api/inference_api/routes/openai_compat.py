@@ -14,7 +14,7 @@ from inference_api.auth import CountingTenant, Tenant, admit_async
 from inference_api.schemas import MAX_WAIT_SECONDS
 from inference_api.strict_json import LargeJsonRoute
 from inference_core.domain import openai_dialect as dialect
-from inference_core.domain.openai_dialect import EmbeddingsRequest
+from inference_core.domain.openai_requests import EmbeddingsRequest
 from inference_core.logic import embeddings
 
 router = APIRouter(prefix="/v1", route_class=LargeJsonRoute, tags=["openai-compatible"])

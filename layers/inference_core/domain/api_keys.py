@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
-from pydantic import BaseModel
 
-
-class ApiKey(BaseModel):
+@dataclass(frozen=True)
+class ApiKey:
     key_id: str
     tenant_id: str
     secret_hash: str

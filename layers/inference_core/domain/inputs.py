@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
-
 MAX_INPUTS = 256
 MAX_INPUT_CHARS = 8_192
 
 
-class EmbeddingParameters(BaseModel):
-    """What the embedding model really supports; any other name is refused."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    normalize: StrictBool = Field(
-        default=True, description="L2-normalise each embedding (cosine similarity = dot product). false: raw pooling."
-    )
-    encoding_format: Literal["float", "base64"] = Field(
-        default="float",
-        description="`float`: arrays of numbers. `base64`: each embedding as base64 of little-endian float32 "
-        "(about 3x smaller responses).",
-    )
-    cache: StrictBool = Field(
-        default=True,
-        description="false: neither served from nor stored in the result cache (the same as the header "
-        "`Cache-Control: no-store`). Cached results equal fresh ones bit for bit.",
-    )
+# The model parameters a request or a job line may set, and the encodings it may ask for (the API's
+# EmbeddingParameters documents them; a unit test keeps the two equal).
+PARAMETER_NAMES = ("normalize", "encoding_format", "cache")
+ENCODINGS = ("float", "base64")
 
 
 def checked_texts(value: str | list[str]) -> list[str]:

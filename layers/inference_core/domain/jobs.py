@@ -12,9 +12,6 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
-from inference_core.domain.inputs import EmbeddingParameters, checked_texts
 from inference_core.domain.predictions import ErrorInfo
 from inference_core.domain.webhooks import PendingEvent, WebhookEvent
 
@@ -255,80 +252,6 @@ class Job:
         if self.status not in ASSEMBLING or not self.planned or self.running:
             return False
         return self.status is not JobStatus.IN_PROGRESS or not self.chunks_left
-
-
-class JobLine(BaseModel):
-    """One line of a job's input file."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    custom_id: str = Field(min_length=1, max_length=MAX_CUSTOM_ID_CHARS)
-    inputs: str | list[str]
-    parameters: EmbeddingParameters | None = None
-
-    @field_validator("inputs")
-    @classmethod
-    def _inputs(cls, value: str | list[str]) -> list[str]:
-        return checked_texts(value)
-
-    @property
-    def texts(self) -> list[str]:
-        return self.inputs if isinstance(self.inputs, list) else [self.inputs]
-
-    def model_parameters(self) -> dict[str, Any]:
-        return self.parameters.model_dump(exclude_unset=True) if self.parameters else {}
-
-
-@dataclass(frozen=True)
-class ParsedLine:
-    number: int
-    line: JobLine | None = None
-    error: LineError | None = None
-
-
-def parse_line(raw: bytes, number: int) -> ParsedLine:
-    """One raw line of the file (without its newline) -> the line, or why it cannot run."""
-
-    def refused(code: str, message: str, custom_id: str | None = None) -> ParsedLine:
-        return ParsedLine(number, error=LineError(number, custom_id, ErrorInfo.of(code, message)))
-
-    if len(raw) > MAX_LINE_BYTES:
-        return refused("line_too_long", f"the line is longer than {MAX_LINE_BYTES} bytes")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return refused("invalid_utf8", f"the line is not UTF-8 (byte {exc.start})")
-    try:
-        document = json.loads(text)
-    except (ValueError, RecursionError):
-        return refused("invalid_json", "the line is not a JSON document")
-    if not isinstance(document, dict):
-        return refused("not_an_object", "each line must be a JSON object")
-    raw_id = document.get("custom_id")
-    custom_id = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= MAX_CUSTOM_ID_CHARS else None
-    if _has_lone_surrogate(document):
-        return refused("invalid_text", "the line holds a lone surrogate (not valid Unicode text)", custom_id)
-    try:
-        return ParsedLine(number, line=JobLine.model_validate(document))
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "line"
-        return refused("invalid_line", f"{where}: {first['msg']}", custom_id)
-
-
-def _has_lone_surrogate(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if any("\ud800" <= ch <= "\udfff" for ch in item):
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
 
 
 def json_line(document: object) -> bytes:

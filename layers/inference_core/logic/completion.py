@@ -113,7 +113,8 @@ def complete(
         batch = usage.answered_whole(batch_id, prediction_ids, now, hits_location=hits_object)
     # Without a record, only the hits object knows the batch's cached parts and the predictions it answered whole
     # (they are not in the input); usage counts those too.
-    hits = _read_unrecorded_hits(batch_id) if batch is None else None
+    found = unrecorded_hits(batch_id) if batch is None else None
+    hits = found[1] if found is not None else None
     cached = _cached_texts(hits) if hits is not None else None
     members = [*prediction_ids, *(batch.prediction_ids if batch else hits or {})]
     # One read per batch: late and duplicate notifications of recorded batches stop here without touching S3.
@@ -183,16 +184,14 @@ def _fresh_entries(
     return entries
 
 
-def unrecorded_hits(batch_id: str) -> str | None:
-    """A batch without a record may still have had cached parts: its hits object says so."""
+def unrecorded_hits(batch_id: str) -> tuple[str, dict[str, LocatedResult]] | None:
+    """A batch without a record may still have had cached parts: its hits object (where it is, and its lines by
+    prediction id), if it has one."""
     key = batch_hits_key(batch_id)
-    return object_store().uri(key) if object_store().size(key) is not None else None
-
-
-def _read_unrecorded_hits(batch_id: str) -> dict[str, LocatedResult] | None:
-    """The hits object of a batch without a record, parsed, if it has one."""
-    location = unrecorded_hits(batch_id)
-    return parse_results(object_store().read(location, MAX_OUTPUT_BYTES)) if location else None
+    if object_store().size(key) is None:
+        return None
+    location = object_store().uri(key)
+    return location, parse_results(object_store().read(location, MAX_OUTPUT_BYTES))
 
 
 def _cached_texts(hits: dict[str, LocatedResult]) -> dict[str, int]:

@@ -20,7 +20,8 @@ from inference_core.dal.idempotency import idempotency_store
 from inference_core.domain.inputs import MAX_INPUTS
 from inference_core.domain.jobs import estimated_tokens
 from inference_core.domain.limits import Lane
-from inference_core.domain.openai_dialect import EmbeddingsRequest, InvalidRequest
+from inference_core.domain.openai_dialect import InvalidRequest
+from inference_core.domain.openai_requests import EmbeddingsRequest
 from inference_core.domain.predictions import NewPrediction, Prediction, PredictionStatus
 from inference_core.errors import (
     DomainError,

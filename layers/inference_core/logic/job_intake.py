@@ -11,16 +11,17 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import unquote_plus
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from inference_core.dal import job_files
 from inference_core.dal.api_keys import api_key_store
 from inference_core.dal.jobs import job_store
 from inference_core.dal.objects import StreamingWriter, object_store
+from inference_core.domain import documents as doc
 from inference_core.domain.batches import JOB_PREFIX, BatchLine
 from inference_core.domain.clock import utc_now
+from inference_core.domain.job_lines import parse_line
 from inference_core.domain.jobs import (
     ERRORS_SHOWN,
     MAX_LINE_BYTES,
@@ -35,9 +36,7 @@ from inference_core.domain.jobs import (
     chunk_line_id,
     completion_event,
     estimated_tokens,
-    parse_line,
 )
-from inference_core.domain.openai_dialect import parse_batch_line
 from inference_core.domain.predictions import ErrorInfo
 from inference_core.errors import RateLimitedError
 from inference_core.logic import capacity, job_driver, limits, outbox
@@ -48,46 +47,43 @@ from inference_core.settings import get_settings
 _NOT_AN_OBJECT = frozenset({"invalid_json", "invalid_utf8", "line_too_long", "not_an_object"})
 
 
-class S3ObjectRef(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+@dataclass(frozen=True)
+class S3EventRecord:
+    """The parts of one S3 event notification record that intake reads."""
 
-    key: str = Field(min_length=1)
-    size: int = 0
-    e_tag: str | None = Field(default=None, alias="eTag")
-    version_id: str | None = Field(default=None, alias="versionId")
+    event_source: str
+    event_name: str
+    event_time: str
+    bucket: str
+    raw_key: str
+    e_tag: str | None = None
+    version_id: str | None = None
     sequencer: str | None = None
 
-
-class S3BucketRef(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    name: str = Field(min_length=1)
-
-
-class S3Entity(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    bucket: S3BucketRef
-    object: S3ObjectRef
-
-
-class S3EventRecord(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    event_source: str = Field(alias="eventSource")
-    event_name: str = Field(alias="eventName")
-    event_time: str = Field(default="", alias="eventTime")
-    s3: S3Entity
+    @classmethod
+    def from_document(cls, raw: Any) -> S3EventRecord:
+        record = doc.as_object(raw, "record")
+        s3 = doc.as_object(record.get("s3"), "s3")
+        obj = doc.as_object(s3.get("object"), "s3.object")
+        return cls(
+            event_source=doc.text(record, "eventSource"),
+            event_name=doc.text(record, "eventName"),
+            event_time=doc.optional_text(record, "eventTime") or "",
+            bucket=doc.text(doc.as_object(s3.get("bucket"), "s3.bucket"), "name", min_length=1),
+            raw_key=doc.text(obj, "key", min_length=1),
+            e_tag=doc.optional_text(obj, "eTag"),
+            version_id=doc.optional_text(obj, "versionId"),
+            sequencer=doc.optional_text(obj, "sequencer"),
+        )
 
     @property
     def key(self) -> str:
-        return unquote_plus(self.s3.object.key)  # S3 URL-encodes keys in events
+        return unquote_plus(self.raw_key)  # S3 URL-encodes keys in events
 
     @property
     def identity(self) -> str:
         """What tells one upload of a key from another, and is equal in every delivery of one event."""
-        obj = self.s3.object
-        return obj.sequencer or obj.version_id or f"{obj.e_tag}@{self.event_time}"
+        return self.sequencer or self.version_id or f"{self.e_tag}@{self.event_time}"
 
 
 @dataclass
@@ -119,9 +115,9 @@ def handle_message(body: str) -> IntakeOutcome:
         raise MalformedIntakeMessage("neither an S3 event nor a job command")
     for raw in records:
         try:
-            record = S3EventRecord.model_validate(raw)
-        except ValidationError as exc:
-            raise MalformedIntakeMessage(f"an S3 event record without its fields: {exc.errors()[0]['msg']}") from exc
+            record = S3EventRecord.from_document(raw)
+        except doc.InvalidDocument as exc:
+            raise MalformedIntakeMessage(f"an S3 event record without its fields: {exc}") from exc
         if record.event_source != "aws:s3" or not record.event_name.startswith("ObjectCreated:"):
             outcome.ignored.append(record.key)
             continue
@@ -146,7 +142,7 @@ def _run_command(command: str, job_id: str, outcome: IntakeOutcome) -> None:
 
 def _object_created(record: S3EventRecord, outcome: IntakeOutcome) -> None:
     settings = get_settings()
-    if record.s3.bucket.name != settings.bucket_name:
+    if record.bucket != settings.bucket_name:
         outcome.ignored.append(record.key)
         return
     upload = job_files.upload_job(record.key)
@@ -170,7 +166,7 @@ def _inbox_file(inbox: job_files.InboxFile, record: S3EventRecord, outcome: Inta
     if not api_key_store().tenant_has_active_key(inbox.tenant_id):
         _refuse_inbox_file(inbox, outcome, "unknown_tenant", f"tenant {inbox.tenant_id!r} has no active API key")
         return
-    digest = hashlib.sha256(f"{record.s3.bucket.name}\n{inbox.key}\n{record.identity}".encode()).hexdigest()
+    digest = hashlib.sha256(f"{record.bucket}\n{inbox.key}\n{record.identity}".encode()).hexdigest()
     job = Job(
         id=f"{JOB_PREFIX}{digest[:32]}",
         tenant_id=inbox.tenant_id,
@@ -329,7 +325,12 @@ def _validate(job: Job) -> _Plan:
             "file_too_large", f"the file is {size} bytes; a job file holds at most {settings.job_max_file_bytes}"
         )
         return plan
-    parse = parse_batch_line if job.api is JobApi.OPENAI else parse_line
+    parse = parse_line
+    if job.api is JobApi.OPENAI:
+        # Here, not at the top: OpenAI's request models are pydantic, which native jobs never need to load.
+        from inference_core.domain.openai_requests import parse_batch_line
+
+        parse = parse_batch_line
     cutter = _ChunkCutter(job.id, settings.job_chunk_max_inputs, settings.job_chunk_max_bytes, write=not job.dry_run)
     seen: set[bytes] = set()
     with objects.writer(job_files.validation_errors_key(job.id), "application/jsonl") as errors:

@@ -21,9 +21,7 @@ from inference_core.domain.openai_dialect import (
     MAX_BATCH_INPUTS,
     MAX_BATCH_REQUESTS,
     InvalidRequest,
-    check_target,
     is_file_id,
-    parse_request_line,
     result_file_id,
 )
 from inference_core.errors import NotFoundError, PayloadTooLargeError, ValidationFailedError
@@ -118,6 +116,9 @@ def _expiry(expires_after: tuple[str, int] | None) -> timedelta:
 def check_batch_file(content: bytes) -> None:
     """Every line a POST of an embeddings request with its own custom_id, within OpenAI's bounds; the first line
     at fault is named. The bodies are checked when the batch runs: a bad body fails its own line only."""
+    # Here, not at the top: the request models are pydantic, and the sweeper imports this module for result files.
+    from inference_core.domain.openai_requests import check_target, parse_request_line
+
     seen: set[bytes] = set()
     requests = inputs = 0
     for number, raw in enumerate(content.split(b"\n"), start=1):

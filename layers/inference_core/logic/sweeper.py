@@ -27,7 +27,7 @@ from inference_core.domain.documents import InvalidDocument
 from inference_core.domain.predictions import EXPIRED, ErrorInfo, Prediction, PredictionStatus
 from inference_core.domain.result_cache import is_complete
 from inference_core.logic import outbox, usage
-from inference_core.logic.completion import MAX_OUTPUT_BYTES, complete, parse_results, unrecorded_hits
+from inference_core.logic.completion import complete, unrecorded_hits
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
 
@@ -187,10 +187,10 @@ def _finish_batch(
 def _answered_whole(batch_id: str, stuck: list[Prediction]) -> str | None:
     """The hits object, when it answers every stuck prediction whole: the dispatcher died before finishing them
     from it (the model was never asked for them, so no output will come)."""
-    location = unrecorded_hits(batch_id)
-    if location is None:
+    found = unrecorded_hits(batch_id)
+    if found is None:
         return None
-    hits = parse_results(object_store().read(location, MAX_OUTPUT_BYTES))
+    location, hits = found
     whole = {pid for pid, hit in hits.items() if hit.output is not None and is_complete(hit.output)}
     return location if {p.id for p in stuck} <= whole else None
 

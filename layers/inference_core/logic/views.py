@@ -1,5 +1,5 @@
-"""What the API returns for a prediction or a job, and what a webhook delivers as its `data`: one definition, so
-the two never drift apart."""
+"""The API's response models for a prediction or a job: they document in OpenAPI, and are built from, the one
+JSON definition in `logic.payloads` that webhooks deliver as their `data`, so the two never drift apart."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, PlainSerializer, WithJsonSchema
 
-from inference_core.dal.objects import object_store
 from inference_core.domain.clock import format_timestamp
 from inference_core.domain.jobs import Job, JobSource, JobStatus
 from inference_core.domain.predictions import Prediction, PredictionStatus
 from inference_core.logic import jobs as job_logic
-from inference_core.logic.predictions import output_for, output_url
+from inference_core.logic.payloads import job_payload, prediction_payload, prediction_with_output
 
 # RFC 3339, UTC, milliseconds (2026-11-23T11:23:24.760Z) on every timestamp the API returns.
 Timestamp = Annotated[
@@ -50,19 +49,7 @@ class PredictionOut(BaseModel):
     def from_domain(
         cls, prediction: Prediction, output: dict[str, Any] | None = None, output_url: str | None = None
     ) -> PredictionOut:
-        return cls(
-            id=prediction.id,
-            status=prediction.status,
-            created_at=prediction.created_at,
-            started_at=prediction.started_at,
-            completed_at=prediction.completed_at,
-            input_count=prediction.input_count,
-            metadata=prediction.metadata,
-            output=output,
-            output_url=output_url,
-            error=ErrorBody(code=prediction.error.code, message=prediction.error.message) if prediction.error else None,
-            metrics=MetricsOut(queue_ms=prediction.metrics.queue_ms, inference_ms=prediction.metrics.inference_ms),
-        )
+        return cls.model_validate(prediction_payload(prediction, output, output_url))
 
 
 class RequestCounts(BaseModel):
@@ -126,37 +113,8 @@ class JobOut(BaseModel):
 def prediction_view(prediction: Prediction, with_output: bool = True) -> PredictionOut:
     if not with_output:
         return PredictionOut.from_domain(prediction)
-    return PredictionOut.from_domain(prediction, output_for(prediction), output_url(prediction))
+    return PredictionOut.model_validate(prediction_with_output(prediction))
 
 
 def job_view(job: Job, upload: job_logic.UploadLink | None = None) -> JobOut:
-    progress = job_logic.progress(job)
-    result_output_url, error_url = job_logic.result_urls(job)
-    estimate = job.estimate
-    return JobOut(
-        id=job.id,
-        status=job.status,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        completed_at=job.completed_at,
-        request_counts=RequestCounts(total=job.total, completed=job.completed, failed=job.failed),
-        progress=ProgressOut(
-            fraction=progress.fraction, items_per_second=progress.items_per_second, eta_seconds=progress.eta_seconds
-        ),
-        output_url=result_output_url,
-        error_url=error_url,
-        errors=[
-            LineErrorOut(
-                custom_id=e.custom_id, line=e.line, error=ErrorBody(code=e.error.code, message=e.error.message)
-            )
-            for e in job.errors
-        ],
-        error=ErrorBody(code=job.error.code, message=job.error.message) if job.error else None,
-        metadata=job.metadata,
-        source=job.source,
-        input_location=object_store().uri(job.input_key) if job.source is JobSource.INBOX else None,
-        parent_id=job.parent_id,
-        dry_run=job.dry_run,
-        estimate=EstimateOut(**estimate.__dict__) if estimate else None,
-        upload=UploadOut(url=upload.url, headers=upload.headers, expires_at=upload.expires_at) if upload else None,
-    )
+    return JobOut.model_validate(job_payload(job, upload))

@@ -25,7 +25,7 @@ from inference_core.domain.jobs import JobApi
 from inference_core.domain.openai_dialect import batch_event
 from inference_core.domain.webhooks import signature_header
 from inference_core.errors import NotFoundError
-from inference_core.logic.views import job_view, prediction_view
+from inference_core.logic.payloads import job_payload, prediction_with_output
 from inference_core.logic.webhook_secrets import secrets_of
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
@@ -71,12 +71,11 @@ def body_for(message: EventMessage, now: datetime) -> bytes:
         prediction = prediction_store().get(message.subject_id, consistent=True)
         if prediction is None:
             raise NotFoundError("the prediction is gone", {"id": message.subject_id})
-        view = prediction_view(prediction)
-        data = view.model_dump(mode="json")
+        data = prediction_with_output(prediction)
         body = _envelope(message, now, data)
-        if len(body) <= MAX_BODY_BYTES or view.output is None:
+        if len(body) <= MAX_BODY_BYTES or data["output"] is None:
             return body
-        location = result_store().put_standalone(prediction.id, view.output)
+        location = result_store().put_standalone(prediction.id, data["output"])
         link = object_store().presigned_get(location, get_settings().presigned_url_seconds)
         data = {**data, "output": None, "output_url": link}
         return _envelope(message, now, data)
@@ -87,7 +86,7 @@ def body_for(message: EventMessage, now: datetime) -> bytes:
         at = int((job.completed_at or now).timestamp())
         event = batch_event(message.event, job.id, message.webhook_id, at)
         return json.dumps(event, separators=(",", ":")).encode()
-    return _envelope(message, now, job_view(job).model_dump(mode="json"))
+    return _envelope(message, now, job_payload(job))
 
 
 def _envelope(message: EventMessage, now: datetime, data: dict[str, Any]) -> bytes:
