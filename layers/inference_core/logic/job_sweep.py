@@ -20,8 +20,7 @@ from inference_core.domain.jobs import (
     closes_at_once,
     completion_event,
 )
-from inference_core.logic import job_driver, outbox
-from inference_core.logic.job_chunks import Recovery, recover_chunk
+from inference_core.logic import outbox
 from inference_core.observability import MetricUnit, logger, metrics
 from inference_core.settings import get_settings
 
@@ -54,6 +53,13 @@ def sweep_jobs(now: datetime | None = None) -> JobSweep:
         *store.active(limit=_SWEEP_JOBS, partition=WAITING_JOBS),
         *store.active(limit=_SWEEP_JOBS, partition=OUTBOX_JOBS, due_by=now),
     ]
+    if not open_jobs:
+        # The driver launches only active jobs' chunks, and there are none: without bulk work, the sweeper's cold
+        # start stays off the bulk path (chunks, scheduling, assembly), as completion's does.
+        return sweep
+    from inference_core.logic import job_driver
+    from inference_core.logic.job_chunks import Recovery, recover_chunk
+
     touched: list[str] = []
     for job in open_jobs:
         try:
