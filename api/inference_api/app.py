@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -11,22 +13,12 @@ from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from inference_api import errors
+from inference_api import errors, openapi
 from inference_api.auth import RATE_STATE
 from inference_api.errors import request_id_of
-from inference_api.routes import (
-    health,
-    jobs,
-    openai_batches,
-    openai_compat,
-    openai_files,
-    predictions,
-    usage,
-    webhooks,
-)
-from inference_api.routes.openai_files import FORM_OVERHEAD_BYTES
-from inference_api.schemas import LARGE_BODY_BYTES, MAX_BODY_BYTES
+from inference_api.strict_json import FORM_OVERHEAD_BYTES, LARGE_BODY_BYTES, MAX_BODY_BYTES
 from inference_core.domain.clock import utc_now
 from inference_core.observability import MetricUnit, metrics
 from inference_core.settings import get_settings
@@ -63,6 +55,64 @@ def install_docs(app: FastAPI, assets: Path) -> None:
         )
 
 
+# Each module of inference_api.routes, and the paths its routes serve. A group is imported and its routes added on
+# the first request under one of its paths, so a cold start builds only what its request needs (the routes and
+# their pydantic models are about a third of the API's import); /openapi.json loads them all.
+ROUTE_GROUPS: dict[str, tuple[str, ...]] = {
+    "health": ("/health",),
+    "predictions": ("/v1/predictions",),
+    "jobs": ("/v1/jobs",),
+    "webhooks": ("/v1/webhooks",),
+    "usage": ("/v1/usage",),
+    "openai_compat": ("/v1/embeddings", "/v1/models"),
+    "openai_files": ("/v1/files",),
+    "openai_batches": ("/v1/batches",),
+}
+
+
+class RouteGroups:
+    """The app's route groups, each added once, when first needed."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self._loaded: set[str] = set()
+        self._lock = threading.Lock()  # uvicorn's worker threads and the event loop may both ask
+
+    @property
+    def loaded(self) -> frozenset[str]:
+        return frozenset(self._loaded)
+
+    def load(self, group: str) -> None:
+        with self._lock:
+            if group not in self._loaded:
+                module = importlib.import_module(f"inference_api.routes.{group}")
+                self.app.include_router(module.router)
+                self._loaded.add(group)
+
+    def load_for(self, path: str) -> None:
+        for group, prefixes in ROUTE_GROUPS.items():
+            if group not in self._loaded and path.startswith(prefixes):
+                self.load(group)
+
+    def load_all(self) -> None:
+        for group in ROUTE_GROUPS:
+            self.load(group)
+
+
+class LoadRoutes:
+    """ASGI middleware: the request's route group is in the app before the router matches the request."""
+
+    def __init__(self, app: ASGIApp, groups: RouteGroups) -> None:
+        self.app = app
+        self.groups = groups
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path, root = str(scope["path"]), str(scope.get("root_path", ""))
+            self.groups.load_for(path[len(root) :] if root and path.startswith(root) else path)
+        await self.app(scope, receive, send)
+
+
 def _body_limit(path: str) -> int:
     if path == "/v1/embeddings":
         return LARGE_BODY_BYTES
@@ -84,14 +134,10 @@ def create_app() -> FastAPI:
     if assets:
         install_docs(app, assets)
     errors.install(app)
-    app.include_router(health.router)
-    app.include_router(predictions.router)
-    app.include_router(jobs.router)
-    app.include_router(webhooks.router)
-    app.include_router(usage.router)
-    app.include_router(openai_compat.router)
-    app.include_router(openai_files.router)
-    app.include_router(openai_batches.router)
+    groups = RouteGroups(app)
+    app.state.route_groups = groups
+    openapi.install(app, before=groups.load_all)
+    app.add_middleware(LoadRoutes, groups=groups)
 
     @app.middleware("http")
     async def reject_large_bodies(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

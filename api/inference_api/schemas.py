@@ -15,10 +15,6 @@ from inference_core.logic.webhooks import check_url
 # The response shapes are defined with the views in the layer (webhooks deliver the same); re-exported here.
 __all__ = ["JobOut", "PredictionOut", "Timestamp"]
 
-# Keeps a whole request inside one SQS message (256 KiB) with room for the envelope.
-MAX_BODY_BYTES = 200 * 1024
-# POST /v1/embeddings: under Lambda's 6 MB request payload once API Gateway has base64-encoded it.
-LARGE_BODY_BYTES = 4 * 1024 * 1024
 MAX_METADATA_ENTRIES = 16
 MAX_METADATA_KEY_CHARS = 64
 MAX_METADATA_VALUE_CHARS = 512
@@ -155,10 +151,6 @@ class ErrorDetail(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorDetail
-
-
-class Health(BaseModel):
-    status: Literal["ok"]
 
 
 # -- jobs -------------------------------------------------------------------------------------------------------------

@@ -14,9 +14,14 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
 from inference_api.errors import InvalidTextError, TooDeeplyNestedError
-from inference_api.schemas import LARGE_BODY_BYTES, MAX_BODY_BYTES
 from inference_core.errors import PayloadTooLargeError
 
+# Keeps a whole request inside one SQS message (256 KiB) with room for the envelope.
+MAX_BODY_BYTES = 200 * 1024
+# POST /v1/embeddings: under Lambda's 6 MB request payload once API Gateway has base64-encoded it.
+LARGE_BODY_BYTES = 4 * 1024 * 1024
+# POST /v1/files: room for the multipart framing and the form fields around the file itself.
+FORM_OVERHEAD_BYTES = 64 * 1024
 MAX_JSON_DEPTH = 32
 _SURROGATE = re.compile("[\ud800-\udfff]")
 

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from inference_api.schemas import MAX_BODY_BYTES, MAX_INPUT_CHARS, MAX_INPUTS
+from inference_api.schemas import MAX_INPUT_CHARS, MAX_INPUTS
+from inference_api.strict_json import MAX_BODY_BYTES
 from inference_core.logic import predictions
 from inference_core.logic.auth import create_api_key, revoke_api_key
 from tests.integration.conftest import Pipeline

@@ -92,3 +92,16 @@ def test_inbox_keys_map_to_a_tenant_and_an_outbox_base(monkeypatch: pytest.Monke
         assert job_files.inbox_file(refused) is None, refused
     assert job_files.upload_job("uploads/acme/job_1.jsonl") == ("acme", "job_1")
     assert job_files.upload_job("uploads/acme/a/b.jsonl") is None
+
+
+def test_an_unknown_name_is_echoed_at_most_64_characters_long() -> None:
+    for line in (
+        {"custom_id": "a", "inputs": "x", "parameters": {"p" * 5000: 1}},
+        {"custom_id": "a", "inputs": "x", "q" * 5000: 1},
+    ):
+        parsed = parse_line(json.dumps(line).encode(), 1)
+        assert parsed.error is not None
+        assert parsed.error.error.code == "invalid_line"
+        assert "p" * 65 not in parsed.error.error.message
+        assert "q" * 65 not in parsed.error.error.message
+        assert "p" * 64 in parsed.error.error.message or "q" * 64 in parsed.error.error.message

@@ -1,10 +1,15 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Literal
 
-from inference_api.schemas import Health
+from fastapi import APIRouter
+from pydantic import BaseModel
 
 router = APIRouter(tags=["health"])
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
 
 
 @router.get("/health", response_model=Health)

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Header, Query, Response
 
 from inference_api.auth import Tenant
+from inference_api.openapi import replies
 from inference_api.routes.predictions import IDEMPOTENCY_KEY
 from inference_api.routes.webhooks import Redelivery, WebhookDeliveryList, delivery_list, redelivery
 from inference_api.schemas import (
@@ -27,13 +28,7 @@ router = APIRouter(
     prefix="/v1/jobs",
     route_class=StrictJsonRoute,
     tags=["jobs"],
-    responses={
-        400: {"model": ErrorResponse},
-        401: {"model": ErrorResponse},
-        429: {"model": ErrorResponse},
-        404: {"model": ErrorResponse},
-        422: {"model": ErrorResponse},
-    },
+    responses=replies(ErrorResponse, 400, 401, 429, 404, 422),
 )
 _JOB_ID = re.compile(r"^job_[0-9a-f]{32}$")
 
@@ -69,7 +64,7 @@ def _checked_key(idempotency_key: str | None) -> str | None:
     "",
     status_code=201,
     response_model=JobOut,
-    responses={200: {"model": JobOut}, 409: {"model": ErrorResponse}, 413: {"model": ErrorResponse}},
+    responses={**replies(JobOut, 200), **replies(ErrorResponse, 409, 413)},
 )
 def create_job(
     tenant: Tenant,
@@ -122,7 +117,7 @@ def get_job(job_id: str, tenant: Tenant) -> JobOut:
     return present(job, jobs.upload_link(job))
 
 
-@router.post("/{job_id}/cancel", response_model=JobOut, responses={409: {"model": ErrorResponse}})
+@router.post("/{job_id}/cancel", response_model=JobOut, responses=replies(ErrorResponse, 409))
 def cancel_job(job_id: str, tenant: Tenant) -> JobOut:
     """Stop launching chunks at once; what finished is kept and downloadable once the job is `cancelled`."""
     job = jobs.cancel(tenant, _checked_id(job_id))
@@ -134,7 +129,7 @@ def cancel_job(job_id: str, tenant: Tenant) -> JobOut:
     "/{job_id}/retry",
     status_code=201,
     response_model=JobOut,
-    responses={200: {"model": JobOut}, 409: {"model": ErrorResponse}},
+    responses={**replies(JobOut, 200), **replies(ErrorResponse, 409)},
 )
 def retry_job(job_id: str, tenant: Tenant, response: Response, idempotency_key: IdempotencyKey = None) -> JobOut:
     """A new job of only the failed lines (`parent_id` set), once this one has finished. The same
@@ -157,7 +152,7 @@ def list_webhook_deliveries(job_id: str, tenant: Tenant) -> WebhookDeliveryList:
     "/{job_id}/webhook_deliveries/redeliver",
     status_code=202,
     response_model=Redelivery,
-    responses={409: {"model": ErrorResponse}},
+    responses=replies(ErrorResponse, 409),
 )
 def redeliver_webhook(job_id: str, tenant: Tenant) -> Redelivery:
     """Send the last event again (same `webhook-id`: receivers that already have it can drop it)."""

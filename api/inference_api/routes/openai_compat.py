@@ -5,12 +5,13 @@ OpenAI's envelope (inference_api.errors)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from inference_api.auth import CountingTenant, Tenant, admit_async
+from inference_api.openapi import replies
 from inference_api.schemas import MAX_WAIT_SECONDS
 from inference_api.strict_json import LargeJsonRoute
 from inference_core.domain import openai_dialect as dialect
@@ -31,9 +32,7 @@ class OpenAIError(BaseModel):
     error: OpenAIErrorBody
 
 
-OPENAI_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": OpenAIError} for status in (400, 401, 404, 409, 413, 429, 503)
-}
+OPENAI_ERRORS = replies(OpenAIError, 400, 401, 404, 409, 413, 429, 503)
 
 
 class EmbeddingItem(BaseModel):

@@ -14,13 +14,11 @@ from pydantic import BaseModel
 
 from inference_api.auth import Tenant
 from inference_api.routes.openai_compat import OPENAI_ERRORS
+from inference_api.strict_json import FORM_OVERHEAD_BYTES
 from inference_core.domain.files import StoredFile
 from inference_core.errors import PayloadTooLargeError
 from inference_core.logic import openai_files
 from inference_core.settings import get_settings
-
-# Room for the multipart framing and the form fields around the file itself.
-FORM_OVERHEAD_BYTES = 64 * 1024
 
 
 class FileRoute(APIRoute):

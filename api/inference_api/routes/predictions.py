@@ -9,16 +9,16 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from inference_api.auth import CountingTenant, Tenant, admit_async
+from inference_api.openapi import replies
 from inference_api.routes.webhooks import Redelivery, WebhookDeliveryList, delivery_list, redelivery
 from inference_api.schemas import (
-    MAX_BODY_BYTES,
     MAX_WAIT_SECONDS,
     ErrorResponse,
     PredictionCreate,
     PredictionList,
     PredictionOut,
 )
-from inference_api.strict_json import StrictJsonRoute
+from inference_api.strict_json import MAX_BODY_BYTES, StrictJsonRoute
 from inference_core.domain.predictions import Prediction, PredictionStatus
 from inference_core.errors import NotFoundError, PayloadTooLargeError, ValidationFailedError
 from inference_core.logic import predictions
@@ -29,13 +29,7 @@ router = APIRouter(
     prefix="/v1/predictions",
     route_class=StrictJsonRoute,
     tags=["predictions"],
-    responses={
-        400: {"model": ErrorResponse},
-        401: {"model": ErrorResponse},
-        429: {"model": ErrorResponse},
-        404: {"model": ErrorResponse},
-        422: {"model": ErrorResponse},
-    },
+    responses=replies(ErrorResponse, 400, 401, 429, 404, 422),
 )
 _PREDICTION_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -72,7 +66,7 @@ def _wait_seconds(prefer: str | None) -> int:
     "",
     status_code=202,
     response_model=PredictionOut,
-    responses={200: {"model": PredictionOut}, 409: {"model": ErrorResponse}, 413: {"model": ErrorResponse}},
+    responses={**replies(PredictionOut, 200), **replies(ErrorResponse, 409, 413)},
 )
 async def create_prediction(
     body: PredictionCreate,
@@ -148,7 +142,7 @@ def get_prediction(prediction_id: str, tenant: Tenant) -> PredictionOut:
     return _present(predictions.get(tenant, _checked_id(prediction_id)))
 
 
-@router.post("/{prediction_id}/cancel", response_model=PredictionOut, responses={409: {"model": ErrorResponse}})
+@router.post("/{prediction_id}/cancel", response_model=PredictionOut, responses=replies(ErrorResponse, 409))
 def cancel_prediction(prediction_id: str, tenant: Tenant) -> PredictionOut:
     """Cancel a queued or running prediction; a running one's result is discarded."""
     prediction = predictions.cancel(tenant, _checked_id(prediction_id))
@@ -167,7 +161,7 @@ def list_webhook_deliveries(prediction_id: str, tenant: Tenant) -> WebhookDelive
     "/{prediction_id}/webhook_deliveries/redeliver",
     status_code=202,
     response_model=Redelivery,
-    responses={409: {"model": ErrorResponse}},
+    responses=replies(ErrorResponse, 409),
 )
 def redeliver_webhook(prediction_id: str, tenant: Tenant) -> Redelivery:
     """Send the last event again (same `webhook-id`: receivers that already have it can drop it)."""

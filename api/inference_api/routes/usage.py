@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from inference_api.auth import Tenant
+from inference_api.openapi import replies
 from inference_api.schemas import ErrorResponse
 from inference_core.domain.clock import utc_now
 from inference_core.logic import usage
@@ -16,12 +17,7 @@ from inference_core.logic import usage
 router = APIRouter(
     prefix="/v1/usage",
     tags=["usage"],
-    responses={
-        400: {"model": ErrorResponse},
-        401: {"model": ErrorResponse},
-        422: {"model": ErrorResponse},
-        429: {"model": ErrorResponse},
-    },
+    responses=replies(ErrorResponse, 400, 401, 422, 429),
 )
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from inference_api.auth import Tenant
+from inference_api.openapi import replies
 from inference_api.schemas import ErrorResponse, Timestamp
 from inference_api.strict_json import StrictJsonRoute
 from inference_core.errors import InvalidStateError
@@ -18,7 +19,7 @@ router = APIRouter(
     prefix="/v1/webhooks",
     route_class=StrictJsonRoute,
     tags=["webhooks"],
-    responses={401: {"model": ErrorResponse}, 429: {"model": ErrorResponse}},
+    responses=replies(ErrorResponse, 401, 429),
 )
 
 

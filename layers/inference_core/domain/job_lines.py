@@ -65,7 +65,7 @@ def _parameters(document: dict[str, Any]) -> dict[str, Any]:
         raise _Refused("parameters", "must be an object")
     for name, setting in value.items():
         if name not in PARAMETER_NAMES:
-            raise _Refused(f"parameters.{name}", f"not a parameter (one of {', '.join(PARAMETER_NAMES)})")
+            raise _Refused(f"parameters.{name[:64]}", f"not a parameter (one of {', '.join(PARAMETER_NAMES)})")
         if name == "encoding_format":
             if setting not in ENCODINGS:
                 raise _Refused("parameters.encoding_format", "must be 'float' or 'base64'")

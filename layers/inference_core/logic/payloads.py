@@ -5,17 +5,20 @@ built from these and document the same shape in OpenAPI."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from inference_core.dal.objects import object_store
 from inference_core.domain.clock import format_timestamp
 from inference_core.domain.jobs import Job, JobSource
 from inference_core.domain.predictions import ErrorInfo, Prediction
-from inference_core.logic import jobs as job_logic
 from inference_core.logic.predictions import output_for, output_url
 
+if TYPE_CHECKING:
+    from inference_core.logic import jobs as job_logic
 
-def _timestamp(value: Any) -> str | None:
+
+def _timestamp(value: datetime | None) -> str | None:
     return None if value is None else format_timestamp(value)
 
 
@@ -52,6 +55,8 @@ def prediction_with_output(prediction: Prediction) -> dict[str, Any]:
 
 
 def job_payload(job: Job, upload: job_logic.UploadLink | None = None) -> dict[str, Any]:
+    from inference_core.logic import jobs as job_logic  # here: a prediction's API or webhook needs no job logic
+
     progress = job_logic.progress(job)
     output_link, error_link = job_logic.result_urls(job)
     estimate = job.estimate

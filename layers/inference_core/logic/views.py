@@ -4,15 +4,17 @@ JSON definition in `logic.payloads` that webhooks deliver as their `data`, so th
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, PlainSerializer, WithJsonSchema
 
 from inference_core.domain.clock import format_timestamp
 from inference_core.domain.jobs import Job, JobSource, JobStatus
 from inference_core.domain.predictions import Prediction, PredictionStatus
-from inference_core.logic import jobs as job_logic
 from inference_core.logic.payloads import job_payload, prediction_payload, prediction_with_output
+
+if TYPE_CHECKING:  # the job logic (and its storage) is not needed to build a view
+    from inference_core.logic import jobs as job_logic
 
 # RFC 3339, UTC, milliseconds (2026-11-23T11:23:24.760Z) on every timestamp the API returns.
 Timestamp = Annotated[
