@@ -9,11 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema, f
 from inference_core.dal.http import BlockedUrl
 from inference_core.domain.inputs import MAX_INPUT_CHARS, MAX_INPUTS, checked_texts
 from inference_core.domain.predictions import NewPrediction
-from inference_core.logic.views import JobOut, PredictionOut, Timestamp
+from inference_core.logic.views import BUILT_ON_FIRST_USE, PredictionOut, Timestamp
 from inference_core.logic.webhooks import check_url
 
 # The response shapes are defined with the views in the layer (webhooks deliver the same); re-exported here.
-__all__ = ["JobOut", "PredictionOut", "Timestamp"]
+# A job's (logic.job_views) are imported by the job routes alone.
+__all__ = ["PredictionOut", "Timestamp"]
 
 MAX_METADATA_ENTRIES = 16
 MAX_METADATA_KEY_CHARS = 64
@@ -144,12 +145,16 @@ class PredictionList(BaseModel):
 
 
 class ErrorDetail(BaseModel):
+    model_config = BUILT_ON_FIRST_USE  # documented only: the error handlers write it
+
     code: str
     message: str
     details: dict[str, Any] | list[Any] | None = None
 
 
 class ErrorResponse(BaseModel):
+    model_config = BUILT_ON_FIRST_USE  # documented only: the error handlers write it
+
     error: ErrorDetail
 
 
@@ -157,6 +162,8 @@ class ErrorResponse(BaseModel):
 
 
 class JobCreate(_Labelled):
+    model_config = BUILT_ON_FIRST_USE
+
     webhook_events_filter: list[Literal["completed", "progress"]] | None = Field(
         default=None,
         min_length=1,
@@ -169,8 +176,3 @@ class JobCreate(_Labelled):
         description="Validate the file and estimate the run (inputs, tokens, endpoint time and cost, ETA) without "
         "running anything: the job ends `validated`.",
     )
-
-
-class JobList(BaseModel):
-    data: list[JobOut]
-    next_cursor: str | None

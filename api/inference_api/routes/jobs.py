@@ -6,22 +6,18 @@ import re
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, Response
+from pydantic import BaseModel
 
 from inference_api.auth import Tenant
 from inference_api.openapi import replies
 from inference_api.routes.predictions import IDEMPOTENCY_KEY
 from inference_api.routes.webhooks import Redelivery, WebhookDeliveryList, delivery_list, redelivery
-from inference_api.schemas import (
-    ErrorResponse,
-    JobCreate,
-    JobList,
-    JobOut,
-)
+from inference_api.schemas import ErrorResponse, JobCreate
 from inference_api.strict_json import StrictJsonRoute
 from inference_core.domain.jobs import Job
 from inference_core.errors import NotFoundError, ValidationFailedError
 from inference_core.logic import jobs
-from inference_core.logic.views import job_view
+from inference_core.logic.job_views import JobOut, job_view
 from inference_core.observability import MetricUnit, logger, metrics
 
 router = APIRouter(
@@ -38,6 +34,11 @@ def _checked_id(job_id: str) -> str:
         raise NotFoundError("job not found", {"id": job_id[:64]})
     logger.set_correlation_id(job_id)
     return job_id
+
+
+class JobList(BaseModel):
+    data: list[JobOut]
+    next_cursor: str | None
 
 
 def present(job: Job, upload: jobs.UploadLink | None = None) -> JobOut:

@@ -17,11 +17,14 @@ from inference_api.strict_json import LargeJsonRoute
 from inference_core.domain import openai_dialect as dialect
 from inference_core.domain.openai_requests import EmbeddingsRequest
 from inference_core.logic import embeddings
+from inference_core.logic.views import BUILT_ON_FIRST_USE
 
 router = APIRouter(prefix="/v1", route_class=LargeJsonRoute, tags=["openai-compatible"])
 
 
 class OpenAIErrorBody(BaseModel):
+    model_config = BUILT_ON_FIRST_USE  # documented only: the error handlers write it
+
     message: str
     type: str
     param: str | None
@@ -29,6 +32,8 @@ class OpenAIErrorBody(BaseModel):
 
 
 class OpenAIError(BaseModel):
+    model_config = BUILT_ON_FIRST_USE  # documented only: the error handlers write it
+
     error: OpenAIErrorBody
 
 

@@ -14,6 +14,7 @@ from inference_api.strict_json import StrictJsonRoute
 from inference_core.errors import InvalidStateError
 from inference_core.logic import webhook_secrets
 from inference_core.logic import webhooks as webhook_logic
+from inference_core.logic.views import BUILT_ON_FIRST_USE
 
 router = APIRouter(
     prefix="/v1/webhooks",
@@ -24,6 +25,8 @@ router = APIRouter(
 
 
 class WebhookSecret(BaseModel):
+    model_config = BUILT_ON_FIRST_USE  # the prediction routes import this module too
+
     secret: str = Field(description="`whsec_` + base64 of 32 random bytes: the HMAC-SHA256 key of `v1` signatures.")
     previous_valid_until: Timestamp | None = Field(
         default=None, description="After a rotation: until when deliveries are also signed with the previous secret."
