@@ -57,7 +57,7 @@ def install_docs(app: FastAPI, assets: Path) -> None:
 
 # Each module of inference_api.routes, and the paths its routes serve. A group is imported and its routes added on
 # the first request under one of its paths, so a cold start builds only what its request needs (the routes and
-# their pydantic models are about a third of the API's import); /openapi.json loads them all.
+# their pydantic models were over a quarter of the API's import); /openapi.json loads them all.
 ROUTE_GROUPS: dict[str, tuple[str, ...]] = {
     "health": ("/health",),
     "predictions": ("/v1/predictions",),
@@ -76,7 +76,7 @@ class RouteGroups:
     def __init__(self, app: FastAPI) -> None:
         self.app = app
         self._loaded: set[str] = set()
-        self._lock = threading.Lock()  # uvicorn's worker threads and the event loop may both ask
+        self._lock = threading.Lock()  # the app may serve from several threads (a test client, a threaded server)
 
     @property
     def loaded(self) -> frozenset[str]:

@@ -17,7 +17,9 @@ from typing import get_type_hints
 from inference_core.errors import ConfigurationError
 
 
-@dataclass(frozen=True)
+# No generated __eq__ or __repr__: about half of building this 80-field class on every cold start, and neither is
+# used (one instance per process; a repr would put every value in a log line).
+@dataclass(frozen=True, eq=False, repr=False)
 class Settings:
     # Names: Globals.Function.Environment in template.yaml.
     table_name: str

@@ -10,9 +10,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
+from pydantic import create_model
 
 from inference_api.app import ROUTE_GROUPS, RouteGroups, create_app
+from inference_api.openapi import replies
+from inference_api.schemas import ErrorResponse
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -96,3 +100,10 @@ def test_importing_the_handler_builds_no_route_group() -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"
+
+
+def test_two_documented_models_of_one_name_are_refused() -> None:
+    replies(ErrorResponse, 400)  # the same model again is fine
+    impostor = create_model("ErrorResponse", detail=(str, ...))
+    with pytest.raises(ValueError, match="named ErrorResponse"):
+        replies(impostor, 400)
