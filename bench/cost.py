@@ -157,6 +157,12 @@ def read_units(size: int, consistent: bool) -> float:
     return max(1, math.ceil(size / (4 * KIB))) * (1.0 if consistent else 0.5)  # per 4 KB; half if eventual
 
 
+def item_kind(key: str) -> str:
+    """`PRED`, `BATCH`, ...: what comes before the first `#` of an item's partition key (a key as `key_of` makes)."""
+    first = next(iter(json.loads(key).values()), None)
+    return str(next(iter(first.values()))).split("#")[0] if isinstance(first, dict) else "item"
+
+
 @dataclass
 class IndexInfo:
     name: str
@@ -303,6 +309,7 @@ def _new_phase() -> dict[str, Any]:
         "s3_bytes": Counter(),  # "<source> <Operation>": bytes put or got
         "ddb_wru": Counter(),  # "table <name>" | "index <name>"
         "ddb_wru_by_op": Counter(),
+        "ddb_wru_by_kind": Counter(),  # "<item kind> <Operation>": table and index units
         "ddb_rru_by_op": Counter(),
         "ddb_failed_conditions": 0,
         "ddb_written": Counter(),  # (table, key json) -> writes
@@ -487,19 +494,24 @@ class Meter:
         if error and error not in ("ConditionalCheckFailedException", "TransactionCanceledException"):
             return {}  # throttled or invalid: nothing consumed
         units: Counter[str] = Counter()
+        by_kind: Counter[str] = Counter()
+        label = operation + (" (condition failed)" if error else "")
         for ref, factor in refs:
             table = self.tables[ref[0]]
             before = (old or {}).get(ref)
+            spent = sum(units.values())
             if error:  # a failed condition still costs the existing item's size
                 units[f"table {table.name}"] += factor * write_units(item_size(before))
-                continue
-            after = self.reader.get(ref[0], json.loads(ref[1]))
-            units[f"table {table.name}"] += factor * write_units(max(item_size(before), item_size(after)))
-            for index, count in table.index_write_units(before, after).items():
-                units[f"index {index}"] += factor * count
+            else:
+                after = self.reader.get(ref[0], json.loads(ref[1]))
+                units[f"table {table.name}"] += factor * write_units(max(item_size(before), item_size(after)))
+                for index, count in table.index_write_units(before, after).items():
+                    units[f"index {index}"] += factor * count
+            by_kind[f"{item_kind(ref[1])} {label}"] += sum(units.values()) - spent
         return {
             "ddb_wru": units,
-            "ddb_wru_by_op": {operation + (" (condition failed)" if error else ""): sum(units.values())},
+            "ddb_wru_by_kind": by_kind,
+            "ddb_wru_by_op": {label: sum(units.values())},
             "ddb_failed_conditions": 1 if error else 0,
             "ddb_written": [] if error else [ref for ref, _ in refs],
         }
@@ -939,9 +951,7 @@ class Harness:
             item = self.meter.reader.get(table_name, json.loads(key))
             if item is None:
                 continue
-            kind = next(iter(json.loads(key).values()))
-            kind_name = str(next(iter(kind.values()))).split("#")[0] if isinstance(kind, dict) else "item"
-            sizes[kind_name].append(item_size(item))
+            sizes[item_kind(key)].append(item_size(item))
             entries = [table.entry(item, index) for index in table.indexes]
             size = item_size(item) + 100 + sum(item_size(e) + 100 for e in entries if e is not None)
             days = self.retention_days
@@ -1292,6 +1302,11 @@ def _render_workload(
     lines += ["", f"AWS requests per {unit[:-1]} by operation ({workload}):", ""]
     requests = [[o, *(f"{counts[c].get(o, 0):.3f}" for c in configs)] for o in operations]
     lines += [table(["operation (source)", *(names[c] for c in configs)], requests, "l" + "r" * len(configs)), ""]
+    units = {c: tables[c].get("ddb_wru_by_kind", {}) for c in configs}  # a run from before it was counted lacks it
+    kinds = sorted({k for c in configs for k in units[c]})
+    rows = [[k, *(f"{units[c].get(k, 0) / tables[c]['predictions']:.3f}" for c in configs)] for k in kinds]
+    lines += [f"DynamoDB write units per {unit[:-1]} by item kind and operation, table and indexes ({workload}):", ""]
+    lines += [table(["item kind, operation", *(names[c] for c in configs)], rows, "l" + "r" * len(configs)), ""]
     return lines
 
 

@@ -7,11 +7,11 @@ import json
 import pytest
 
 from inference_core.dal import job_files
+from inference_core.domain.inputs import estimated_tokens
 from inference_core.domain.job_lines import parse_line
 from inference_core.domain.jobs import (
     MAX_LINE_BYTES,
     chunk_line_id,
-    estimated_tokens,
     split_chunk_line_id,
 )
 

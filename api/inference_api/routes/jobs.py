@@ -11,9 +11,9 @@ from pydantic import BaseModel
 from inference_api.auth import Tenant
 from inference_api.openapi import replies
 from inference_api.routes.predictions import IDEMPOTENCY_KEY
-from inference_api.routes.webhooks import Redelivery, WebhookDeliveryList, delivery_list, redelivery
 from inference_api.schemas import ErrorResponse, JobCreate
 from inference_api.strict_json import StrictJsonRoute
+from inference_api.webhook_deliveries import Redelivery, WebhookDeliveryList, delivery_list, redelivery
 from inference_core.domain.jobs import Job
 from inference_core.errors import NotFoundError, ValidationFailedError
 from inference_core.logic import jobs

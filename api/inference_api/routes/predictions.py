@@ -10,7 +10,6 @@ from fastapi import APIRouter, Header, Query, Request, Response
 
 from inference_api.auth import CountingTenant, Tenant, admit_async
 from inference_api.openapi import replies
-from inference_api.routes.webhooks import Redelivery, WebhookDeliveryList, delivery_list, redelivery
 from inference_api.schemas import (
     MAX_WAIT_SECONDS,
     ErrorResponse,
@@ -19,6 +18,7 @@ from inference_api.schemas import (
     PredictionOut,
 )
 from inference_api.strict_json import MAX_BODY_BYTES, StrictJsonRoute
+from inference_api.webhook_deliveries import Redelivery, WebhookDeliveryList, delivery_list, redelivery
 from inference_core.domain.predictions import Prediction, PredictionStatus
 from inference_core.errors import NotFoundError, PayloadTooLargeError, ValidationFailedError
 from inference_core.logic import predictions

@@ -11,10 +11,7 @@ from inference_api.auth import Tenant
 from inference_api.openapi import replies
 from inference_api.schemas import ErrorResponse, Timestamp
 from inference_api.strict_json import StrictJsonRoute
-from inference_core.errors import InvalidStateError
 from inference_core.logic import webhook_secrets
-from inference_core.logic import webhooks as webhook_logic
-from inference_core.logic.views import BUILT_ON_FIRST_USE
 
 router = APIRouter(
     prefix="/v1/webhooks",
@@ -25,8 +22,6 @@ router = APIRouter(
 
 
 class WebhookSecret(BaseModel):
-    model_config = BUILT_ON_FIRST_USE  # the prediction routes import this module too
-
     secret: str = Field(description="`whsec_` + base64 of 32 random bytes: the HMAC-SHA256 key of `v1` signatures.")
     previous_valid_until: Timestamp | None = Field(
         default=None, description="After a rotation: until when deliveries are also signed with the previous secret."
@@ -50,36 +45,3 @@ def rotate_secret(tenant: Tenant) -> WebhookSecret:
 
 def _overlap(secrets: webhook_secrets.SigningSecrets) -> datetime | None:
     return secrets.previous_until if secrets.previous else None
-
-
-class WebhookDeliveryOut(BaseModel):
-    webhook_id: str
-    event: str
-    attempt: int
-    at: str
-    status_code: int | None = Field(default=None, description="The receiver's answer (absent when none came).")
-    error: str | None = Field(default=None, description="Why the attempt failed (absent when it was delivered).")
-    duration_ms: int
-
-
-class WebhookDeliveryList(BaseModel):
-    data: list[WebhookDeliveryOut]
-
-
-class Redelivery(BaseModel):
-    webhook_id: str
-    event: str
-
-
-def delivery_list(subject_id: str) -> WebhookDeliveryList:
-    """Attempts, oldest first."""
-    return WebhookDeliveryList(
-        data=[WebhookDeliveryOut(**attempt.__dict__) for attempt in webhook_logic.deliveries(subject_id)]
-    )
-
-
-def redelivery(subject_id: str) -> Redelivery:
-    event = webhook_logic.redeliver(subject_id)
-    if event is None:
-        raise InvalidStateError("no webhook event was sent for this object yet", {"id": subject_id})
-    return Redelivery(webhook_id=event.webhook_id, event=event.event)

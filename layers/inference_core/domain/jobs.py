@@ -280,22 +280,3 @@ def chunk_line_id(line: int, custom_id: str) -> str:
 def split_chunk_line_id(value: str) -> tuple[int, str]:
     line, _, custom_id = value.partition(":")
     return int(line), custom_id
-
-
-def estimated_tokens(text: str) -> int:
-    """WordPiece-like count without the tokenizer (kept out of Lambda): words and punctuation, plus the two
-    special tokens; long words split into several pieces. Within about 15% of the real count on English."""
-    tokens = 2
-    word = 0
-    for ch in text:
-        if ch.isalnum():
-            word += 1
-            continue
-        if word:
-            tokens += 1 + (word - 1) // 6
-            word = 0
-        if not ch.isspace():
-            tokens += 1
-    if word:
-        tokens += 1 + (word - 1) // 6
-    return tokens

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from inference_core.dal.idempotency import idempotency_store
-from inference_core.domain.inputs import MAX_INPUTS
-from inference_core.domain.jobs import estimated_tokens
+from inference_core.domain.inputs import MAX_INPUTS, estimated_tokens
 from inference_core.domain.limits import Lane
 from inference_core.domain.openai_dialect import InvalidRequest
 from inference_core.domain.openai_requests import EmbeddingsRequest

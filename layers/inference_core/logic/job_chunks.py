@@ -18,11 +18,11 @@ from inference_core.dal.objects import batch_failure_prefix, batch_output_key, o
 from inference_core.dal.usage import usage_store
 from inference_core.domain.batches import JOB_PREFIX, AsyncInferenceNotification, InvocationStatus, ResultLine
 from inference_core.domain.documents import InvalidDocument
+from inference_core.domain.inputs import estimated_tokens
 from inference_core.domain.jobs import (
     Job,
     JobApi,
     error_line,
-    estimated_tokens,
     output_line,
     progress_event,
     split_chunk_line_id,

@@ -21,6 +21,7 @@ from inference_core.dal.objects import StreamingWriter, object_store
 from inference_core.domain import documents as doc
 from inference_core.domain.batches import JOB_PREFIX, BatchLine
 from inference_core.domain.clock import utc_now
+from inference_core.domain.inputs import estimated_tokens
 from inference_core.domain.job_lines import parse_line
 from inference_core.domain.jobs import (
     ERRORS_SHOWN,
@@ -35,7 +36,6 @@ from inference_core.domain.jobs import (
     LineError,
     chunk_line_id,
     completion_event,
-    estimated_tokens,
 )
 from inference_core.domain.predictions import ErrorInfo
 from inference_core.errors import RateLimitedError

@@ -21,7 +21,7 @@ from inference_core.dal.results import result_store
 from inference_core.dal.table import InvalidCursor
 from inference_core.domain.batches import WorkItem
 from inference_core.domain.clock import utc_now
-from inference_core.domain.jobs import estimated_tokens
+from inference_core.domain.inputs import estimated_tokens
 from inference_core.domain.limits import Lane
 from inference_core.domain.predictions import ErrorInfo, NewPrediction, Page, Prediction, PredictionStatus, event_on
 from inference_core.domain.result_cache import CACHE_PARAMETER, partial_output
